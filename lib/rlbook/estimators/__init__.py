@@ -1,0 +1,62 @@
+"""Advantage estimators: a registry of pure tensor functions ``fn(rewards[P, G], *, context, hyper) -> [P, G]``.
+
+>>> from rlbook import estimators
+>>> estimators.available()[:3]
+['a_grae', 'ace', 'arm']
+>>> adv = estimators.compute("grpo", rewards, context=estimators.example_context(P, G))  # doctest: +SKIP
+
+Families: ``baselines`` (REINFORCE, RLOO, REINFORCE++), ``group`` (GRPO and its variants, BNPO, NGRPO,
+A-GRAE, Stratified), ``multi`` (DVAO, conditional/HDPO, DRPO), ``confidence`` (ACE, ARM, CANON, COPO),
+``stateful`` (single-stream SPO tracker).  See docs/ARCHITECTURE.md for the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import baselines, confidence, group, multi, stateful  # noqa: F401  (registration side effects)
+from ._registry import CONTEXT_NAMES, available, compute, get, hyper_parameters, make_state, register
+from .stateful import ValueTracker
+
+__all__ = [
+    "CONTEXT_NAMES",
+    "ValueTracker",
+    "available",
+    "compute",
+    "example_context",
+    "get",
+    "hyper_parameters",
+    "make_state",
+    "register",
+]
+
+
+def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: int = 32) -> dict[str, Any]:
+    """A full, realistic context for ``P`` prompts x ``G`` samples (for tests and notebooks).
+
+    ``reward_parts[..., 0]`` is a binary correctness score, the other K-1 parts are continuous in
+    [0, 1]; ``correct`` is part 0 >= 1.  The matching scalar rewards are
+    ``(ctx["reward_parts"] * ctx["part_weights"]).sum(-1)``.  ``state`` is not included: add
+    ``make_state(name)`` for a stateful estimator.
+    """
+    if K < 1:
+        raise ValueError(f"K={K} must be >= 1")
+    gen = torch.Generator().manual_seed(seed)
+    acc = (torch.rand(P, 1, generator=gen) * torch.ones(P, G)).clamp(0.05, 0.95)
+    binary = (torch.rand(P, G, generator=gen) < acc).float()
+    cont = torch.rand(P, G, K - 1, generator=gen)
+    parts = torch.cat([binary.unsqueeze(-1), cont], dim=-1)
+    weights = torch.tensor([1.0] + [0.5] * (K - 1))
+    return {
+        "lengths": torch.randint(1, max_new_tokens + 1, (P, G), generator=gen).float(),
+        "reward_parts": parts,
+        "part_weights": weights,
+        "correct": binary >= 1.0,
+        "prompt_ids": torch.randperm(10 * P + 10, generator=gen)[:P],
+        "seq_log_ratio": torch.randn(P, G, generator=gen) * 0.5,
+        "max_new_tokens": max_new_tokens,
+        "step": 3,
+        "total_steps": 10,
+    }

@@ -1,0 +1,220 @@
+"""Group-relative estimators: GRPO and the variants that change its mean, its scale or its weighting."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlbook.config import ParamError
+
+from ._registry import register
+from ._util import EPS, batch_std, group_mean_std, grpo_advantage, masked_group_stats, to_unit
+
+
+@register("grpo")
+def grpo(rewards: Tensor, *, eps: float = EPS) -> Tensor:
+    """A = (r - group mean) / (group std + eps), std with Bessel's correction.
+
+    Source: Shao et al., "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language
+    Models" (2024), Sec. 4.1.2 outcome supervision; code: verl ``compute_grpo_outcome_advantage``.
+    Same as the code (a group of one gets A = r).
+    """
+    return grpo_advantage(rewards, eps=eps)
+
+
+@register("dr_grpo")
+def dr_grpo(rewards: Tensor) -> Tensor:
+    """A = r - group mean (no division by the group std).
+
+    Source: Liu et al., "Understanding R1-Zero-Like Training: A Critical Perspective" (2025), Dr. GRPO
+    Eq. 3.  The paper's other half, the constant length normaliser, lives in the loss aggregation
+    ``seq_mean_token_sum_norm`` (``rlbook.losses``), not here.
+    """
+    return grpo_advantage(rewards, scale=False)
+
+
+@register("lite_ppo")
+def lite_ppo(rewards: Tensor, *, eps: float = EPS) -> Tensor:
+    """A = (r - group mean) / (batch std of the rewards + eps): group-level mean, batch-level std.
+
+    Source: Liu et al., "Part I: Tricks or Traps? A Deep Dive into RL for LLM Reasoning" (2025),
+    Sec. 4.1 / Lite PPO (group-mean + batch-std normalisation).  The paper's second trick,
+    token-level loss aggregation, is ``aggregation="token_mean"`` in the trainer config.
+    """
+    mean, _ = group_mean_std(rewards)
+    return (rewards - mean) / (batch_std(rewards) + eps)
+
+
+@register("ngrpo")
+def ngrpo(rewards: Tensor, *, max_reward: float = 1.0, n_virtual: int = 1, eps: float = EPS) -> Tensor:
+    """GRPO whose group mean and std also count ``n_virtual`` virtual samples of reward ``max_reward``.
+
+    An all-wrong group then gets negative advantages instead of zeros (advantage calibration).
+    Source: Nan et al., "NGRPO: Negative-enhanced Group Relative Policy Optimization" (2025); code:
+    github.com/nangongrui-ngr/NGRPO ``verl/trainer/ppo/core_algos.py::compute_ngrpo_outcome_advantage``
+    (mean and unbiased std over the group plus ``add_max_reward_num`` copies of ``max_reward``).
+    Same as the code; the paper's asymmetric clipping is a loss setting (looser upper clip for
+    positive advantages, stricter lower clip for negative ones: ``eps_high`` > ``eps_low``, the
+    official script uses 0.24 / 0.16), not part of this estimator.
+    """
+    if n_virtual < 0:
+        raise ParamError(f"n_virtual={n_virtual!r} must be >= 0")
+    p, g = rewards.shape
+    if g == 1 and n_virtual == 0:
+        return rewards.clone()
+    virtual = torch.full((p, n_virtual), float(max_reward), dtype=rewards.dtype, device=rewards.device)
+    aug = torch.cat([rewards, virtual], dim=1)
+    mean = aug.mean(dim=1, keepdim=True)
+    std = aug.std(dim=1, keepdim=True, correction=1)
+    return (rewards - mean) / (std + eps)
+
+
+def _beta_log_pdf(x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
+    """log Beta(x; alpha, beta), exact at x = 0 or 1 (xlogy gives 0 * log 0 = 0)."""
+    log_norm = torch.lgamma(alpha + beta) - torch.lgamma(alpha) - torch.lgamma(beta)
+    return torch.xlogy(alpha - 1, x) + torch.xlogy(beta - 1, 1 - x) + log_norm
+
+
+def _bnpo_single(scores: Tensor, max_weight: float) -> Tensor:
+    """BNPO on rewards already mapped to [0, 1]; returns A = (r - p) / Beta_pdf(p; alpha, beta)."""
+    p_group = scores.mean(dim=1, keepdim=True) if scores.shape[1] > 1 else torch.zeros_like(scores)
+    means = p_group[:, 0].double()
+    if means.numel() > 1:
+        m, v = means.mean(), means.var(correction=1)
+    else:  # the official code's convention for a single prompt
+        m, v = torch.zeros((), dtype=torch.float64), torch.ones((), dtype=torch.float64)
+    if v <= 0:  # all group means equal: nothing to fit, use the uniform Beta(1, 1)
+        alpha = beta = torch.ones((), dtype=torch.float64)
+    else:
+        k = m * (1 - m) / v - 1
+        alpha = torch.clamp(1 + k * m / 3, min=1.0)
+        beta = torch.clamp(1 + k * (1 - m) / 3, min=1.0)
+    pdf = _beta_log_pdf(p_group.double(), alpha, beta).exp()
+    weight = (1.0 / pdf).clamp(max=max_weight)  # 1/0 = inf -> max_weight
+    return (weight * (scores.double() - p_group.double())).to(scores.dtype)
+
+
+@register("bnpo")
+def bnpo(
+    rewards: Tensor,
+    *,
+    reward_parts: Tensor | None = None,
+    part_weights: Tensor | None = None,
+    min_value: float = 0.0,
+    max_value: float = 1.0,
+    max_weight: float = 1e6,
+    decompose: bool = True,
+) -> Tensor:
+    """Beta-normalised advantage A_i = (r_i - p) / Beta_pdf(p; alpha, beta).
+
+    p = group mean of the rewards mapped to [0, 1] by (min_value, max_value); a Beta is fitted to the
+    batch's group means by moments: m = mean(p), v = var(p) (unbiased), a = (m(1-m)/v - 1) m,
+    b = (m(1-m)/v - 1)(1-m), alpha = max(1, 1 + a/3), beta = max(1, 1 + b/3); 1/pdf is capped at
+    ``max_weight``.  With ``reward_parts`` of K > 1 parts and ``decompose``, each part is normalised
+    separately (mapped by the same min/max) and the advantages are summed with ``part_weights``
+    (the paper's advantage decomposition).
+
+    Source: Xiao et al., "BNPO: Beta Normalization Policy Optimization" (2025), Eq. for alpha/beta and
+    Sec. "advantage decomposition"; code: github.com/changyi7231/BNPO
+    ``recipe/bnpo/src/bnpo_ray_trainer.py::compute_bnpo_outcome_advantage``.  Differs from the code
+    only where the code divides by zero: when all group means are equal (v = 0, e.g. an all-0 or
+    all-1 batch) we use alpha = beta = 1, i.e. A = r - p.
+    """
+    if reward_parts is not None and decompose and reward_parts.dim() == 3 and reward_parts.shape[-1] > 1:
+        k = reward_parts.shape[-1]
+        w = part_weights if part_weights is not None else torch.ones(k, device=rewards.device)
+        parts = [
+            _bnpo_single(to_unit(reward_parts[..., i].float(), min_value, max_value), max_weight)
+            for i in range(k)
+        ]
+        return sum(float(w[i]) * parts[i] for i in range(k))
+    return _bnpo_single(to_unit(rewards, min_value, max_value), max_weight)
+
+
+@register("a_grae")
+def a_grae(
+    rewards: Tensor,
+    *,
+    step: int = 0,
+    total_steps: int = 1,
+    curriculum: str = "accuracy",
+    positive_alpha: float = 1.0,
+    norm_std: bool = True,
+    eps: float = EPS,
+) -> Tensor:
+    """Asymmetric GRAE: GRPO advantage reweighted for difficulty and with positive advantages scaled down.
+
+    With p = group accuracy (rewards in [0, 1]) and t in [0, 1] the training progress:
+      A' = 0.5 A [ (1 - t) / (1 - sqrt(p) + eps) + t / (sqrt(p) + eps) ]   (easy first, hard later)
+      A' <- A' * min(1, m / positive_alpha)   where A' > 0, m = batch mean accuracy.
+    Source: "Unveiling Implicit Advantage Symmetry: Why GRPO Struggles with Exploration and Difficulty
+    Adaptation" (2026); code: github.com/Yu7-code/A-GRAE ``verl/trainer/ppo/core_algos.py::
+    compute_grpo_outcome_advantage`` (``grpo_weight == 2.0`` branch).  The code uses the batch mean
+    accuracy m as the progress t (``curriculum="accuracy"``, the default, as the code);
+    ``curriculum="step"`` uses step / total_steps instead (our addition: the code's trainer also
+    anneals a ``grpo_weight`` from 2 to 1 with steps, but that only gates the branch on/off).
+    ``positive_alpha`` is the code's ``alpha`` (1 for math).
+    """
+    if curriculum not in ("accuracy", "step"):
+        raise ParamError(f"curriculum={curriculum!r} is not allowed; allowed: accuracy, step")
+    adv = grpo_advantage(rewards, eps=eps, scale=norm_std)
+    p = rewards.mean(dim=1, keepdim=True).clamp(0.0, 1.0)
+    m = p.mean()
+    t = m if curriculum == "accuracy" else torch.tensor(min(max(step / max(total_steps, 1), 0.0), 1.0))
+    sq = p.sqrt()
+    out = 0.5 * adv * ((1 - t) / (1 - sq + eps) + t / (sq + eps))
+    shrink = torch.clamp(m / positive_alpha, max=1.0)
+    return torch.where(out > 0, out * shrink, out)
+
+
+def _strata(
+    lengths: Tensor | None, reward_parts: Tensor | None, key: str, part: int, n_strata: int
+) -> Tensor:
+    """Integer stratum id per sample, ``[P, G]``."""
+    if key == "length":
+        if lengths is None:
+            raise ParamError("stratified key='length' needs context 'lengths'")
+        flat = lengths.float().flatten()
+        qs = torch.quantile(flat, torch.linspace(0, 1, n_strata + 1, device=flat.device)[1:-1])
+        return torch.bucketize(lengths.float().contiguous(), qs.contiguous())
+    if key == "part":
+        if reward_parts is None:
+            raise ParamError("stratified key='part' needs context 'reward_parts'")
+        vals = reward_parts[..., part].float()
+        return torch.unique(torch.round(vals * 1e4), return_inverse=True)[1].reshape(vals.shape)
+    raise ParamError(f"key={key!r} is not allowed; allowed: length, part")
+
+
+@register("stratified")
+def stratified(
+    rewards: Tensor,
+    *,
+    lengths: Tensor | None = None,
+    reward_parts: Tensor | None = None,
+    key: str = "length",
+    part: int = -1,
+    n_strata: int = 2,
+    blend: float = 0.5,
+    eps: float = EPS,
+) -> Tensor:
+    """Stratified advantage normalisation (SAN) blended with the group (GRPO) estimate.
+
+    Within each prompt's group, samples are partitioned into strata; A_SAN = (r - stratum mean) /
+    (stratum std + eps) and A = blend * A_SAN + (1 - blend) * A_GRPO.
+    Source: Zhu et al., "Stratified GRPO: Handling Structural Heterogeneity in Reinforcement Learning of
+    LLM Search Agents" (2025), SAN (Sec. 4) and the linear blend with the global estimator.  The paper
+    stratifies search-agent trajectories by their number/outcome of search calls; we have no tools,
+    so the stratum key is a parameter: ``key="length"`` buckets completion lengths into ``n_strata``
+    batch quantiles, ``key="part"`` uses the distinct values of reward part ``part`` (e.g. format
+    followed or not).  ``blend`` (our default 0.5) is not stated in the abstract.  A stratum of one
+    sample gets A_SAN = 0; strata use the population std.
+    """
+    if not 0.0 <= blend <= 1.0:
+        raise ParamError(f"blend={blend!r} must be in [0, 1]")
+    ids = _strata(lengths, reward_parts, key, part, n_strata)
+    san = torch.zeros_like(rewards)
+    for s in torch.unique(ids).tolist():
+        mask = ids == s
+        mean, std, _ = masked_group_stats(rewards, mask)
+        san = torch.where(mask, (rewards - mean) / (std + eps), san)
+    return blend * san + (1 - blend) * grpo_advantage(rewards, eps=eps)
