@@ -224,7 +224,9 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def tiny_llama(vocab_size: int = 64, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0):
+def tiny_llama(
+    vocab_size: int = 64, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0, init_std: float = 0.02
+):
     """A randomly initialised Llama of a few thousand parameters, for tests and timing."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -241,5 +243,6 @@ def tiny_llama(vocab_size: int = 64, hidden: int = 32, layers: int = 2, heads: i
         eos_token_id=2,
         pad_token_id=2,
         tie_word_embeddings=True,
+        initializer_range=init_std,
     )
     return LlamaForCausalLM(cfg)

@@ -1,0 +1,502 @@
+"""The GRPO-style LoRA trainer: one readable loop, each step of the algorithm visible and named.
+
+One ``Trainer.step()`` is:
+
+1. **sample prompts**: P problems from the training split (``rlbook.sampling``);
+2. **rollout**: G completions per prompt, batched generation with a KV cache (left-padded prompts);
+3. **score**: each reward function of ``cfg.rewards`` (``rlbook.rewards``), weighted into one scalar;
+4. **advantages**: ``rlbook.estimators.compute(cfg.estimator, rewards, context)``;
+5. **policy update**: ``inner_epochs`` passes of micro-batched forward/backward of the policy loss
+   (``rlbook.losses``, PPO clipping with eps_low / eps_high by default) aggregated by ``cfg.aggregation``,
+   plus optional KL to the reference (the same model with the LoRA adapter disabled), gradient clipping
+   and one AdamW step on the LoRA parameters per epoch.
+
+Old log-probs: the gradient is accumulated over all micro-batches before the single optimizer step
+of an epoch, so the parameters do not move during the first epoch; its log-probs (detached) are the
+"old" log-probs, and the first epoch's importance ratio is exactly 1.
+
+Position ids: generation with left padding numbers the positions from the first real token
+(``cumsum(attention_mask) - 1``); the training forward passes the same position ids, so the
+log-prob of a sampled token under the training forward equals the one the sampler used.
+Log-probs are those of the sampling distribution, ``log_softmax(logits / temperature)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from rlbook import estimators, losses, rewards, sampling
+from rlbook.config import TrainConfig
+from rlbook.models import Tokenizer, has_adapter, reference_mode, trainable_parameters
+from rlbook.tasks import Problem, Task
+
+# Losses whose per-token value is exactly zero when the advantage is zero (and which look at no
+# other sample), so samples with A = 0 can be left out of the training pass without changing the
+# gradient, provided the aggregation is normalised by the whole batch's counts and there is no KL.
+ZERO_ADVANTAGE_SAFE_LOSSES = {"ppo_clip", "gspo", "sapo", "cispo"}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. too many consecutive non-finite steps)."""
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled completions, flattened to B = P * G rows (prompt-major)."""
+
+    input_ids: torch.Tensor  # [B, Lp + Lc]: left-padded prompt, then completion (padded after EOS)
+    attention_mask: torch.Tensor  # [B, Lp + Lc]: 1 on real prompt tokens and on completion tokens through EOS
+    prompt_len: int  # Lp
+    completion_ids: torch.Tensor  # [B, Lc]
+    completion_mask: torch.Tensor  # [B, Lc] float: 1 through the first EOS, 0 after it
+    texts: list[str]  # decoded completions (special tokens removed)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(-1).long()
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
+    """1 for every completion token up to and including the first EOS, 0 afterwards (never padding)."""
+    is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))
+    # Number of EOS tokens strictly before each position; a token counts while none came before it.
+    eos_before = torch.cumsum(is_eos.long(), dim=-1) - is_eos.long()
+    return (eos_before == 0).float()
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions as ``generate`` numbers them under left padding: 0 at the first real token."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.clamp(min=0)
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of the last ``n_completion`` tokens of each row (and their entropies).
+
+    Logits are computed only at the positions that predict completion tokens (``logits_to_keep``),
+    so the vocabulary projection skips the prompt.
+    """
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        logits_to_keep=n_completion + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :].float() / temperature  # [B, Lc, V] predicting each completion token
+    targets = input_ids[:, -n_completion:]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+class Trainer:
+    """GRPO-style trainer over a LoRA policy; ``step()`` runs one full iteration and returns its metrics."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: Tokenizer,
+        task: Task,
+        cfg: TrainConfig | dict[str, Any] | None = None,
+        metrics_path: str | Path | None = None,
+        progress: bool = True,
+    ):
+        from rlbook.config import build
+
+        self.cfg = build(TrainConfig, cfg or {}, "train")
+        self.model = model
+        self.tok = tokenizer
+        self.task = task
+        self.device = next(model.parameters()).device
+        self.progress = progress
+        self.metrics_path = Path(metrics_path) if metrics_path else None
+        self.history: list[dict[str, Any]] = []
+        self.step_count = 0
+        self.bad_steps = 0
+        self.eos_ids = self._eos_ids()
+        seed_everything(self.cfg.seed)
+        self.sampler = sampling.make(self.cfg.sampler, len(task.train), seed=self.cfg.seed, **self.cfg.sampler_kwargs)
+        self.estimator_state = estimators.make_state(self.cfg.estimator)
+        self.reward_fns = [(r["name"], float(r.get("weight", 1.0)), rewards.get(r["name"]), r.get("kwargs", {}))
+                           for r in self.cfg.rewards]
+        self.params = trainable_parameters(model)
+        if not self.params:
+            raise TrainingError("the model has no trainable parameters: load it with a LoRA config (lora.r > 0)")
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=tuple(self.cfg.betas)
+        )
+        est_params = inspect.signature(estimators.get(self.cfg.estimator)).parameters
+        self.needs_ref = self.cfg.kl_coef > 0 or "seq_log_ratio" in est_params
+        if self.needs_ref and not has_adapter(model):
+            raise TrainingError("KL to the reference (or an estimator that needs it) requires a LoRA model")
+        self._prompt_cache: dict[int, list[int]] = {}
+
+    # ----------------------------------------------------------------------------------- helpers
+    def _eos_ids(self) -> list[int]:
+        ids = {self.tok.eos_token_id}
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(gen_eos, int):
+            ids.add(gen_eos)
+        elif gen_eos:
+            ids.update(gen_eos)
+        return sorted(i for i in ids if i is not None)
+
+    def prompt_ids(self, problem: Problem, split: str = "train") -> list[int]:
+        key = problem.index if split == "train" else -1 - problem.index
+        if key not in self._prompt_cache:
+            text = self.tok.apply_chat_template(problem.messages, add_generation_prompt=True, tokenize=False)
+            self._prompt_cache[key] = self.tok(text, add_special_tokens=False)["input_ids"]
+        return self._prompt_cache[key]
+
+    # ----------------------------------------------------------------------------------- rollout
+    @torch.no_grad()
+    def generate(
+        self, prompts: list[list[int]], max_new_tokens: int, do_sample: bool = True, temperature: float = 1.0
+    ) -> Rollout:
+        """Batched generation with KV cache; prompts are left-padded to a common length."""
+        pad = self.tok.pad_token_id
+        lp = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), lp), pad, dtype=torch.long)
+        att = torch.zeros((len(prompts), lp), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, lp - len(p):] = torch.tensor(p)
+            att[i, lp - len(p):] = 1
+        ids, att = ids.to(self.device), att.to(self.device)
+        chunks = []
+        was_training = self.model.training
+        self.model.eval()
+        for s in range(0, len(prompts), self.cfg.gen_batch_size):
+            kw: dict[str, Any] = {"do_sample": do_sample}
+            if do_sample:
+                kw.update(temperature=temperature, top_p=self.cfg.top_p, top_k=0)
+            out = self.model.generate(
+                input_ids=ids[s : s + self.cfg.gen_batch_size],
+                attention_mask=att[s : s + self.cfg.gen_batch_size],
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+                eos_token_id=self.eos_ids,
+                **kw,
+            )
+            comp = out[:, lp:]
+            if comp.shape[1] < max_new_tokens:  # generation stopped early: pad to a common width
+                fill = torch.full((comp.shape[0], max_new_tokens - comp.shape[1]), pad, device=comp.device)
+                comp = torch.cat([comp, fill], dim=1)
+            chunks.append(comp)
+        self.model.train(was_training)
+        comp_ids = torch.cat(chunks)
+        # Trim columns that no row uses (every row finished earlier).
+        mask = completion_mask(comp_ids, self.eos_ids)
+        width = max(1, int(mask.sum(-1).max().item()))
+        comp_ids, mask = comp_ids[:, :width], mask[:, :width]
+        texts = self.tok.batch_decode(comp_ids * mask.long() + pad * (1 - mask.long()), skip_special_tokens=True)
+        return Rollout(
+            input_ids=torch.cat([ids, comp_ids], dim=1),
+            attention_mask=torch.cat([att, mask.long()], dim=1),
+            prompt_len=lp,
+            completion_ids=comp_ids,
+            completion_mask=mask,
+            texts=texts,
+        )
+
+    # ------------------------------------------------------------------------------------- score
+    def score(self, texts: list[str], problems: list[Problem], lengths: list[int]) -> torch.Tensor:
+        """Reward parts ``[B, K]``, one column per reward function (unweighted)."""
+        cols = []
+        for name, _, fn, kwargs in self.reward_fns:
+            extra = {"lengths": lengths, "max_new_tokens": self.cfg.max_new_tokens}
+            accepted = inspect.signature(fn).parameters
+            extra = {k: v for k, v in extra.items() if k in accepted}
+            vals = fn(texts, problems, task=self.task, **extra, **kwargs)
+            if len(vals) != len(texts):
+                raise TrainingError(f"reward {name!r} returned {len(vals)} values for {len(texts)} completions")
+            cols.append(torch.tensor(vals, dtype=torch.float32))
+        return torch.stack(cols, dim=-1)
+
+    # ----------------------------------------------------------------------------- log-probs
+    def _micro_batches(self, rows: list[int], roll: Rollout) -> list[list[int]]:
+        """Rows sorted by completion length, cut into micro-batches (similar lengths pad less)."""
+        lengths = roll.lengths.tolist()
+        order = sorted(rows, key=lambda i: lengths[i])
+        mb = self.cfg.micro_batch_size
+        return [order[i : i + mb] for i in range(0, len(order), mb)]
+
+    def _slice(self, roll: Rollout, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Input ids, attention mask and completion mask of ``rows``, trimmed of shared padding."""
+        idx = torch.tensor(rows, device=roll.input_ids.device)
+        ids, att, cmask = roll.input_ids[idx], roll.attention_mask[idx], roll.completion_mask[idx]
+        lc = max(1, int(cmask.sum(-1).max().item()))
+        lp = roll.prompt_len
+        first_real = int((att[:, :lp].cumsum(-1) == 0).sum(-1).min().item())  # shared left padding
+        ids = torch.cat([ids[:, first_real:lp], ids[:, lp : lp + lc]], dim=1)
+        att = torch.cat([att[:, first_real:lp], att[:, lp : lp + lc]], dim=1)
+        return ids, att, cmask[:, :lc], lc
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, roll: Rollout, rows: list[int], reference: bool) -> dict[int, torch.Tensor]:
+        out: dict[int, torch.Tensor] = {}
+        for mb in self._micro_batches(rows, roll):
+            ids, att, _, lc = self._slice(roll, mb)
+            if reference:
+                with reference_mode(self.model):
+                    logp, _ = token_logprobs(self.model, ids, att, lc, self.cfg.temperature)
+            else:
+                logp, _ = token_logprobs(self.model, ids, att, lc, self.cfg.temperature)
+            for j, r in enumerate(mb):
+                out[r] = logp[j]
+        return out
+
+    # -------------------------------------------------------------------------------------- step
+    def step(self) -> dict[str, Any]:
+        """One iteration: sample prompts, rollout, score, advantages, policy update. Returns metrics."""
+        cfg = self.cfg
+        P, G = cfg.prompts_per_step, cfg.group_size
+        t_start = time.perf_counter()
+
+        # 1. sample prompts
+        indices = self.sampler.next(P)
+        problems = [self.task.train[i] for i in indices]
+
+        # 2. rollout: G completions per prompt
+        t0 = time.perf_counter()
+        prompts = [self.prompt_ids(p) for p in problems for _ in range(G)]
+        roll = self.generate(prompts, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature)
+        gen_s = time.perf_counter() - t0
+        lengths = roll.lengths
+        n_gen_tokens = int(lengths.sum())
+
+        # 3. score
+        flat_problems = [p for p in problems for _ in range(G)]
+        parts = self.score(roll.texts, flat_problems, lengths.tolist())  # [B, K]
+        weights = torch.tensor([w for _, w, _, _ in self.reward_fns])
+        reward = (parts * weights).sum(-1).view(P, G)
+        correct_col = [k for k, (name, *_rest) in enumerate(self.reward_fns) if name == "correct"]
+        correct = (parts[:, correct_col[0]] >= 1.0) if correct_col else torch.tensor(
+            [self.task.score(p, t) >= 1.0 for p, t in zip(flat_problems, roll.texts, strict=True)])
+
+        # 4. advantages (reference pass first when the KL term or the estimator needs it)
+        t1 = time.perf_counter()
+        all_rows = list(range(P * G))
+        ref_logp = self._logprobs_no_grad(roll, all_rows, reference=True) if self.needs_ref else {}
+        seq_log_ratio = torch.zeros(P, G)
+        if self.needs_ref and "seq_log_ratio" in inspect.signature(estimators.get(cfg.estimator)).parameters:
+            cur = self._logprobs_no_grad(roll, all_rows, reference=False)
+            for r in all_rows:
+                n = int(lengths[r])
+                seq_log_ratio.view(-1)[r] = (cur[r][:n] - ref_logp[r][:n]).sum()
+        context = {
+            "lengths": lengths.view(P, G).float(),
+            "reward_parts": parts.view(P, G, -1),
+            "part_weights": weights,
+            "correct": correct.view(P, G),
+            "prompt_ids": torch.tensor(indices),
+            "seq_log_ratio": seq_log_ratio,
+            "max_new_tokens": cfg.max_new_tokens,
+            "step": self.step_count,
+            "total_steps": cfg.steps,
+            "state": self.estimator_state,
+        }
+        adv = estimators.compute(cfg.estimator, reward, context=context, **cfg.estimator_kwargs)
+        adv_flat = adv.reshape(P * G, *adv.shape[2:]).float()
+        zero_groups = (adv.reshape(P, G, -1).abs().amax(dim=(1, 2)) < 1e-8).float().mean().item()
+
+        # 5. policy update
+        skip_ok = cfg.skip_zero_advantage and cfg.kl_coef == 0 and cfg.loss in ZERO_ADVANTAGE_SAFE_LOSSES
+        nonzero = adv_flat.reshape(P * G, -1).abs().amax(-1) > 0
+        rows = [r for r in all_rows if nonzero[r]] if skip_ok else all_rows
+        n_tokens_total = float(roll.completion_mask.sum())
+        train_metrics = self._update(roll, rows, adv_flat, ref_logp, n_tokens_total)
+        train_s = time.perf_counter() - t1
+
+        self.step_count += 1
+        r_flat = reward.view(-1)
+        m: dict[str, Any] = {
+            "step": self.step_count,
+            "reward_mean": r_flat.mean().item(),
+            "reward_std": r_flat.std().item() if r_flat.numel() > 1 else 0.0,
+            "accuracy": correct.float().mean().item(),
+            "response_length": lengths.float().mean().item(),
+            "zero_adv_group_frac": zero_groups,
+            "adv_std": adv_flat.std().item() if adv_flat.numel() > 1 else 0.0,
+            "gen_s": gen_s,
+            "gen_tokens": n_gen_tokens,
+            "gen_tok_s": n_gen_tokens / gen_s if gen_s > 0 else float("nan"),
+            "train_s": train_s,
+            "trained_seqs": len(rows),
+            "step_s": time.perf_counter() - t_start,
+            **train_metrics,
+        }
+        m["train_tok_s"] = m["trained_tokens"] / train_s if train_s > 0 else float("nan")
+        for k, (name, *_rest) in enumerate(self.reward_fns):
+            m[f"reward_{name}"] = parts[:, k].mean().item()
+        if cfg.eval_every:  # same columns on every row of metrics.csv; NaN between evaluations
+            m.update({"eval_accuracy": float("nan"), "eval_response_length": float("nan"), "eval_n": float("nan")})
+            if cfg.eval_pass_k:
+                m[f"eval_pass@{cfg.eval_pass_k}"] = float("nan")
+        if cfg.eval_every and self.step_count % cfg.eval_every == 0:
+            m.update({f"eval_{k}": v for k, v in self.evaluate().items() if not isinstance(v, list)})
+        self._record(m)
+        return m
+
+    def _update(
+        self, roll: Rollout, rows: list[int], adv: torch.Tensor, ref_logp: dict[int, torch.Tensor], n_tokens: float
+    ) -> dict[str, Any]:
+        """``inner_epochs`` passes of micro-batched loss.backward(), each closed by one optimizer step."""
+        cfg = self.cfg
+        B = roll.input_ids.shape[0]
+        sums = {"loss": 0.0, "clip_frac": 0.0, "entropy": 0.0, "kl": 0.0, "grad_norm": 0.0}
+        trained_tokens = 0
+        skipped = 0
+        old_logp: dict[int, torch.Tensor] = {}
+        if not rows:  # every group has zero advantage: nothing to learn from this batch
+            return {"loss": 0.0, "clip_frac": 0.0, "entropy": float("nan"), "kl": float("nan"),
+                    "grad_norm": 0.0, "trained_tokens": 0, "skipped_step": 0}
+        self.model.train()
+        batches = self._micro_batches(rows, roll)
+        group_ids = torch.arange(B, device=self.device) // cfg.group_size
+        for epoch in range(cfg.inner_epochs):
+            ent_sum, kl_sum, clip_sum, tok_count = 0.0, 0.0, 0.0, 0.0
+            loss_total = 0.0
+            for mb in batches:
+                ids, att, cmask, lc = self._slice(roll, mb)
+                logp, entropy = token_logprobs(self.model, ids, att, lc, cfg.temperature, with_entropy=epoch == 0)
+                if epoch == 0:
+                    for j, r in enumerate(mb):
+                        old_logp[r] = logp[j].detach()
+                old = torch.stack([old_logp[r][:lc] for r in mb])
+                a = adv[mb].to(self.device)
+                if a.dim() == 2:
+                    a = a[:, :lc]
+                ref = torch.stack([ref_logp[r][:lc] for r in mb]) if ref_logp else None
+                context = {
+                    "entropy": entropy if entropy is not None else torch.zeros_like(logp),
+                    "token_ids": ids[:, -lc:],
+                    "group_ids": group_ids[mb],
+                    "ref_logp": ref,
+                }
+                hyper = {"eps_low": cfg.eps_low, "eps_high": cfg.eps_high, **cfg.loss_kwargs}
+                accepted = inspect.signature(losses.get(cfg.loss)).parameters
+                hyper = {k: v for k, v in hyper.items() if k in accepted or k in cfg.loss_kwargs}
+                token_loss, info = losses.compute(cfg.loss, logp, old, a, cmask, context=context, **hyper)
+                if cfg.kl_coef > 0 and ref is not None:
+                    kl_tok = losses.kl(logp, ref, kind=cfg.kl_kind)
+                    token_loss = token_loss + cfg.kl_coef * kl_tok
+                    kl_sum += float((kl_tok.detach() * cmask).sum())
+                loss = losses.aggregate(
+                    token_loss, cmask, cfg.aggregation, max_tokens=cfg.max_new_tokens, n_seqs=B, n_tokens=n_tokens
+                )
+                loss.backward()
+                loss_total += float(loss.detach())
+                n_tok = float(cmask.sum())
+                tok_count += n_tok
+                clip_sum += float(info.get("clip_frac", torch.tensor(0.0))) * n_tok
+                if entropy is not None:
+                    ent_sum += float((entropy * cmask).sum())
+            # optimizer step (skipped when the loss or gradient is not finite)
+            max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+            if math.isfinite(loss_total) and math.isfinite(grad_norm):
+                self.optimizer.step()
+                self.bad_steps = 0
+            else:
+                skipped = 1
+                self.bad_steps += 1
+                print(f"[rlbook] step {self.step_count + 1}: non-finite loss ({loss_total}) or gradient norm "
+                      f"({grad_norm}); update skipped ({self.bad_steps} in a row)")
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.bad_steps >= cfg.max_bad_steps:
+                raise TrainingError(
+                    f"{self.bad_steps} consecutive steps with a non-finite loss or gradient (last at step "
+                    f"{self.step_count + 1}); lower train.lr or check the rewards"
+                )
+            trained_tokens += int(tok_count)
+            sums["loss"] += loss_total / cfg.inner_epochs
+            sums["clip_frac"] += clip_sum / max(tok_count, 1.0) / cfg.inner_epochs
+            sums["grad_norm"] += grad_norm / cfg.inner_epochs
+            if epoch == 0:
+                sums["entropy"] = ent_sum / max(tok_count, 1.0)
+                sums["kl"] = kl_sum / max(tok_count, 1.0) if cfg.kl_coef > 0 else float("nan")
+        return {**sums, "trained_tokens": trained_tokens, "skipped_step": skipped}
+
+    # ---------------------------------------------------------------------------------- evaluate
+    @torch.no_grad()
+    def evaluate(self, n: int | None = None, max_new_tokens: int | None = None) -> dict[str, Any]:
+        """Greedy pass@1 on the held-out split (and sampled pass@k when ``cfg.eval_pass_k`` > 0)."""
+        problems = self.task.eval[: n or self.cfg.eval_size]
+        mnt = max_new_tokens or self.cfg.max_new_tokens
+        rng_state = torch.get_rng_state()  # evaluation must not move the training RNG
+        roll = self.generate([self.prompt_ids(p, "eval") for p in problems], mnt, do_sample=False)
+        scores = [self.task.score(p, t) for p, t in zip(problems, roll.texts, strict=True)]
+        out: dict[str, Any] = {
+            "accuracy": float(np.mean([s >= 1.0 for s in scores])),
+            "response_length": float(roll.lengths.float().mean()),
+            "n": len(problems),
+            "completions": roll.texts,
+        }
+        if self.cfg.eval_pass_k > 0:
+            k = self.cfg.eval_pass_k
+            prompts = [self.prompt_ids(p, "eval") for p in problems for _ in range(k)]
+            sampled = self.generate(prompts, mnt, do_sample=True, temperature=self.cfg.temperature)
+            hits = [self.task.score(problems[i // k], t) >= 1.0 for i, t in enumerate(sampled.texts)]
+            out[f"pass@{k}"] = float(np.mean([any(hits[i * k : (i + 1) * k]) for i in range(len(problems))]))
+        torch.set_rng_state(rng_state)
+        return out
+
+    # ------------------------------------------------------------------------------------- loop
+    def fit(self, steps: int | None = None) -> list[dict[str, Any]]:
+        """Run ``steps`` (default ``cfg.steps``) steps with a progress bar; returns their metrics."""
+        from tqdm.auto import tqdm
+
+        n = self.cfg.steps if steps is None else steps
+        bar = tqdm(range(n), desc="GRPO steps", disable=not self.progress)
+        out = []
+        for _ in bar:
+            m = self.step()
+            out.append(m)
+            bar.set_postfix(reward=f"{m['reward_mean']:.2f}", acc=f"{m['accuracy']:.2f}",
+                            len=f"{m['response_length']:.0f}", s=f"{m['step_s']:.1f}")
+        return out
+
+    def _record(self, m: dict[str, Any]) -> None:
+        self.history.append(m)
+        if self.metrics_path is None:
+            return
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.metrics_path.exists()
+        fields = list(m)
+        if not new:
+            with open(self.metrics_path) as f:
+                fields = next(csv.reader(f), fields)
+        with open(self.metrics_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(m)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
