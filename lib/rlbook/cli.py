@@ -1,0 +1,267 @@
+"""``rlbook run / list / resume``: execute notebooks into run folders and list them.
+
+``rlbook run NOTEBOOK [--profile P] [--params FILE] [-p key=value ...] [--outputs DIR]`` resolves the
+parameters (:mod:`rlbook.params`; a bad one is a one-line error, exit 2, nothing written), makes a
+run folder (:mod:`rlbook.runs`), executes ``notebooks/NOTEBOOK.ipynb`` there with papermill, renders
+``report.html``, marks the manifest ``ok`` / ``failed`` / ``interrupted`` and rebuilds
+``outputs/index.html``.  Exit codes: 0 ok, 1 failed, 2 usage error, 130 SIGINT, 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import re
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rlbook import params as P
+from rlbook import runs
+from rlbook.config import ParamError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the CLI process by SIGTERM so that it unwinds like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _install_sigterm() -> Any:
+    """Route SIGTERM to :class:`Terminated`; returns the previous handler (None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # signal handlers can only be set from the main thread
+        return None
+
+
+def _error(msg: str) -> int:
+    print(f"rlbook: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _outputs(args: argparse.Namespace, root: Path | None) -> Path:
+    if args.outputs:
+        return Path(args.outputs).expanduser().resolve()
+    return (root or P.find_root()) / "outputs"
+
+
+# ---------------------------------------------------------------- rlbook run
+
+
+def kernel_name() -> str:
+    """The Jupyter kernel ``rlbook`` if registered, else ``python3``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return "rlbook" if "rlbook" in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def write_report(notebook_path: Path, out: Path) -> None:
+    """Render an executed notebook to a self-contained ``report.html``."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    out.write_text(body, encoding="utf-8")
+
+
+def _papermill(notebook_in: Path, notebook_out: Path, parameters: dict[str, Any]) -> None:
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook_in),
+        str(notebook_out),
+        parameters=parameters,
+        kernel_name=kernel_name(),
+        progress_bar=True,
+        cwd=str(notebook_in.parent),
+    )
+
+
+def execute(notebook_in: Path, run_dir: Path, params: dict[str, Any], profile: str | None) -> int:
+    """Run the notebook into ``run_dir``, render the report, mark the manifest; returns the exit code."""
+    from papermill.exceptions import PapermillExecutionError
+
+    status, error, tb, code = "ok", None, None, 0
+    previous = _install_sigterm()
+    try:
+        _papermill(
+            notebook_in, run_dir / notebook_in.name, {**params, "run_dir": str(run_dir), "profile": profile}
+        )
+    except PapermillExecutionError as e:
+        status, code = ("interrupted", 130) if e.ename == "KeyboardInterrupt" else ("failed", 1)
+        error, tb = f"{e.ename}: {e.evalue}", ANSI.sub("", "\n".join(e.traceback))
+    except Terminated:
+        status, error, code = "interrupted", "terminated by SIGTERM", 143
+    except KeyboardInterrupt:
+        status, error, code = "interrupted", "interrupted by SIGINT", 130
+    except Exception as e:  # kernel failed to start, notebook unreadable, ...
+        status, error, tb, code = "failed", f"{type(e).__name__}: {e}", traceback.format_exc(), 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    _finish_run(run_dir, notebook_in.name, status, error, tb)
+    return code
+
+
+def _finish_run(run_dir: Path, nb_file: str, status: str, error: str | None, tb: str | None) -> None:
+    if (run_dir / nb_file).is_file():
+        try:
+            write_report(run_dir / nb_file, run_dir / "report.html")
+        except Exception as e:  # a report problem must not hide the run's own status
+            print(f"rlbook: warning: report.html not written: {e}", file=sys.stderr)
+    runs.finish(run_dir, status, error=error, traceback=tb)
+    print(f"rlbook: {status}: {run_dir}" + (f"\n  {error}" if error else ""), file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        root = P.find_root()
+        names = P.available(root / "notebooks")
+        if args.notebook not in names:
+            return _error(f"unknown notebook {args.notebook!r}; available: {', '.join(names) or '(none)'}")
+        params = P.resolve(args.notebook, args.profile, args.params, args.p, params_dir=root / "params")
+    except ParamError as e:
+        return _error(str(e))
+    outputs = _outputs(args, root)
+    run_dir, _ = runs.create(
+        args.notebook,
+        params,
+        outputs,
+        root,
+        profile=args.profile,
+        interactive=False,
+        params_file=str(args.params) if args.params else None,
+        overrides=list(args.p),
+    )
+    print(f"rlbook: running {args.notebook} into {run_dir}", file=sys.stderr)
+    try:
+        return execute(root / "notebooks" / f"{args.notebook}.ipynb", run_dir, params, args.profile)
+    finally:
+        write_index(outputs)
+
+
+# ---------------------------------------------------------------- rlbook list and index.html
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def headline_text(rec: runs.RunRecord) -> str:
+    parts = [f"{k}={_fmt(v)}" for k, v in rec.headline().items()]
+    verdicts = rec.verdicts()
+    if verdicts:
+        parts.append("claims: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()))
+    return "  ".join(parts)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]) for r in rows)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    try:
+        outputs = _outputs(args, None)
+    except ParamError as e:
+        return _error(str(e))
+    records = runs.find_runs(outputs, args.notebook)
+    if not records:
+        print(f"no runs under {outputs}")
+        return 0
+    rows = [["notebook", "run id", "status", "profile", "wall s", "headline"]]
+    for rec in records:
+        m = rec.manifest
+        wall = "-" if m.get("wall_s") is None else f"{m['wall_s']:.1f}"
+        rows.append(
+            [rec.notebook, rec.dir.name, rec.status, m.get("profile") or "-", wall, headline_text(rec)]
+        )
+    print(_table(rows))
+    return 0
+
+
+def _index_row(rec: runs.RunRecord, outputs: Path) -> str:
+    m = rec.manifest
+    sha = (m.get("git_sha") or "-")[:7] + ("+dirty" if m.get("git_dirty") else "")
+    report = rec.dir / "report.html"
+    name = html.escape(f"{rec.notebook}/{rec.dir.name}")
+    link = (
+        f'<a href="{html.escape(report.relative_to(outputs).as_posix())}">{name}</a>'
+        if report.is_file()
+        else name
+    )
+    cells = [
+        link,
+        (m.get("start_time") or "-")[:19].replace("T", " "),
+        sha,
+        m.get("profile") or "-",
+        rec.status,
+    ]
+    cells.append(headline_text(rec))
+    return (
+        "<tr>"
+        + "".join(f"<td>{c if i == 0 else html.escape(str(c))}</td>" for i, c in enumerate(cells))
+        + "</tr>"
+    )
+
+
+def write_index(outputs: Path) -> Path:
+    """Rebuild ``outputs/index.html``: every run, newest first, linking its report."""
+    outputs.mkdir(parents=True, exist_ok=True)
+    rows = "\n".join(_index_row(rec, outputs) for rec in reversed(runs.find_runs(outputs)))
+    head = "".join(f"<th>{h}</th>" for h in ["run", "date (UTC)", "git sha", "profile", "status", "headline"])
+    page = (
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>rlbook runs</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style></head>\n"
+        f"<body><h1>rlbook runs</h1>\n<table>\n<tr>{head}</tr>\n{rows}\n</table></body></html>\n"
+    )
+    path = outputs / "index.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------- rlbook resume, parser, main
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _error(f"rlbook resume {args.run_folder}: not yet supported")
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--outputs", type=Path, help="outputs folder (default: outputs/ at the repo root)")
+    top = argparse.ArgumentParser(prog="rlbook", description="Run rlbook notebooks into run folders.")
+    sub = top.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common], help="execute a notebook into a new run folder")
+    run.add_argument("notebook", help="name of notebooks/NOTEBOOK.ipynb")
+    run.add_argument("--profile", help="a profile of params/NOTEBOOK.yaml (smoke, cpu, gpu)")
+    run.add_argument("--params", type=Path, help="YAML file of parameter values merged after the profile")
+    run.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override (YAML value)")
+    run.set_defaults(func=cmd_run)
+    lst = sub.add_parser("list", parents=[common], help="list run folders")
+    lst.add_argument("notebook", nargs="?", help="only this notebook's runs")
+    lst.set_defaults(func=cmd_list)
+    res = sub.add_parser("resume", parents=[common], help="resume an interrupted run (not yet supported)")
+    res.add_argument("run_folder")
+    res.set_defaults(func=cmd_resume)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Run folders: ``outputs/<notebook>/<UTC time>-<sha7>-<params hash>/``.
+
+A folder holds ``manifest.json`` (written atomically from the moment the folder exists: params, git
+sha, package versions, device, times, ``status`` = running / ok / failed / interrupted), the executed
+notebook, ``report.html``, ``figures/*.png``, ``metrics.csv`` and ``results.json``.
+
+In a notebook::
+
+    run = rlbook.runs.start("grpo_basics", run_dir, params)   # run_dir: set by papermill, else None
+    run.figure(fig, "reward_curve")                            # figures/reward_curve.png
+    run.save_results({"final_accuracy": acc, "claims": rows})  # merged into results.json
+
+``results.json`` convention: top-level numbers are the run's headline numbers (shown by ``rlbook
+list`` and in ``outputs/index.html``); ``claims`` holds :func:`rlbook.report.claim` rows.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+MANIFEST, RESULTS, METRICS = "manifest.json", "results.json", "metrics.csv"
+PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "papermill", "rlbook")
+STATUSES = ("running", "ok", "failed", "interrupted")
+
+
+# ---------------------------------------------------------------- small atomic JSON helpers
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file in the same folder, then os.replace)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object at ``path``, or ``{}`` when missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready copy: numbers become plain floats (non-finite ones None), numpy arrays lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (int, float)):
+        return plain(value.tolist())  # numpy / torch scalars and arrays
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    return str(value)
+
+
+# ---------------------------------------------------------------- facts recorded in the manifest
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def git_info(root: Path) -> dict[str, Any]:
+    """``{"git_sha": full sha or None, "git_dirty": bool or None}``; tolerates no git."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain") if sha else None
+    return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_name() -> str:
+    """``"cpu"`` or the CUDA device's name."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def find_seed(params: dict[str, Any]) -> Any:
+    """The run's seed(s): ``seed``, ``seeds`` or ``train.seed``, whichever comes first."""
+    for key in ("seed", "seeds"):
+        if key in params:
+            return params[key]
+    train = params.get("train")
+    return train.get("seed") if isinstance(train, dict) else None
+
+
+def pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------- folders and manifests
+
+
+def run_id(params: dict[str, Any], sha: str | None, when: datetime | None = None) -> str:
+    from rlbook.params import params_hash
+
+    stamp = (when or now_utc()).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{(sha or 'nogit')[:7]}-{params_hash(params)}"
+
+
+def make_run_dir(notebook_outputs: Path, rid: str) -> Path:
+    """Create a fresh folder ``notebook_outputs/rid`` (``rid-2``, ``rid-3`` ... if taken); never reuses one."""
+    Path(notebook_outputs).mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        path = Path(notebook_outputs) / (rid if i == 1 else f"{rid}-{i}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / "figures").mkdir()
+        return path
+    raise RuntimeError(f"no free run folder for {rid} under {notebook_outputs}")
+
+
+def new_manifest(
+    notebook: str, run_dir: Path, params: dict[str, Any], git: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """The manifest of a run that starts now (status ``running``); ``git`` from :func:`git_info`."""
+    return {
+        "notebook": notebook,
+        "run_id": run_dir.name,
+        "status": "running",
+        "params": params,
+        "profile": None,
+        "seed": find_seed(params),
+        **git,
+        "packages": package_versions(),
+        "device": device_name(),
+        "python": sys.version.split()[0],
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start_time": now_utc().isoformat(timespec="milliseconds"),
+        "end_time": None,
+        "wall_s": None,
+        "error": None,
+        "traceback": None,
+        **extra,
+    }
+
+
+def create(
+    notebook: str, params: dict[str, Any], outputs: Path, root: Path, **extra: Any
+) -> tuple[Path, dict[str, Any]]:
+    """Make a new run folder under ``outputs/<notebook>/`` and write its manifest (status ``running``)."""
+    git = git_info(root)
+    run_dir = make_run_dir(Path(outputs) / notebook, run_id(params, git["git_sha"]))
+    manifest = new_manifest(notebook, run_dir, params, git, **extra)
+    write_json(run_dir / MANIFEST, manifest)
+    return run_dir, manifest
+
+
+def update_manifest(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    """Read, update and atomically rewrite ``run_dir/manifest.json``."""
+    manifest = read_json(Path(run_dir) / MANIFEST)
+    manifest.update(changes)
+    write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def finish(
+    run_dir: Path, status: str, error: str | None = None, traceback: str | None = None
+) -> dict[str, Any]:
+    """Mark a run ``ok`` / ``failed`` / ``interrupted`` with its end time and wall seconds."""
+    if status not in STATUSES:
+        raise ValueError(f"status={status!r}; allowed: {', '.join(STATUSES)}")
+    end = now_utc()
+    start = read_json(Path(run_dir) / MANIFEST).get("start_time")
+    wall = (end - datetime.fromisoformat(start)).total_seconds() if start else None
+    return update_manifest(
+        run_dir,
+        status=status,
+        end_time=end.isoformat(timespec="milliseconds"),
+        wall_s=wall,
+        error=error,
+        traceback=traceback,
+    )
+
+
+def effective_status(manifest: dict[str, Any]) -> str:
+    """The recorded status, except that ``running`` with a dead pid on this host reads ``interrupted``."""
+    status = manifest.get("status", "unknown")
+    same_host = manifest.get("host") in (None, socket.gethostname())
+    if status == "running" and same_host and not pid_alive(manifest.get("pid")):
+        return "interrupted"
+    return status
+
+
+# ---------------------------------------------------------------- what a notebook uses
+
+
+@dataclass
+class Run:
+    """A run folder as seen from inside its notebook."""
+
+    dir: Path
+    params: dict[str, Any]
+    notebook: str = ""
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / METRICS
+
+    @property
+    def results_path(self) -> Path:
+        return self.dir / RESULTS
+
+    def figure(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as ``figures/<name>.png`` (dpi 120) and return the path."""
+        path = self.dir / "figures" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        return path
+
+    def save_results(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``results`` into ``results.json`` (numbers as plain floats, atomic); returns all results."""
+        merged = {**read_json(self.results_path), **plain(results)}
+        write_json(self.results_path, merged)
+        return merged
+
+    def results(self) -> dict[str, Any]:
+        return read_json(self.results_path)
+
+    def log(self, msg: str) -> None:
+        """Print ``msg`` with a UTC time stamp and append it to ``run.log``."""
+        line = f"[{now_utc():%H:%M:%S}] {msg}"
+        print(line, flush=True)
+        with open(self.dir / "run.log", "a") as f:
+            f.write(line + "\n")
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark an interactive run ``failed`` (papermill runs are marked by the CLI)."""
+        finish(
+            self.dir,
+            "failed",
+            error=str(error) if isinstance(error, str) else f"{type(error).__name__}: {error}",
+        )
+
+
+def _finish_interactive(run_dir: Path) -> None:
+    if read_json(run_dir / MANIFEST).get("status") == "running":
+        finish(run_dir, "ok")
+
+
+def start(
+    notebook: str, run_dir: str | Path | None, params: dict[str, Any], profile: str | None = None
+) -> Run:
+    """The :class:`Run` of a notebook.
+
+    Under papermill ``run_dir`` is the folder ``rlbook run`` made (with its manifest).  Interactively
+    (``run_dir=None``) a fresh folder ``outputs/<notebook>/<id>`` is made with an ``interactive``
+    manifest, marked ``ok`` at interpreter exit unless it was marked otherwise.
+    """
+    if run_dir is not None:
+        path = Path(run_dir).resolve()
+        (path / "figures").mkdir(parents=True, exist_ok=True)
+        if not (path / MANIFEST).exists():
+            write_json(
+                path / MANIFEST, new_manifest(notebook, path, params, git_info(_root()), profile=profile)
+            )
+        return Run(path, params, notebook)
+    root = _root()
+    path, _ = create(notebook, params, root / "outputs", root, profile=profile, interactive=True)
+    atexit.register(_finish_interactive, path)
+    return Run(path, params, notebook)
+
+
+def _root() -> Path:
+    from rlbook.params import find_root
+
+    try:
+        return find_root()
+    except ValueError:
+        return Path.cwd().resolve()
+
+
+# ---------------------------------------------------------------- reading runs back
+
+
+@dataclass
+class RunRecord:
+    """A finished (or running) run folder, read back for comparison."""
+
+    dir: Path
+    manifest: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def notebook(self) -> str:
+        return self.manifest.get("notebook") or self.dir.parent.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.manifest.get("params", {})
+
+    @property
+    def status(self) -> str:
+        return effective_status(self.manifest)
+
+    @cached_property
+    def metrics(self) -> Any:
+        """``metrics.csv`` as a pandas DataFrame, or None when the run wrote none."""
+        import pandas as pd
+
+        path = self.dir / METRICS
+        return pd.read_csv(path) if path.is_file() and path.stat().st_size else None
+
+    def headline(self) -> dict[str, float]:
+        """Top-level numbers of ``results.json``."""
+        return {
+            k: v for k, v in self.results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+
+    def verdicts(self) -> dict[str, int]:
+        """Number of claims in ``results.json`` by verdict."""
+        counts: dict[str, int] = {}
+        for row in self.results.get("claims") or []:
+            if isinstance(row, dict) and "verdict" in row:
+                counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+        return counts
+
+
+def load(run_dir: str | Path) -> RunRecord:
+    """Read a run folder's manifest and results (metrics load lazily via ``.metrics``)."""
+    path = Path(run_dir).resolve()
+    if not (path / MANIFEST).is_file():
+        raise FileNotFoundError(f"{path} is not a run folder (no {MANIFEST})")
+    return RunRecord(path, read_json(path / MANIFEST), read_json(path / RESULTS))
+
+
+def find_runs(outputs: Path, notebook: str | None = None) -> list[RunRecord]:
+    """Every run under ``outputs`` (optionally one notebook's), oldest first."""
+    pattern = f"{notebook or '*'}/*/{MANIFEST}"
+    runs = [load(p.parent) for p in Path(outputs).glob(pattern)]
+    return sorted(runs, key=lambda r: (r.manifest.get("start_time") or "", r.dir.name))
