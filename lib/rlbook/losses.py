@@ -1,0 +1,525 @@
+"""Policy losses, loss aggregation and KL estimators (a registry of pure tensor functions).
+
+``token_loss, info = compute(name, logp, old_logp, advantages, mask, context={...}, **hyper)``
+
+Every loss is ``fn(logp[B, T], old_logp[B, T], advantages[B] | [B, T], mask[B, T], *, <context>, <hyper>)
+-> (token_loss[B, T], info)``.  ``token_loss`` is the *negative* surrogate (to be minimised), exactly zero on
+padding (``mask == 0``), and is reduced to a scalar by :func:`aggregate`.  ``info`` holds detached scalar
+tensors averaged over the unmasked tokens, at least ``clip_frac`` (the share of tokens whose ratio was
+clipped or gated).
+
+Context (passed by :func:`compute` only when the signature names it): ``entropy[B, T]``, ``token_ids[B, T]``,
+``group_ids[B]``, ``ref_logp[B, T] | None``.  Every other keyword-only parameter is a hyper-parameter and is
+passed strictly: an unknown one is a :class:`~rlbook.config.ParamError` that lists the allowed ones.
+
+Padding safety: every loss forms the log-ratio as ``where(mask, logp - old_logp, 0)`` *before*
+exponentiating, so ``-inf``/garbage log-probs on padded positions never reach ``exp`` and never produce NaN
+gradients; the returned ``token_loss`` is ``where(mask, ., 0)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlbook.config import AGGREGATIONS, KL_KINDS, ParamError
+
+LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp")
+_REGISTRY: dict[str, LossFn] = {}
+_LOG_RATIO_CAP = 20.0  # |log ratio| cap before exp (float32 overflows near 88)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# registry
+# ---------------------------------------------------------------------------------------------------------
+
+
+def register(name: str) -> Callable[[LossFn], LossFn]:
+    """Decorator: register ``fn`` under ``name``."""
+
+    def deco(fn: LossFn) -> LossFn:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    """Sorted names of the registered losses."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> LossFn:
+    """The registered function; an unknown name is a ParamError listing the available ones."""
+    if name not in _REGISTRY:
+        raise ParamError(f"loss {name!r} is unknown; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+def _kwonly(fn: LossFn) -> dict[str, inspect.Parameter]:
+    return {
+        p.name: p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def context_names(name: str) -> list[str]:
+    """The context entries loss ``name`` asks for."""
+    return [k for k in _kwonly(get(name)) if k in CONTEXT_KEYS]
+
+
+def hyper_parameters(name: str) -> dict[str, Any]:
+    """Hyper-parameters of loss ``name`` with their defaults (the trainer uses this to pass eps_low/eps_high)."""
+    return {k: p.default for k, p in _kwonly(get(name)).items() if k not in CONTEXT_KEYS}
+
+
+def compute(
+    name: str,
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    context: dict[str, Any] | None = None,
+    **hyper: Any,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Call loss ``name``: context entries only if named, hyper-parameters strictly; ``old_logp`` is detached."""
+    fn = get(name)
+    params = _kwonly(fn)
+    allowed = [k for k in params if k not in CONTEXT_KEYS]
+    for key in hyper:
+        if key not in allowed:
+            raise ParamError(
+                f"loss {name!r} has no hyper-parameter {key!r}; allowed: {', '.join(allowed) or '(none)'}"
+            )
+    context = context or {}
+    kwargs: dict[str, Any] = {}
+    for key in params:
+        if key not in CONTEXT_KEYS:
+            continue
+        if key in context:
+            kwargs[key] = context[key]
+        elif params[key].default is inspect.Parameter.empty:
+            raise ParamError(
+                f"loss {name!r} needs context {key!r}; given: {', '.join(sorted(context)) or '(none)'}"
+            )
+    if logp.dim() != 2 or old_logp.shape != logp.shape or mask.shape != logp.shape:
+        raise ValueError(
+            f"logp, old_logp and mask must all be [B, T]; got {tuple(logp.shape)}, "
+            f"{tuple(old_logp.shape)}, {tuple(mask.shape)}"
+        )
+    if advantages.shape not in (logp.shape[:1], logp.shape):
+        raise ValueError(
+            f"advantages must be [B] or [B, T]; got {tuple(advantages.shape)} for logp {tuple(logp.shape)}"
+        )
+    return fn(logp, old_logp.detach(), advantages, mask, **kwargs, **hyper)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` over ``mask`` (0 when the mask is empty), padding-safe."""
+    m = mask.bool()
+    return torch.where(m, x, torch.zeros_like(x)).sum() / m.sum().clamp(min=1)
+
+
+def _token_adv(advantages: Tensor, like: Tensor) -> Tensor:
+    adv = advantages.to(like.dtype)
+    return adv.unsqueeze(-1).expand_as(like) if adv.dim() == 1 else adv
+
+
+def _log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    lr = torch.where(mask.bool(), logp - old_logp, torch.zeros_like(logp))
+    return lr.clamp(-_LOG_RATIO_CAP, _LOG_RATIO_CAP)
+
+
+def _check_eps(eps_low: float, eps_high: float, lo_name: str = "eps_low", hi_name: str = "eps_high") -> None:
+    if not 0.0 <= eps_low <= 1.0:
+        raise ParamError(f"{lo_name}={eps_low!r} must be in [0, 1]")
+    if eps_high < 0.0:
+        raise ParamError(f"{hi_name}={eps_high!r} must be >= 0")
+
+
+def _clipped_surrogate(
+    ratio: Tensor, adv: Tensor, lo: float, hi: float, dual_clip: float | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """PPO's pessimistic surrogate as a loss: max(-A·ρ, -A·clip(ρ)); optional dual clip for A < 0.
+
+    Returns (loss, clipped, dual_clipped) where ``clipped`` marks tokens on a flat (zero-gradient) branch.
+    """
+    l1 = -adv * ratio
+    l2 = -adv * ratio.clamp(lo, hi)
+    loss = torch.maximum(l1, l2)
+    clipped = l2 > l1
+    dual = torch.zeros_like(clipped)
+    if dual_clip is not None:
+        l3 = -adv * dual_clip
+        dual = (adv < 0) & (l3 < loss)
+        loss = torch.where(dual, l3, loss)
+    return loss, clipped | dual, dual
+
+
+def _finish(loss: Tensor, mask: Tensor) -> Tensor:
+    return torch.where(mask.bool(), loss, torch.zeros_like(loss))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------------------------------------
+
+
+@register("ppo_clip")
+def ppo_clip(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    dual_clip: float | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's clipped surrogate per token, with DAPO's decoupled clip range and optional dual clip.
+
+    Source: "Proximal Policy Optimization Algorithms" (Schulman et al., 2017), Eq. 7, as used per token by
+    GRPO ("DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models", Eq. 3);
+    the decoupled range clip(ρ, 1 − ε_low, 1 + ε_high) is DAPO's Clip-Higher ("DAPO: An Open-Source LLM
+    Reinforcement Learning System at Scale", Eq. 10); the dual clip is from "Mastering Complex Control in
+    MOBA Games with Deep Reinforcement Learning" (Ye et al., 2020, Eq. 5): for A < 0 the objective is
+    further bounded below by c·A (c > 1), so a huge ratio on a bad token cannot produce an unbounded step.
+
+    ``token_loss = max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high))`` and, with ``dual_clip=c`` and A < 0,
+    ``min(that, −c·A)``.  ρ = exp(logp − old_logp).
+
+    Differences: none in the formula.  The KL term of GRPO's Eq. 3 is not part of this function (the
+    trainer adds ``kl_coef · kl(...)``); GRPO's 1/|o_i| normalisation is the aggregation mode.
+    """
+    _check_eps(eps_low, eps_high)
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ParamError(f"dual_clip={dual_clip!r} must be > 1 (or None to turn it off)")
+    ratio = torch.exp(_log_ratio(logp, old_logp, mask))
+    adv = _token_adv(advantages, logp)
+    loss, clipped, dual = _clipped_surrogate(ratio, adv, 1.0 - eps_low, 1.0 + eps_high, dual_clip)
+    info = {
+        "clip_frac": masked_mean(clipped.float(), mask).detach(),
+        "dual_clip_frac": masked_mean(dual.float(), mask).detach(),
+        "ratio_mean": masked_mean(ratio, mask).detach(),
+    }
+    return _finish(loss, mask), info
+
+
+@register("gspo")
+def gspo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    seq_eps_low: float = 3e-4,
+    seq_eps_high: float = 4e-4,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GSPO: clip a sequence-level, length-normalised importance ratio instead of token ratios.
+
+    Source: "Group Sequence Policy Optimization" (Zheng et al., 2025): s_i = (π(y_i)/π_old(y_i))^(1/|y_i|)
+    = exp(mean_t log ρ_i,t) (Eq. 7), objective min(s_i·A_i, clip(s_i, 1−ε, 1+ε)·A_i) (Eq. 5).  We use the
+    token-level form of its "GSPO-token" variant (Eq. 13) as implemented in verl
+    (``verl/trainer/ppo/core_algos.py::compute_policy_loss_gspo``): s_i,t = sg[s_i] · π(y_i,t)/sg[π(y_i,t)],
+    whose value equals s_i at every token and whose gradient w.r.t. log π(y_i,t) is s_i.  Averaged over the
+    sequence's tokens (aggregation ``seq_mean_token_mean``, what the paper uses) the gradient is exactly
+    GSPO's s_i·A_i·(1/|y_i|)·Σ_t ∇log π(y_i,t).  With token-level advantages [B, T] this is GSPO-token.
+
+    Differences: the clip range has its own names (``seq_eps_low``/``seq_eps_high``, paper defaults 3e-4 and
+    4e-4) so that the trainer's token-level ``eps_low``/``eps_high`` (≈0.2) are not applied to the much
+    narrower sequence ratio by accident.  verl caps log s_i at 10; we cap |log ρ| at 20 per token.
+    """
+    _check_eps(seq_eps_low, seq_eps_high, "seq_eps_low", "seq_eps_high")
+    m = mask.bool()
+    log_ratio = _log_ratio(logp, old_logp, mask)
+    n_tok = m.sum(-1).clamp(min=1)
+    seq_log_ratio = log_ratio.sum(-1) / n_tok  # log s_i
+    tok = torch.where(m, logp - logp.detach(), torch.zeros_like(logp)) + seq_log_ratio.detach().unsqueeze(-1)
+    s = torch.exp(tok.clamp(max=_LOG_RATIO_CAP))
+    adv = _token_adv(advantages, logp)
+    loss, clipped, _ = _clipped_surrogate(s, adv, 1.0 - seq_eps_low, 1.0 + seq_eps_high)
+    info = {
+        "clip_frac": masked_mean(clipped.float(), mask).detach(),
+        "seq_ratio_mean": torch.exp(seq_log_ratio).mean().detach(),
+    }
+    return _finish(loss, mask), info
+
+
+@register("sapo")
+def sapo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    tau_pos: float = 1.0,
+    tau_neg: float = 1.05,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SAPO: a smooth, temperature-controlled gate on the token ratio instead of a hard clip.
+
+    Source: "Soft Adaptive Policy Optimization" (Gao et al., 2025, arXiv:2511.20347), the SAPO objective
+    J = E[1/G Σ_i 1/|y_i| Σ_t f_i,t(ρ_i,t)·A_i] with f(ρ) = (4/τ)·σ(τ(ρ − 1)), τ = τ_pos for A > 0 and
+    τ_neg for A < 0 (negative tokens get the faster-decaying gate, τ_neg > τ_pos).  Defaults τ_pos = 1.0,
+    τ_neg = 1.05 are those of the public re-implementations (verl's SAPO recipe, Trinity-RFT, torchforge).
+
+    The gradient w.r.t. log π is w·ρ·A·∇log π with w = 4σ(1−σ) (the paper's soft trust-region weight; PPO's
+    unclipped gradient is ρ·A·∇log π, i.e. w = 1): at ρ = 1, w = 1 and the gradient is exactly the plain
+    policy gradient A·∇log π; w decays smoothly as ρ leaves 1.  ``clip_frac`` here is the share of tokens
+    with w < 0.5 ("gated"); ``gate_weight_mean`` is the masked mean of w.
+
+    Differences: the loss value is −f(ρ)·A, which at ρ = 1 equals −(2/τ)·A, not −A; only gradients matter.
+    """
+    if tau_pos <= 0 or tau_neg <= 0:
+        raise ParamError(f"tau_pos={tau_pos!r} and tau_neg={tau_neg!r} must be > 0")
+    ratio = torch.exp(_log_ratio(logp, old_logp, mask))
+    adv = _token_adv(advantages, logp)
+    tau = torch.where(adv > 0, torch.full_like(adv, tau_pos), torch.full_like(adv, tau_neg))
+    sig = torch.sigmoid(tau * (ratio - 1.0))
+    gate = (4.0 / tau) * sig
+    loss = -gate * adv
+    with torch.no_grad():
+        weight = 4.0 * sig * (1.0 - sig)
+    info = {
+        "clip_frac": masked_mean((weight < 0.5).float(), mask),
+        "gate_weight_mean": masked_mean(weight, mask),
+        "ratio_mean": masked_mean(ratio, mask).detach(),
+    }
+    return _finish(loss, mask), info
+
+
+@register("cispo")
+def cispo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    is_eps_low: float = 1.0,
+    is_eps_high: float = 4.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """CISPO: a detached, clipped importance weight times the log-probability (every token keeps a gradient).
+
+    Source: "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention" (MiniMax, 2025),
+    Sec. 3.1, Eqs. 4-5: J = E[1/Σ|o_i| Σ_i Σ_t sg(r̂_i,t)·Â_i,t·log π(o_i,t)], r̂ = clip(r, 1−ε_low^IS,
+    1+ε_high^IS).  The paper sets ε_low^IS large (no lower bound) and tunes only ε_high^IS; our defaults
+    (ε_low = 1 → lower bound 0, ε_high = 4) follow torchtitan's ``pg_cispo``.
+
+    ``token_loss = −sg(clip(ρ, 1−is_eps_low, 1+is_eps_high))·A·logp``; its gradient is −r̂·A·∇log π for
+    every token, clipped or not (unlike PPO, whose clipped tokens get zero gradient).
+
+    Differences: the IS clip range has its own names so the trainer's PPO ``eps_low``/``eps_high`` do not
+    reach it.  The paper normalises by the total token count: use aggregation ``token_mean`` to match.  The
+    optional masking variant of Sec. 3.1 (the "unified formulation") is not implemented.
+    """
+    if is_eps_low < 0 or is_eps_high < 0:
+        raise ParamError(f"is_eps_low={is_eps_low!r} and is_eps_high={is_eps_high!r} must be >= 0")
+    ratio = torch.exp(_log_ratio(logp, old_logp, mask)).detach()
+    lo, hi = max(0.0, 1.0 - is_eps_low), 1.0 + is_eps_high
+    weight = ratio.clamp(lo, hi)
+    adv = _token_adv(advantages, logp)
+    safe_logp = torch.where(mask.bool(), logp, torch.zeros_like(logp))
+    loss = -weight * adv * safe_logp
+    clipped = (ratio < lo) | (ratio > hi)
+    info = {
+        "clip_frac": masked_mean(clipped.float(), mask),
+        "is_weight_mean": masked_mean(weight, mask),
+    }
+    return _finish(loss, mask), info
+
+
+def _conflict_any(ids: Tensor, mask: Tensor, sign: Tensor, group_ids: Tensor) -> Tensor:
+    """[B, T] bool: token ids[i, t] also sits at position t of a same-group completion of opposite sign."""
+    m = mask.bool()
+    same_tok = (ids.unsqueeze(1) == ids.unsqueeze(0)) & m.unsqueeze(1) & m.unsqueeze(0)  # [B, B, T]
+    pair = (group_ids.unsqueeze(1) == group_ids.unsqueeze(0)) & (sign.unsqueeze(1) * sign.unsqueeze(0) < 0)
+    return (same_tok & pair.unsqueeze(-1)).any(dim=1)
+
+
+def _leading_run(x: Tensor) -> Tensor:
+    return torch.cumprod(x.to(torch.int64), dim=1).bool()
+
+
+def _right_align(x: Tensor, lengths: Tensor, fill: Any) -> Tensor:
+    """Row i of the result holds x[i, len_i-1], x[i, len_i-2], ... (reversed completion, end aligned)."""
+    _, t = x.shape
+    k = torch.arange(t, device=x.device).unsqueeze(0)
+    src = (lengths.unsqueeze(1) - 1 - k).clamp(min=0)
+    out = x.gather(1, src)
+    return torch.where(k < lengths.unsqueeze(1), out, torch.full_like(out, fill))
+
+
+def gtpo_conflicts(
+    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor, scope: str = "runs"
+) -> Tensor:
+    """GTPO's conflict tokens, [B, T] bool.
+
+    ``scope="position"``: token v at position t of completion i is a conflict token when some completion j of
+    the same group with advantage of the opposite sign also has v at position t (the paper's definition).
+    ``scope="runs"`` (the official code's ``build_conflict_mask``): only the leading run of such positions
+    counted from the start, plus the trailing run counted from each completion's end (positions aligned at
+    the end), i.e. shared openings and closings such as format tags.  Assumes left-aligned completions.
+    """
+    if scope not in ("runs", "position"):
+        raise ParamError(f"conflict_scope={scope!r} is not allowed; allowed: runs, position")
+    sign = torch.sign(seq_adv)
+    m = mask.bool()
+    fwd = _conflict_any(token_ids, m, sign, group_ids)
+    if scope == "position":
+        return fwd & m
+    lengths = m.sum(-1)
+    rev_ids = _right_align(token_ids, lengths, -1)
+    rev_mask = _right_align(m, lengths, False)
+    bwd_rev = _leading_run(_conflict_any(rev_ids, rev_mask, sign, group_ids)) & rev_mask
+    # map back: position t of row i corresponds to k = len_i - 1 - t
+    t_idx = torch.arange(m.shape[1], device=m.device).unsqueeze(0)
+    k = (lengths.unsqueeze(1) - 1 - t_idx).clamp(min=0)
+    bwd = bwd_rev.gather(1, k) & (t_idx < lengths.unsqueeze(1))
+    return (_leading_run(fwd) | bwd) & m
+
+
+@register("gtpo")
+def gtpo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    token_ids: Tensor,
+    group_ids: Tensor,
+    entropy: Tensor,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    entropy_threshold: float = 0.7,
+    conflict_weight: float = 2.0,
+    conflict_scope: str = "runs",
+    entropy_coef: float = 0.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GTPO: protect conflict tokens from negative updates and drop high-entropy completions.
+
+    Source: "GTPO: Trajectory-Based Policy Optimization in Large Language Models" (Simoni, Fontana,
+    Rossolini, Saracino, 2025, arXiv:2508.03772), official code ``gtpo/gtpo_training.py`` in
+    github.com/winstonsmith1897/GTPO (``build_conflict_mask``, ``UnslothEfficientGTPO.forward``):
+
+    * conflict tokens (:func:`gtpo_conflicts`): the same token at the same position in completions of one
+      group with opposite-sign advantages.  On negative completions their update is skipped (weight 0); on
+      positive completions it is amplified (``conflict_weight``, the code's ``W_RAW = 2``).
+    * entropy filter: a completion whose mean token entropy exceeds ``entropy_threshold`` (nats; the code's
+      ``ENT_THRESHOLD = 0.7``) gets advantage 0.  The paper derives the threshold; we take the code's value.
+    * the code also subtracts ``ENT_SCALE·H_i`` (0.1) from the kept completions' advantages; here that is
+      ``entropy_coef`` and off by default, because it adds a signal to zero-advantage groups.
+
+    Differences: the code has no clipping (ratio = π/sg[π], on-policy); we wrap the weighted advantage in
+    PPO's clipped surrogate (identical at ρ = 1, and safe for ``inner_epochs > 1``).  The code divides each
+    completion's loss by its number of conflict tokens and multiplies the forward and backward weights (a
+    token in both runs gets 4); we do neither.  Token-level advantages [B, T] are accepted: the sign of a
+    completion is that of its masked mean advantage.  No KL term (GTPO is reference-free; set kl_coef=0).
+    """
+    _check_eps(eps_low, eps_high)
+    if conflict_weight < 0:
+        raise ParamError(f"conflict_weight={conflict_weight!r} must be >= 0")
+    m = mask.bool()
+    adv = _token_adv(advantages, logp)
+    seq_adv = advantages.to(logp.dtype) if advantages.dim() == 1 else masked_mean_rows(adv, m)
+    with torch.no_grad():
+        conflict = gtpo_conflicts(token_ids, m, seq_adv, group_ids, conflict_scope)
+        pos = (seq_adv > 0).unsqueeze(-1)
+        neg = (seq_adv < 0).unsqueeze(-1)
+        delta = torch.ones_like(logp)
+        delta = torch.where(conflict & neg, torch.zeros_like(delta), delta)
+        delta = torch.where(conflict & pos, torch.full_like(delta, conflict_weight), delta)
+        seq_entropy = masked_mean_rows(entropy.to(logp.dtype), m)
+        keep = seq_entropy <= entropy_threshold
+        shaped = adv - entropy_coef * seq_entropy.unsqueeze(-1)
+        eff_adv = torch.where(keep.unsqueeze(-1), shaped, torch.zeros_like(adv)) * delta
+    ratio = torch.exp(_log_ratio(logp, old_logp, mask))
+    loss, clipped, _ = _clipped_surrogate(ratio, eff_adv, 1.0 - eps_low, 1.0 + eps_high)
+    has_tokens = m.any(-1)
+    info = {
+        "clip_frac": masked_mean(clipped.float(), mask),
+        "conflict_frac": masked_mean(conflict.float(), mask),
+        "skipped_frac": masked_mean((conflict & neg).float(), mask),
+        "entropy_drop_frac": ((~keep) & has_tokens).float().sum() / has_tokens.sum().clamp(min=1),
+    }
+    return _finish(loss, mask), info
+
+
+def masked_mean_rows(x: Tensor, mask: Tensor) -> Tensor:
+    """Per-row mean of ``x`` over ``mask`` ([B, T] -> [B]; 0 for empty rows)."""
+    m = mask.bool()
+    return torch.where(m, x, torch.zeros_like(x)).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# aggregation and KL
+# ---------------------------------------------------------------------------------------------------------
+
+
+def aggregate(
+    token_loss: Tensor,
+    mask: Tensor,
+    mode: str,
+    max_tokens: int | None = None,
+    n_seqs: int | None = None,
+    n_tokens: int | float | None = None,
+) -> Tensor:
+    """Reduce ``token_loss[B, T]`` to a scalar.
+
+    * ``seq_mean_token_mean`` (GRPO, "DeepSeekMath", Eq. 3): mean over a sequence's tokens, then over sequences.
+    * ``token_mean`` (DAPO, "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", Eq. 12): sum over
+      all tokens of the batch divided by their count.
+    * ``seq_mean_token_sum_norm`` (Dr. GRPO, "Understanding R1-Zero-Like Training: A Critical Perspective",
+      Sec. 3.2): a sequence's token sum divided by the constant ``max_tokens``, then mean over sequences.
+
+    Micro-batching: pass the *whole batch's* ``n_seqs`` (number of sequences) and ``n_tokens`` (number of
+    unmasked tokens) and each micro-batch's value is normalised by them, so the micro-batch values sum to
+    the full-batch loss.  Padding never contributes (even if ``token_loss`` is NaN there).
+    """
+    if mode not in AGGREGATIONS:
+        raise ParamError(f"aggregation={mode!r} is not allowed; allowed: {', '.join(AGGREGATIONS)}")
+    m = mask.bool()
+    x = torch.where(m, token_loss, torch.zeros_like(token_loss))
+    seqs = n_seqs if n_seqs is not None else token_loss.shape[0]
+    if mode == "token_mean":
+        toks = n_tokens if n_tokens is not None else m.sum()
+        return x.sum() / (toks.clamp(min=1) if isinstance(toks, Tensor) else max(float(toks), 1.0))
+    if mode == "seq_mean_token_mean":
+        per_seq = x.sum(-1) / m.sum(-1).clamp(min=1)
+    else:
+        if max_tokens is None or max_tokens <= 0:
+            raise ParamError(f"aggregation {mode!r} needs max_tokens > 0; got {max_tokens!r}")
+        per_seq = x.sum(-1) / float(max_tokens)
+    return per_seq.sum() / max(seqs, 1)
+
+
+def kl(logp: Tensor, ref_logp: Tensor, kind: str = "k3", mask: Tensor | None = None) -> Tensor:
+    """Per-token estimators of KL(π_θ ‖ π_ref) from samples of π_θ ([B, T]; 0 on padding when ``mask`` given).
+
+    Source: J. Schulman, "Approximating KL Divergence" (blog post, 2020), with log r = ref_logp − logp:
+    k1 = −log r = logp − ref (unbiased, high variance, can be negative); k2 = ½(log r)² (biased, low
+    variance); k3 = (r − 1) − log r = exp(ref − logp) − (ref − logp) − 1 (unbiased and ≥ 0; GRPO's Eq. 4).
+    |log r| is capped at 20 before exp so float32 never overflows.
+    """
+    if kind not in KL_KINDS:
+        raise ParamError(f"kl_kind={kind!r} is not allowed; allowed: {', '.join(KL_KINDS)}")
+    d = ref_logp - logp  # log r
+    if mask is not None:
+        d = torch.where(mask.bool(), d, torch.zeros_like(d))
+    if kind == "k1":
+        out = -d
+    elif kind == "k2":
+        out = 0.5 * d * d
+    else:
+        d = d.clamp(-_LOG_RATIO_CAP, _LOG_RATIO_CAP)
+        out = torch.exp(d) - d - 1.0
+    return out
