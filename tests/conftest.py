@@ -6,10 +6,9 @@ import string
 
 import pytest
 import torch
+from rlbook.models import tiny_llama
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
-
-from rlbook.models import tiny_llama
 
 SPECIALS = ["<unk>", "<bos>", "<eos>"]
 CHAT_TEMPLATE = (

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from rlbook import rewards
 from rlbook.models import wrap_lora
 from rlbook.tasks import make_task
@@ -140,3 +139,35 @@ def test_bad_trainer_config_names_the_allowed_values(tiny_model, tok, bad):
 
     with pytest.raises(ParamError, match="allowed|available"):
         make_trainer(tiny_model, tok, **bad)
+
+
+def test_dynamic_sampling_drops_all_same_groups_and_refills(tok):
+    from rlbook.models import tiny_llama
+
+    @rewards.register("test_first_char_digit")
+    def _first_digit(completions, problems, *, task):  # mixed for some prompts, all-same for others
+        return [float(bool(c) and c[0].isdigit()) for c in completions]
+
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, group_size=4, prompts_per_step=3,
+                           dynamic_sampling=True, dynamic_sampling_max_rounds=4, rewards=[{"name": "test_lowercase"}])
+    m = trainer.step()
+    assert m["sampled_groups"] >= 3 and m["sampled_groups"] == 3 + m["dropped_groups"] or m["dropped_groups"] > 0
+    assert m["trained_seqs"] <= 12
+
+
+def test_rollout_cat_keeps_rows_and_masks(tiny_model, tok):
+    from rlbook.trainer import Rollout
+
+    trainer = make_trainer(tiny_model, tok)
+    a = trainer.generate([trainer.prompt_ids(trainer.task.train[0])] * 2, 5)
+    b = trainer.generate([trainer.prompt_ids(trainer.task.train[1])[:-3]] * 3, 7)
+    c = Rollout.cat([a, b], tok.pad_token_id)
+    assert c.input_ids.shape[0] == 5 and c.texts == a.texts + b.texts
+    assert torch.equal(c.lengths, torch.cat([a.lengths, b.lengths]))
+    ids, att, cmask, lc = trainer._slice(c, [0, 4])
+    with torch.no_grad():
+        lp_c, _ = token_logprobs(trainer.model, ids, att, lc)
+        ids_b, att_b, _, lc_b = trainer._slice(b, [2])
+        lp_b, _ = token_logprobs(trainer.model, ids_b, att_b, lc_b)
+    n = int(b.lengths[2])
+    assert torch.allclose(lp_c[1, :n], lp_b[0, :n], atol=1e-5)

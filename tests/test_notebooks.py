@@ -1,0 +1,69 @@
+"""Every notebook: committed without outputs, parameters cell equal to its params defaults, smoke run."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rlbook import params as rparams
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+def parameters_cell(name: str) -> dict:
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{name}: exactly one cell must be tagged 'parameters'"
+    values = {}
+    for node in ast.parse("".join(cells[0]["source"])).body:
+        assert isinstance(node, ast.Assign), f"{name}: the parameters cell holds plain assignments only"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_committed_without_outputs(name):
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and not cell.get("execution_count"), f"{name} has outputs"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_cell_matches_params_defaults(name):
+    cell = parameters_cell(name)
+    defaults = rparams.load_file(name, ROOT / "params")["defaults"]
+    assert cell.pop("run_dir") is None and cell.pop("profile") is None
+    assert cell == defaults, f"{name}: parameters cell and params/{name}.yaml defaults differ"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_profile_validates(name):
+    for profile in ("smoke", "cpu", "gpu"):
+        rparams.resolve(name, profile, params_dir=ROOT / "params")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_with_smoke_profile(name, tmp_path):
+    out = tmp_path / "outputs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlbook.cli", "run", name, "--profile", "smoke", "--outputs", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (folder,) = list((out / name).iterdir())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    for f in ("report.html", f"{name}.ipynb", "results.json"):
+        assert (folder / f).exists(), f
+    assert list((folder / "figures").glob("*.png")), "no figures"
+    results = json.loads((folder / "results.json").read_text())
+    if name == "quickstart":
+        assert 0.0 <= results["base_accuracy"] <= 1.0 and 0.0 <= results["final_accuracy"] <= 1.0
+        assert (folder / "metrics.csv").exists()
