@@ -40,12 +40,16 @@ def test_completion_mask_handles_several_eos_ids():
     assert completion_mask(ids, [2, 9]).tolist() == [[1, 1, 0, 0]]
 
 
-def test_training_logprobs_equal_generation_logprobs_under_left_padding(tiny_model, tok):
-    trainer = make_trainer(tiny_model, tok, temperature=0.7)
-    problems = trainer.task.train[:4]
-    prompts = [trainer.prompt_ids(p) for p in problems]
+def _ragged_prompts(trainer) -> list[list[int]]:
+    prompts = [trainer.prompt_ids(p) for p in trainer.task.train[:4]]
     prompts[1] = prompts[1][:-5]  # different prompt lengths -> real left padding
     assert len({len(p) for p in prompts}) > 1
+    return prompts
+
+
+def test_training_logprobs_equal_hf_generation_logprobs_under_left_padding(tiny_model, tok):
+    trainer = make_trainer(tiny_model, tok, temperature=0.7, generation_backend="hf")
+    prompts = _ragged_prompts(trainer)
     torch.manual_seed(1)
     roll = trainer.generate(prompts, max_new_tokens=6, do_sample=True, temperature=0.7)
     # Re-run generation with the same seed, keeping the logits of the forward passes that sampled.
@@ -59,12 +63,38 @@ def test_training_logprobs_equal_generation_logprobs_under_left_padding(tiny_mod
     assert torch.equal(gen.sequences[:, lp : lp + roll.completion_ids.shape[1]], roll.completion_ids)
     gen_logits = torch.stack(gen.logits, dim=1)[:, : roll.completion_ids.shape[1]]
     gen_logp = torch.log_softmax(gen_logits.float() / 0.7, -1).gather(-1, roll.completion_ids.unsqueeze(-1)).squeeze(-1)
-    rows = list(range(len(prompts)))
-    ids, att, cmask, lc = trainer._slice(roll, rows)
+    ids, att, cmask, lc = trainer._slice(roll, list(range(len(prompts))))
     with torch.no_grad():
         train_logp, _ = token_logprobs(trainer.model, ids, att, lc, temperature=0.7)
     m = cmask.bool()
     assert torch.allclose(train_logp[m], gen_logp[:, :lc][m], atol=1e-4)
+
+
+def test_training_logprobs_equal_shared_prefill_sampler_logprobs(tiny_model, tok):
+    from rlbook.generation import left_pad, sample_groups
+
+    trainer = make_trainer(tiny_model, tok, temperature=0.7, gen_batch_size=64)  # one chunk: same RNG draws
+    prompts = _ragged_prompts(trainer)
+    ids, att = left_pad(prompts, EOS, torch.device("cpu"))
+    torch.manual_seed(3)
+    comp, gen_logp = sample_groups(trainer.model, ids, att, 3, 6, [EOS], EOS, temperature=0.7, return_logprobs=True)
+    torch.manual_seed(3)
+    roll = trainer.generate(prompts, 6, do_sample=True, temperature=0.7, group_size=3)
+    assert torch.equal(roll.completion_ids, comp[:, : roll.completion_ids.shape[1]])
+    ids, att, cmask, lc = trainer._slice(roll, list(range(len(prompts) * 3)))
+    with torch.no_grad():
+        train_logp, _ = token_logprobs(trainer.model, ids, att, lc, temperature=0.7)
+    m = cmask.bool()
+    assert torch.allclose(train_logp[m], gen_logp[:, :lc][m], atol=1e-4)
+
+
+def test_shared_prefill_greedy_matches_transformers_generate(tiny_model, tok):
+    trainer = make_trainer(tiny_model, tok)
+    prompts = _ragged_prompts(trainer)
+    ours = trainer.generate(prompts, 8, do_sample=False, group_size=2)
+    trainer.cfg.generation_backend = "hf"
+    theirs = trainer.generate(prompts, 8, do_sample=False, group_size=2)
+    assert torch.equal(ours.completion_ids, theirs.completion_ids) and ours.texts == theirs.texts
 
 
 def test_first_inner_epoch_has_ratio_one_so_nothing_is_clipped(tiny_model, tok):
@@ -171,3 +201,23 @@ def test_rollout_cat_keeps_rows_and_masks(tiny_model, tok):
         lp_b, _ = token_logprobs(trainer.model, ids_b, att_b, lc_b)
     n = int(b.lengths[2])
     assert torch.allclose(lp_c[1, :n], lp_b[0, :n], atol=1e-5)
+
+
+def test_merged_lora_generation_matches_unmerged_and_restores_base_weights(tok):
+    from rlbook.models import merged_lora, tiny_llama
+
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, lr=5e-2)
+    trainer.step()  # move the LoRA weights away from their zero init
+    base_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "base_layer" in n}
+    ids = torch.tensor([trainer.prompt_ids(trainer.task.train[0])])
+    with torch.no_grad():
+        plain = trainer.model(input_ids=ids).logits
+        with merged_lora(trainer.model):
+            merged = trainer.model(input_ids=ids).logits
+    assert torch.allclose(plain, merged, atol=1e-5)
+    with torch.no_grad(), trainer.model.disable_adapter():
+        base_logits = trainer.model(input_ids=ids).logits
+    assert not torch.allclose(plain, base_logits, atol=1e-4)  # the adapter does change the model
+    for n, p in trainer.model.named_parameters():
+        if "base_layer" in n:
+            assert torch.equal(p, base_before[n]), n

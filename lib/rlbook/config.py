@@ -78,6 +78,8 @@ class TrainConfig:
     dynamic_sampling_max_rounds: int = 3  # generation rounds per step at most, under dynamic sampling
     sampler: str = "uniform"  # rlbook.sampling name (how prompts are drawn for each step)
     sampler_kwargs: dict[str, Any] = field(default_factory=dict)
+    generation_backend: str = "rlbook"  # "rlbook": shared prompt prefill per group; "hf": transformers.generate
+    merge_lora_for_generation: bool = True  # generate with W + BA merged (exact restore afterwards)
     skip_zero_advantage: bool = True  # skip the training forward for samples with A = 0 when nothing needs them
     max_bad_steps: int = 3  # consecutive non-finite steps before the run fails
     checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end when a folder is given)
@@ -106,6 +108,7 @@ class TrainConfig:
         _range("train.dynamic_sampling_max_rounds", self.dynamic_sampling_max_rounds, 1, kind=int)
         _choice("train.aggregation", self.aggregation, AGGREGATIONS)
         _choice("train.kl_kind", self.kl_kind, KL_KINDS)
+        _choice("train.generation_backend", self.generation_backend, ("rlbook", "hf"))
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         from rlbook import estimators, losses, rewards, sampling
 

@@ -220,6 +220,38 @@ def reference_mode(model: torch.nn.Module) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def merged_lora(model: torch.nn.Module) -> Iterator[None]:
+    """Run ``model`` with each LoRA delta merged into its base weight (for fast generation).
+
+    Inside the block every LoRA linear layer computes ``x @ (W + s * B @ A).T`` in one matmul
+    instead of ``x @ W.T + s * (x @ A.T) @ B.T``.  The merged weights are fresh tensors and the
+    original ``W`` tensors are put back on exit, so nothing drifts (peft's merge/unmerge subtracts
+    the delta again, which leaves rounding error in the base weights after many steps).  Without an
+    adapter this is a no-op.
+    """
+    if not has_adapter(model):
+        yield
+        return
+    from peft.tuners.lora import LoraLayer
+
+    swapped: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
+    try:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, LoraLayer) and "default" in getattr(module, "lora_A", {}):
+                    base = module.get_base_layer()
+                    original = base.weight
+                    delta = module.get_delta_weight("default").to(original.dtype)
+                    base.weight = torch.nn.Parameter(original + delta, requires_grad=False)
+                    swapped.append((base, original))
+        with model.disable_adapter():  # type: ignore[operator]
+            yield
+    finally:
+        for base, original in swapped:
+            base.weight = original
+
+
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 

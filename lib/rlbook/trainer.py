@@ -24,8 +24,10 @@ Log-probs are those of the sampling distribution, ``log_softmax(logits / tempera
 from __future__ import annotations
 
 import csv
+import gc
 import inspect
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -36,9 +38,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from rlbook import estimators, losses, rewards, sampling
+from rlbook import checkpoint, estimators, losses, rewards, sampling
 from rlbook.config import TrainConfig
-from rlbook.models import Tokenizer, has_adapter, reference_mode, trainable_parameters
+from rlbook.generation import left_pad, sample_groups
+from rlbook.models import Tokenizer, has_adapter, merged_lora, reference_mode, trainable_parameters
 from rlbook.tasks import Problem, Task
 
 # Losses whose per-token value is exactly zero when the advantage is zero (and which look at no
@@ -151,6 +154,7 @@ class Trainer:
         cfg: TrainConfig | dict[str, Any] | None = None,
         metrics_path: str | Path | None = None,
         progress: bool = True,
+        checkpoint_dir: str | Path | None = None,
     ):
         from rlbook.config import build
 
@@ -161,6 +165,10 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.progress = progress
         self.metrics_path = Path(metrics_path) if metrics_path else None
+        # fit() saves checkpoints here (every cfg.checkpoint_every steps and at the end) and resumes
+        # from the newest one it finds (rlbook.checkpoint)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.resumed_from_step = 0
         self.history: list[dict[str, Any]] = []
         self.step_count = 0
         self.bad_steps = 0
@@ -202,39 +210,30 @@ class Trainer:
     # ----------------------------------------------------------------------------------- rollout
     @torch.no_grad()
     def generate(
-        self, prompts: list[list[int]], max_new_tokens: int, do_sample: bool = True, temperature: float = 1.0
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        do_sample: bool = True,
+        temperature: float = 1.0,
+        group_size: int = 1,
     ) -> Rollout:
-        """Batched generation with KV cache; prompts are left-padded to a common length."""
+        """``group_size`` completions of each prompt (rows prompt-major), batched, with a KV cache.
+
+        With ``cfg.generation_backend == "rlbook"`` each prompt is prefilled once and its cache shared
+        by its group (:mod:`rlbook.generation`); ``"hf"`` calls ``transformers.generate`` on every row.
+        """
         pad = self.tok.pad_token_id
-        lp = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), lp), pad, dtype=torch.long)
-        att = torch.zeros((len(prompts), lp), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, lp - len(p):] = torch.tensor(p)
-            att[i, lp - len(p):] = 1
-        ids, att = ids.to(self.device), att.to(self.device)
-        chunks = []
+        ids, att = left_pad(prompts, pad, self.device)
+        lp = ids.shape[1]
         was_training = self.model.training
         self.model.eval()
-        for s in range(0, len(prompts), self.cfg.gen_batch_size):
-            kw: dict[str, Any] = {"do_sample": do_sample}
-            if do_sample:
-                kw.update(temperature=temperature, top_p=self.cfg.top_p, top_k=0)
-            out = self.model.generate(
-                input_ids=ids[s : s + self.cfg.gen_batch_size],
-                attention_mask=att[s : s + self.cfg.gen_batch_size],
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad,
-                eos_token_id=self.eos_ids,
-                **kw,
-            )
-            comp = out[:, lp:]
-            if comp.shape[1] < max_new_tokens:  # generation stopped early: pad to a common width
-                fill = torch.full((comp.shape[0], max_new_tokens - comp.shape[1]), pad, device=comp.device)
-                comp = torch.cat([comp, fill], dim=1)
-            chunks.append(comp)
+        merge = merged_lora(self.model) if self.cfg.merge_lora_for_generation else contextlib.nullcontext()
+        with merge:
+            chunks = self._generate_chunks(ids, att, lp, max_new_tokens, do_sample, temperature, group_size)
         self.model.train(was_training)
         comp_ids = torch.cat(chunks)
+        ids = ids.repeat_interleave(group_size, dim=0)
+        att = att.repeat_interleave(group_size, dim=0)
         # Trim columns that no row uses (every row finished earlier).
         mask = completion_mask(comp_ids, self.eos_ids)
         width = max(1, int(mask.sum(-1).max().item()))
@@ -248,6 +247,35 @@ class Trainer:
             completion_mask=mask,
             texts=texts,
         )
+
+    def _generate_chunks(
+        self, ids: torch.Tensor, att: torch.Tensor, lp: int, max_new_tokens: int, do_sample: bool,
+        temperature: float, group_size: int,
+    ) -> list[torch.Tensor]:
+        """Generation over chunks of about ``gen_batch_size`` rows; completions padded to ``max_new_tokens``."""
+        pad = self.tok.pad_token_id
+        per_chunk = max(1, self.cfg.gen_batch_size // group_size)  # prompts per chunk
+        chunks = []
+        for s in range(0, ids.shape[0], per_chunk):
+            p_ids, p_att = ids[s : s + per_chunk], att[s : s + per_chunk]
+            if self.cfg.generation_backend == "rlbook":
+                comp = sample_groups(self.model, p_ids, p_att, group_size, max_new_tokens, self.eos_ids, pad,
+                                     do_sample=do_sample, temperature=temperature, top_p=self.cfg.top_p)
+            else:
+                kw: dict[str, Any] = {"do_sample": do_sample}
+                if do_sample:
+                    kw.update(temperature=temperature, top_p=self.cfg.top_p, top_k=0)
+                out = self.model.generate(
+                    input_ids=p_ids.repeat_interleave(group_size, dim=0),
+                    attention_mask=p_att.repeat_interleave(group_size, dim=0),
+                    max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=self.eos_ids, **kw,
+                )
+                comp = out[:, lp:]
+            if comp.shape[1] < max_new_tokens:  # generation stopped early: pad to a common width
+                fill = torch.full((comp.shape[0], max_new_tokens - comp.shape[1]), pad, device=comp.device)
+                comp = torch.cat([comp, fill], dim=1)
+            chunks.append(comp)
+        return chunks
 
     # ------------------------------------------------------------------------------------- score
     def score(self, texts: list[str], problems: list[Problem], lengths: list[int]) -> torch.Tensor:
@@ -321,8 +349,9 @@ class Trainer:
             rounds += 1
             indices = self.sampler.next(P if rounds == 1 else P - len(kept))
             problems = [self.task.train[i] for i in indices]
-            prompts = [self.prompt_ids(p) for p in problems for _ in range(G)]
-            roll = self.generate(prompts, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature)
+            prompts = [self.prompt_ids(p) for p in problems]
+            roll = self.generate(prompts, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                                 group_size=G)
             gen_tokens += int(roll.lengths.sum())
             parts = self.score(roll.texts, [p for p in problems for _ in range(G)], roll.lengths.tolist())
             weights = torch.tensor([w for _, w, _, _ in self.reward_fns])
@@ -346,7 +375,9 @@ class Trainer:
 
         # 1-3. sample prompts, rollout G completions each, score them (refilled under dynamic sampling)
         t0 = time.perf_counter()
-        indices, roll, parts, sampled = self._sample_groups(P, G)
+        indices, roll, parts, sampled = self._oom_retry(
+            "generation", "gen_batch_size", lambda: self._sample_groups(P, G), self._generation_snapshot()
+        )
         gen_s = time.perf_counter() - t0
         problems = [self.task.train[i] for i in indices]
         flat_problems = [p for p in problems for _ in range(G)]
@@ -361,10 +392,14 @@ class Trainer:
         # 4. advantages (reference pass first when the KL term or the estimator needs it)
         t1 = time.perf_counter()
         all_rows = list(range(P * G))
-        ref_logp = self._logprobs_no_grad(roll, all_rows, reference=True) if self.needs_ref else {}
+        ref_logp = self._oom_retry(
+            "the reference pass", "micro_batch_size", lambda: self._logprobs_no_grad(roll, all_rows, reference=True)
+        ) if self.needs_ref else {}
         seq_log_ratio = torch.zeros(P, G)
         if self.needs_ref and "seq_log_ratio" in inspect.signature(estimators.get(cfg.estimator)).parameters:
-            cur = self._logprobs_no_grad(roll, all_rows, reference=False)
+            cur = self._oom_retry(
+                "the log-prob pass", "micro_batch_size", lambda: self._logprobs_no_grad(roll, all_rows, reference=False)
+            )
             for r in all_rows:
                 n = int(lengths[r])
                 seq_log_ratio.view(-1)[r] = (cur[r][:n] - ref_logp[r][:n]).sum()
@@ -389,7 +424,10 @@ class Trainer:
         nonzero = adv_flat.reshape(P * G, -1).abs().amax(-1) > 0
         rows = [r for r in all_rows if nonzero[r]] if skip_ok else all_rows
         n_tokens_total = float(roll.completion_mask.sum())
-        train_metrics = self._update(roll, rows, adv_flat, ref_logp, n_tokens_total)
+        train_metrics = self._oom_retry(
+            "training", "micro_batch_size", lambda: self._update(roll, rows, adv_flat, ref_logp, n_tokens_total),
+            self._training_snapshot(),
+        )
         train_s = time.perf_counter() - t1
 
         self.step_count += 1
@@ -400,6 +438,9 @@ class Trainer:
             "reward_std": r_flat.std().item() if r_flat.numel() > 1 else 0.0,
             "accuracy": correct.float().mean().item(),
             "response_length": lengths.float().mean().item(),
+            # mean length of the correct / wrong completions (NaN when there are none): Dr. GRPO's length bias
+            "length_correct": lengths[correct].float().mean().item() if bool(correct.any()) else float("nan"),
+            "length_wrong": lengths[~correct].float().mean().item() if bool((~correct).any()) else float("nan"),
             "zero_adv_group_frac": zero_groups,
             "adv_std": adv_flat.std().item() if adv_flat.numel() > 1 else 0.0,
             "gen_s": gen_s,
@@ -522,27 +563,53 @@ class Trainer:
         }
         if self.cfg.eval_pass_k > 0:
             k = self.cfg.eval_pass_k
-            prompts = [self.prompt_ids(p, "eval") for p in problems for _ in range(k)]
-            sampled = self.generate(prompts, mnt, do_sample=True, temperature=self.cfg.temperature)
+            prompts = [self.prompt_ids(p, "eval") for p in problems]
+            sampled = self.generate(prompts, mnt, do_sample=True, temperature=self.cfg.temperature, group_size=k)
             hits = [self.task.score(problems[i // k], t) >= 1.0 for i, t in enumerate(sampled.texts)]
             out[f"pass@{k}"] = float(np.mean([any(hits[i * k : (i + 1) * k]) for i in range(len(problems))]))
         torch.set_rng_state(rng_state)
         return out
 
     # ------------------------------------------------------------------------------------- loop
-    def fit(self, steps: int | None = None) -> list[dict[str, Any]]:
-        """Run ``steps`` (default ``cfg.steps``) steps with a progress bar; returns their metrics."""
+    def fit(self, steps: int | None = None, checkpoint_dir: str | Path | None = None) -> list[dict[str, Any]]:
+        """Run ``steps`` (default ``cfg.steps``) steps with a progress bar; returns their metrics.
+
+        With a checkpoint folder (``checkpoint_dir`` here or in the constructor), a checkpoint is
+        saved every ``cfg.checkpoint_every`` steps and at the end, and the first ``fit()`` of a fresh
+        trainer resumes from the newest checkpoint there: it restores the adapter, optimizer, RNG,
+        sampler and estimator state and the metrics so far (``metrics.csv`` is cut back to them),
+        runs only the remaining steps and returns the metrics of all of them.
+        """
         from tqdm.auto import tqdm
 
+        if checkpoint_dir is not None:
+            self.checkpoint_dir = Path(checkpoint_dir)
         n = self.cfg.steps if steps is None else steps
-        bar = tqdm(range(n), desc="GRPO steps", disable=not self.progress)
-        out = []
+        target = self.step_count + n
+        first = len(self.history)
+        if self.checkpoint_dir is not None and self.step_count == 0:
+            restored = checkpoint.load(self, self.checkpoint_dir)
+            if restored:
+                self.resumed_from_step = restored
+                first = 0
+                self._rewrite_metrics()
+                print(f"[rlbook] resumed from {checkpoint.latest(self.checkpoint_dir)} at step {restored}")
+            elif not self.history:  # a fresh start: drop rows an attempt killed before its first checkpoint wrote
+                self._rewrite_metrics()
+        bar = tqdm(range(max(0, target - self.step_count)), desc="GRPO steps", disable=not self.progress,
+                   initial=min(self.step_count, target), total=n)
+        saved = self.step_count if self.resumed_from_step else -1
+        every = self.cfg.checkpoint_every
         for _ in bar:
             m = self.step()
-            out.append(m)
+            if self.checkpoint_dir is not None and every and self.step_count % every == 0:
+                checkpoint.save(self, self.checkpoint_dir)
+                saved = self.step_count
             bar.set_postfix(reward=f"{m['reward_mean']:.2f}", acc=f"{m['accuracy']:.2f}",
                             len=f"{m['response_length']:.0f}", s=f"{m['step_s']:.1f}")
-        return out
+        if self.checkpoint_dir is not None and saved != self.step_count and self.step_count > 0:
+            checkpoint.save(self, self.checkpoint_dir)
+        return self.history[first:]
 
     def _record(self, m: dict[str, Any]) -> None:
         self.history.append(m)
@@ -559,6 +626,134 @@ class Trainer:
             if new:
                 w.writeheader()
             w.writerow(m)
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's own state for a checkpoint: counters, the effective batch sizes, the
+        sampler (data cursor), estimator and reward state and the metrics so far.  The weights,
+        optimizer and RNG states are saved next to it by :func:`rlbook.checkpoint.save`."""
+        return {
+            "step_count": self.step_count,
+            "bad_steps": self.bad_steps,
+            "gen_batch_size": self.cfg.gen_batch_size,
+            "micro_batch_size": self.cfg.micro_batch_size,
+            "sampler": self.sampler.state_dict(),
+            "estimator": self.estimator_state.state_dict() if self.estimator_state is not None else None,
+            "rewards": {name: fn.state_dict() for name, _, fn, _ in self.reward_fns if hasattr(fn, "state_dict")},
+            "history": [dict(m) for m in self.history],
+            "config": self.cfg.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (a warning names config fields that changed)."""
+        now = self.cfg.to_dict()
+        changed = [k for k, v in (state.get("config") or {}).items()
+                   if k not in ("steps", "checkpoint_every", "gen_batch_size", "micro_batch_size", "eval_every")
+                   and now.get(k) != v]
+        if changed:
+            print(f"[rlbook] warning: resuming with changed train config: {', '.join(sorted(changed))}")
+        self.step_count = int(state["step_count"])
+        self.bad_steps = int(state["bad_steps"])
+        self.cfg.gen_batch_size = int(state.get("gen_batch_size", self.cfg.gen_batch_size))
+        self.cfg.micro_batch_size = int(state.get("micro_batch_size", self.cfg.micro_batch_size))
+        self.sampler.load_state_dict(state["sampler"])
+        if self.estimator_state is not None and state.get("estimator") is not None:
+            self.estimator_state.load_state_dict(state["estimator"])
+        for name, _, fn, _ in self.reward_fns:
+            if name in (state.get("rewards") or {}) and hasattr(fn, "load_state_dict"):
+                fn.load_state_dict(state["rewards"][name])
+        self.history = [dict(m) for m in state["history"]]
+
+    def _rewrite_metrics(self) -> None:
+        """Rewrite ``metrics.csv`` from ``history`` (after a resume: no rows past the checkpoint)."""
+        if self.metrics_path is None:
+            return
+        if not self.history:
+            self.metrics_path.unlink(missing_ok=True)
+            return
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(self.history[0]), extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.history)
+        os.replace(tmp, self.metrics_path)
+
+    # ------------------------------------------------------------------------- out of memory
+    def _generation_snapshot(self) -> Any:
+        """A closure that puts the sampler and RNG back where they were, so a retried generation
+        draws the same prompts."""
+        sampler, rng = self.sampler.state_dict(), checkpoint.rng_state()
+
+        def restore() -> None:
+            self.sampler.load_state_dict(sampler)
+            checkpoint.set_rng_state(rng)
+
+        return restore
+
+    def _training_snapshot(self) -> Any:
+        """A closure that undoes a partial training pass (gradients; with several inner epochs also
+        the parameters and optimizer state, since an earlier epoch may have stepped)."""
+        import copy
+
+        bad, rng = self.bad_steps, torch.get_rng_state()
+        saved = None
+        if self.cfg.inner_epochs > 1:
+            saved = ([p.detach().clone() for p in self.params], copy.deepcopy(self.optimizer.state_dict()))
+
+        def restore() -> None:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_steps = bad
+            torch.set_rng_state(rng)
+            if saved is not None:
+                with torch.no_grad():
+                    for p, v in zip(self.params, saved[0], strict=True):
+                        p.copy_(v)
+                self.optimizer.load_state_dict(saved[1])
+
+        return restore
+
+    def _oom_retry(self, phase: str, knob: str, fn: Any, restore: Any = None) -> Any:
+        """``fn()``; on out-of-memory, halve ``cfg.<knob>`` once and retry the whole phase, then fail."""
+        try:
+            return fn()
+        except Exception as e:
+            if not is_oom(e):
+                raise
+            before = getattr(self.cfg, knob)
+            after = max(1, before // 2)
+            free_memory()
+            if restore is not None:
+                restore()
+            if after == before:
+                raise TrainingError(
+                    f"out of memory during {phase} at step {self.step_count + 1} with train.{knob}=1; "
+                    "lower train.max_new_tokens, train.prompts_per_step or train.group_size"
+                ) from e
+            print(f"[rlbook] step {self.step_count + 1}: out of memory during {phase} with train.{knob}={before}; "
+                  f"retrying with train.{knob}={after}")
+            setattr(self.cfg, knob, after)
+        try:
+            return fn()
+        except Exception as e:
+            if not is_oom(e):
+                raise
+            free_memory()
+            raise TrainingError(
+                f"out of memory during {phase} at step {self.step_count + 1}: tried train.{knob}={before}, "
+                f"then {after}; lower train.{knob} (or max_new_tokens, prompts_per_step, group_size)"
+            ) from e
+
+
+def is_oom(e: BaseException) -> bool:
+    """True for a CUDA / MPS / CPU allocator out-of-memory error."""
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def seed_everything(seed: int) -> None:
