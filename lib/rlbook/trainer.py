@@ -23,6 +23,7 @@ Log-probs are those of the sampling distribution, ``log_softmax(logits / tempera
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import inspect
