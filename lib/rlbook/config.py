@@ -79,7 +79,8 @@ class TrainConfig:
     sampler: str = "uniform"  # rlbook.sampling name (how prompts are drawn for each step)
     sampler_kwargs: dict[str, Any] = field(default_factory=dict)
     generation_backend: str = "rlbook"  # "rlbook": shared prompt prefill per group; "hf": transformers.generate
-    merge_lora_for_generation: bool = True  # generate with W + BA merged (exact restore afterwards)
+    merge_lora_for_generation: bool = True
+    share_prompt_forward: bool = True  # training forward encodes each group's prompt once (same result)  # generate with W + BA merged (exact restore afterwards)
     skip_zero_advantage: bool = True  # skip the training forward for samples with A = 0 when nothing needs them
     max_bad_steps: int = 3  # consecutive non-finite steps before the run fails
     checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end when a folder is given)

@@ -144,6 +144,45 @@ def token_logprobs(
     return logp, entropy
 
 
+def token_logprobs_shared_prompt(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    groups: torch.Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`token_logprobs` with the prompt encoded once per group (rows of a group share it).
+
+    The prompt's KV cache is computed once for each distinct ``groups`` value and indexed out to
+    the group's rows (differentiably: the gradient of every completion flows back into the one
+    prompt pass); the completions then attend to it.  Same result as :func:`token_logprobs` within
+    float tolerance, with the prompt's forward and backward done once per group instead of G times.
+    """
+    lp = input_ids.shape[1] - n_completion
+    uniq, inverse = torch.unique(groups, return_inverse=True)
+    first = torch.stack([(groups == u).nonzero()[0, 0] for u in uniq])
+    p_ids, p_att = input_ids[first, :lp], attention_mask[first, :lp]
+    out = model(input_ids=p_ids, attention_mask=p_att, position_ids=position_ids_from_mask(p_att),
+                use_cache=True, logits_to_keep=1)
+    logits = out.logits[:, -1:].index_select(0, inverse)  # predicts the first completion token
+    if n_completion > 1:
+        cache = out.past_key_values
+        cache.batch_select_indices(inverse)
+        att = attention_mask[:, : lp + n_completion - 1]
+        out_c = model(input_ids=input_ids[:, lp : lp + n_completion - 1], attention_mask=att,
+                      position_ids=position_ids_from_mask(att)[:, lp:], past_key_values=cache, use_cache=True)
+        logits = torch.cat([logits, out_c.logits], dim=1)
+    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logp = logp_all.gather(-1, input_ids[:, lp:].unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
 class Trainer:
     """GRPO-style trainer over a LoRA policy; ``step()`` runs one full iteration and returns its metrics."""
 
@@ -300,11 +339,21 @@ class Trainer:
         whole groups in each micro-batch instead.
         """
         mb = self.cfg.micro_batch_size
-        if "group_ids" in losses.context_names(self.cfg.loss):
+        if self.cfg.share_prompt_forward or "group_ids" in losses.context_names(self.cfg.loss):
+            # whole groups per micro-batch (groups of similar length together)
             G = self.cfg.group_size
-            per = max(1, mb // G) * G
-            order = sorted(rows)
-            return [order[i : i + per] for i in range(0, len(order), per)]
+            lengths = roll.lengths.tolist()
+            by_group: dict[int, list[int]] = {}
+            for r in sorted(rows):
+                by_group.setdefault(r // G, []).append(r)
+            groups = sorted(by_group.values(), key=lambda g: max(lengths[r] for r in g))
+            batches: list[list[int]] = []
+            for g in groups:
+                if batches and len(batches[-1]) + len(g) <= max(mb, G):
+                    batches[-1].extend(g)
+                else:
+                    batches.append(list(g))
+            return batches
         lengths = roll.lengths.tolist()
         order = sorted(rows, key=lambda i: lengths[i])
         return [order[i : i + mb] for i in range(0, len(order), mb)]
@@ -320,6 +369,15 @@ class Trainer:
         att = torch.cat([att[:, first_real:lp], att[:, lp : lp + lc]], dim=1)
         return ids, att, cmask[:, :lc], lc
 
+    def _forward_logprobs(
+        self, ids: torch.Tensor, att: torch.Tensor, lc: int, rows: list[int], with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probs of ``rows``' completions (shared prompt pass when ``cfg.share_prompt_forward``)."""
+        if self.cfg.share_prompt_forward:
+            groups = torch.tensor(rows, device=ids.device) // self.cfg.group_size
+            return token_logprobs_shared_prompt(self.model, ids, att, lc, groups, self.cfg.temperature, with_entropy)
+        return token_logprobs(self.model, ids, att, lc, self.cfg.temperature, with_entropy)
+
     @torch.no_grad()
     def _logprobs_no_grad(self, roll: Rollout, rows: list[int], reference: bool) -> dict[int, torch.Tensor]:
         out: dict[int, torch.Tensor] = {}
@@ -327,9 +385,9 @@ class Trainer:
             ids, att, _, lc = self._slice(roll, mb)
             if reference:
                 with reference_mode(self.model):
-                    logp, _ = token_logprobs(self.model, ids, att, lc, self.cfg.temperature)
+                    logp, _ = self._forward_logprobs(ids, att, lc, mb)
             else:
-                logp, _ = token_logprobs(self.model, ids, att, lc, self.cfg.temperature)
+                logp, _ = self._forward_logprobs(ids, att, lc, mb)
             for j, r in enumerate(mb):
                 out[r] = logp[j]
         return out
@@ -488,7 +546,7 @@ class Trainer:
             loss_total = 0.0
             for mb in batches:
                 ids, att, cmask, lc = self._slice(roll, mb)
-                logp, entropy = token_logprobs(self.model, ids, att, lc, cfg.temperature, with_entropy=epoch == 0 or entropy_every_epoch)
+                logp, entropy = self._forward_logprobs(ids, att, lc, mb, with_entropy=epoch == 0 or entropy_every_epoch)
                 if epoch == 0:
                     for j, r in enumerate(mb):
                         old_logp[r] = logp[j].detach()
