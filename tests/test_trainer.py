@@ -77,7 +77,7 @@ def test_training_logprobs_equal_shared_prefill_sampler_logprobs(tiny_model, tok
     prompts = _ragged_prompts(trainer)
     ids, att = left_pad(prompts, EOS, torch.device("cpu"))
     torch.manual_seed(3)
-    comp, gen_logp = sample_groups(trainer.model, ids, att, 3, 6, [EOS], EOS, temperature=0.7, return_logprobs=True)
+    comp, gen_logp, _ = sample_groups(trainer.model, ids, att, 3, 6, [EOS], EOS, temperature=0.7, return_logprobs=True)
     torch.manual_seed(3)
     roll = trainer.generate(prompts, 6, do_sample=True, temperature=0.7, group_size=3)
     assert torch.equal(roll.completion_ids, comp[:, : roll.completion_ids.shape[1]])

@@ -53,11 +53,12 @@ def sample_groups(
     temperature: float = 1.0,
     top_p: float = 1.0,
     return_logprobs: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Completions ``[P * G, Lc]`` (prompt-major rows), padded with ``pad_id`` after each row's EOS.
 
     With ``return_logprobs`` also the log-prob of each chosen token under ``softmax(logits / T)``,
-    as computed by the forward pass that sampled it (what the trainer's forward must reproduce).
+    as computed by the forward pass that sampled it (what the trainer's forward must reproduce), and
+    the entropy of that sampling distribution at each position.
 
     ``prompt_ids`` / ``prompt_mask`` are the P distinct prompts, left-padded.  ``Lc`` is at most
     ``max_new_tokens``; decoding stops as soon as every row has emitted an EOS.
@@ -78,13 +79,15 @@ def sample_groups(
     next_pos = mask.sum(-1, keepdim=True)  # position of the first completion token
     B = P * group_size
     done = torch.zeros(B, dtype=torch.bool, device=device)
-    tokens, logps = [], []
+    tokens, logps, entropies = [], [], []
     for t in range(max_new_tokens):
         tok = _pick(logits, do_sample, temperature, top_p)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens.append(tok)
         if return_logprobs:
-            logps.append(torch.log_softmax(logits.float() / temperature, -1).gather(-1, tok[:, None]).squeeze(-1))
+            logp_all = torch.log_softmax(logits.float() / temperature, -1)
+            logps.append(logp_all.gather(-1, tok[:, None]).squeeze(-1))
+            entropies.append(-(logp_all.exp() * logp_all).sum(-1))
         done = done | torch.isin(tok, eos)
         if bool(done.all()) or t == max_new_tokens - 1:
             break
@@ -94,5 +97,5 @@ def sample_groups(
         cache = out.past_key_values
         logits = out.logits[:, -1]
     if return_logprobs:
-        return torch.stack(tokens, dim=1), torch.stack(logps, dim=1)
+        return torch.stack(tokens, dim=1), torch.stack(logps, dim=1), torch.stack(entropies, dim=1)
     return torch.stack(tokens, dim=1)

@@ -251,6 +251,7 @@ def training_dashboard(history: pd.DataFrame | Sequence[dict[str, Any]], title: 
             ax.legend()
         ax.set_title(label)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     if title:
@@ -265,3 +266,184 @@ def side_by_side(questions: Sequence[str], answers: Sequence[str], **columns: Se
     for name, values in columns.items():
         data[name] = list(values)[: len(questions)]
     return pd.DataFrame(data)
+
+
+# ---------------------------------------------------------------- multi-seed method comparisons
+# (inputs: ``rlbook.experiments.SweepResult.metrics`` / ``.final``, one row per step / per (method, seed))
+
+
+def final_table(
+    final: pd.DataFrame,
+    metric: str = "final_accuracy",
+    baseline: str | None = None,
+    method_col: str = "method",
+    seed_col: str = "seed",
+    **ci_kwargs: Any,
+) -> pd.DataFrame:
+    """Per method: mean of ``metric`` across seeds with its bootstrap CI, and the paired difference
+    against ``baseline`` (same seeds) with its CI.  Columns ``mean, ci_low, ci_high, n`` and, with a
+    baseline, ``diff, diff_low, diff_high``; indexed by method in order of appearance."""
+    rows = []
+    wide = final.pivot(index=seed_col, columns=method_col, values=metric)
+    for method in dict.fromkeys(final[method_col]):
+        vals = wide[method].dropna()
+        est, lo, hi = bootstrap_ci(vals.to_numpy(), **ci_kwargs) if len(vals) else (np.nan,) * 3
+        row: dict[str, Any] = {"method": method, "mean": est, "ci_low": lo, "ci_high": hi, "n": len(vals)}
+        if baseline is not None:
+            pair = wide[[method, baseline]].dropna()
+            if method == baseline or pair.empty:
+                d = (0.0, 0.0, 0.0) if method == baseline else (np.nan,) * 3
+            else:
+                d = paired_diff_ci(pair[method].to_numpy(), pair[baseline].to_numpy(), **ci_kwargs)
+            row.update(diff=d[0], diff_low=d[1], diff_high=d[2])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def claim_vs(
+    claim_text: str,
+    metric: str,
+    wide: pd.DataFrame,
+    method: str,
+    baseline: str | None,
+    direction: str = "greater",
+    margin: float = 0.0,
+    min_seeds: int = 2,
+    **ci_kwargs: Any,
+) -> dict[str, Any]:
+    """A :func:`claim` row from a per-seed table (index seed, one column per method): ``method`` minus
+    ``baseline`` paired by seed (seeds where either is NaN are left out), or ``method`` against 0 when
+    ``baseline`` is None.  Fewer than ``min_seeds`` pairs give ``inconclusive`` whatever the effect."""
+    cols = [method] + ([baseline] if baseline else [])
+    pair = wide[cols].dropna()
+    if pair.empty:
+        return {"claim": claim_text, "metric": metric, "method": method, "baseline": baseline, "effect": np.nan,
+                "ci_low": np.nan, "ci_high": np.nan, "verdict": "inconclusive", "n": 0}
+    base_vals = pair[baseline].to_numpy() if baseline else None
+    row = claim(claim_text, metric, baseline, pair[method].to_numpy(), base_vals, direction=direction,
+                margin=margin, method=method, **ci_kwargs)
+    if row["n"] < min_seeds:  # one seed has a zero-width interval: no verdict from it
+        row["verdict"] = "inconclusive"
+    return row
+
+
+def method_curves(
+    metrics: pd.DataFrame,
+    panels: Sequence[tuple[str, str]],
+    x: str = "step",
+    hue: str = "method",
+    title: str = "",
+    ncols: int = 3,
+) -> Any:
+    """One panel per ``(column, label)``: mean across seeds with a 95% bootstrap band, one line per method.
+    Columns missing from ``metrics`` (or all NaN) are skipped."""
+    import matplotlib.pyplot as plt
+
+    panels = [(c, lab) for c, lab in panels if c in metrics and metrics[c].notna().any()]
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = max(1, -(-len(panels) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    for ax, (col, label) in zip(axes.flat, panels, strict=False):
+        plot_curves(ax, metrics, x, col, hue=hue)
+        ax.set_title(label)
+        ax.set_ylabel(label)
+        if ax is not axes.flat[0] and ax.get_legend():
+            ax.get_legend().remove()
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_plot(
+    final: pd.DataFrame,
+    x: str = "final_response_length",
+    y: str = "final_accuracy",
+    method_col: str = "method",
+    ax: Any = None,
+    xlabel: str = "mean response length (tokens)",
+    ylabel: str = "held-out accuracy",
+) -> Any:
+    """Accuracy against mean response length, one point per method at the seed means, with 95% bootstrap
+    CI crosses in both directions and the single seeds as faint dots (the Pareto view of length methods)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4.2))
+    for method, part in final.groupby(method_col, sort=False):
+        xs, ys = part[x].dropna().to_numpy(), part[y].dropna().to_numpy()
+        if not len(xs) or not len(ys):
+            continue
+        mx, xlo, xhi = bootstrap_ci(xs)
+        my, ylo, yhi = bootstrap_ci(ys)
+        cont = ax.errorbar([mx], [my], xerr=[[mx - xlo], [xhi - mx]], yerr=[[my - ylo], [yhi - my]], fmt="o",
+                           capsize=4, label=str(method))
+        ax.scatter(part[x], part[y], color=cont[0].get_color(), alpha=0.3, s=14)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax.figure
+
+
+def samples_to_target_table(
+    metrics: pd.DataFrame,
+    target: float,
+    y: str = "accuracy",
+    x: str = "samples",
+    method_col: str = "method",
+    seed_col: str = "seed",
+    smooth: int = 3,
+) -> pd.DataFrame:
+    """Samples (completions generated) until the ``smooth``-step running mean of ``y`` first reaches
+    ``target``, per seed; per method the mean over the seeds that reached it with its bootstrap CI and
+    the share of seeds that reached it (``reached``).  Seeds that never reach it are not averaged in."""
+    rows = []
+    for method, part in metrics.groupby(method_col, sort=False):
+        hits = []
+        n_seeds = 0
+        for _, run in part.groupby(seed_col, sort=True):
+            n_seeds += 1
+            run = run.sort_values(x)
+            curve = run[y].rolling(smooth, min_periods=1).mean()
+            hit = run.loc[curve >= target, x]
+            if len(hit):
+                hits.append(float(hit.iloc[0]))
+        est, lo, hi = bootstrap_ci(hits) if hits else (np.nan,) * 3
+        rows.append({"method": method, "samples_to_target": est, "ci_low": lo, "ci_high": hi,
+                     "reached": len(hits) / max(n_seeds, 1), "target": target})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def timing_table(final: pd.DataFrame, method_col: str = "method") -> pd.DataFrame:
+    """Per method: mean seconds per training step and per run, and completions sampled per run."""
+    cols = [c for c in ("seconds_per_step", "train_seconds", "samples") if c in final]
+    return final.groupby(method_col, sort=False)[cols].mean()
+
+
+def format_claim(row: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
+    """One sentence for a claim row: the effect with its CI and the verdict."""
+    if row.get("n", 0) == 0 or not np.isfinite(row.get("effect", np.nan)):
+        return f"{row['claim']}: no data (inconclusive)."
+    vs = f" vs {row['baseline']}" if row.get("baseline") else ""
+    return (f"{row['claim']} ({row.get('method') or ''}{vs}, {row['metric']}): effect "
+            f"{row['effect'] * scale:+.3g}{unit} [95% CI {row['ci_low'] * scale:+.3g}, {row['ci_high'] * scale:+.3g}], "
+            f"n = {row['n']} seeds: **{row['verdict']}**.")
+
+
+def conclusion(rows: Sequence[dict[str, Any]], scale_by_metric: dict[str, float] | None = None) -> str:
+    """A paragraph from claim rows: how many replicated, then one sentence per claim; says plainly when
+    nothing replicated and that a few seeds at this scale give wide intervals."""
+    scale_by_metric = scale_by_metric or {}
+    counts = verdict_counts(rows)
+    n = len(rows)
+    head = (f"Of {n} claims, {counts['replicated']} replicated, {counts['not replicated']} did not and "
+            f"{counts['inconclusive']} were inconclusive at this scale.")
+    if counts["replicated"] == 0:
+        head += " None of the paper's claims is supported by these runs."
+    body = " ".join(format_claim(r, scale_by_metric.get(r["metric"], 1.0)) for r in rows)
+    tail = (" Inconclusive means the 95% interval across seeds contains no effect: more seeds or steps "
+            "(the `gpu` profile) would be needed to decide.") if counts["inconclusive"] else ""
+    return f"{head} {body}{tail}"

@@ -65,6 +65,7 @@ class Rollout:
     completion_ids: torch.Tensor  # [B, Lc]
     completion_mask: torch.Tensor  # [B, Lc] float: 1 through the first EOS, 0 after it
     texts: list[str]  # decoded completions (special tokens removed)
+    entropy: torch.Tensor | None = None  # [B, Lc] entropy of the sampling distribution at each token
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -73,7 +74,8 @@ class Rollout:
     def select(self, rows: list[int]) -> Rollout:
         idx = torch.tensor(rows, device=self.input_ids.device)
         return Rollout(self.input_ids[idx], self.attention_mask[idx], self.prompt_len, self.completion_ids[idx],
-                       self.completion_mask[idx], [self.texts[i] for i in rows])
+                       self.completion_mask[idx], [self.texts[i] for i in rows],
+                       None if self.entropy is None else self.entropy[idx])
 
     @staticmethod
     def cat(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -86,8 +88,10 @@ class Rollout:
         def pad(x: torch.Tensor, left: int, right: int, value: int) -> torch.Tensor:
             return torch.nn.functional.pad(x, (left, right), value=value)
 
-        ids, att, cids, cmask = [], [], [], []
+        ids, att, cids, cmask, ent = [], [], [], [], []
         for r in parts:
+            if r.entropy is not None:
+                ent.append(pad(r.entropy, 0, lc - r.entropy.shape[1], 0))
             left, right = lp - r.prompt_len, lc - r.completion_ids.shape[1]
             ids.append(torch.cat([pad(r.input_ids[:, : r.prompt_len], left, 0, pad_id),
                                   pad(r.completion_ids, 0, right, pad_id)], dim=1))
@@ -96,7 +100,7 @@ class Rollout:
             cids.append(pad(r.completion_ids, 0, right, pad_id))
             cmask.append(pad(r.completion_mask, 0, right, 0))
         return Rollout(torch.cat(ids), torch.cat(att), lp, torch.cat(cids), torch.cat(cmask),
-                       [t for r in parts for t in r.texts])
+                       [t for r in parts for t in r.texts], torch.cat(ent) if len(ent) == len(parts) else None)
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
@@ -271,7 +275,8 @@ class Trainer:
         with merge:
             chunks = self._generate_chunks(ids, att, lp, max_new_tokens, do_sample, temperature, group_size)
         self.model.train(was_training)
-        comp_ids = torch.cat(chunks)
+        comp_ids = torch.cat([c for c, _ in chunks])
+        entropy = torch.cat([e for _, e in chunks]) if all(e is not None for _, e in chunks) else None
         ids = ids.repeat_interleave(group_size, dim=0)
         att = att.repeat_interleave(group_size, dim=0)
         # Trim columns that no row uses (every row finished earlier).
@@ -286,21 +291,24 @@ class Trainer:
             completion_ids=comp_ids,
             completion_mask=mask,
             texts=texts,
+            entropy=None if entropy is None else entropy[:, :width],
         )
 
     def _generate_chunks(
         self, ids: torch.Tensor, att: torch.Tensor, lp: int, max_new_tokens: int, do_sample: bool,
         temperature: float, group_size: int,
-    ) -> list[torch.Tensor]:
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """Generation over chunks of about ``gen_batch_size`` rows; completions padded to ``max_new_tokens``."""
         pad = self.tok.pad_token_id
         per_chunk = max(1, self.cfg.gen_batch_size // group_size)  # prompts per chunk
         chunks = []
         for s in range(0, ids.shape[0], per_chunk):
             p_ids, p_att = ids[s : s + per_chunk], att[s : s + per_chunk]
+            ent = None
             if self.cfg.generation_backend == "rlbook":
-                comp = sample_groups(self.model, p_ids, p_att, group_size, max_new_tokens, self.eos_ids, pad,
-                                     do_sample=do_sample, temperature=temperature, top_p=self.cfg.top_p)
+                comp, _, ent = sample_groups(self.model, p_ids, p_att, group_size, max_new_tokens, self.eos_ids, pad,
+                                             do_sample=do_sample, temperature=temperature, top_p=self.cfg.top_p,
+                                             return_logprobs=True)
             else:
                 kw: dict[str, Any] = {"do_sample": do_sample}
                 if do_sample:
@@ -314,7 +322,9 @@ class Trainer:
             if comp.shape[1] < max_new_tokens:  # generation stopped early: pad to a common width
                 fill = torch.full((comp.shape[0], max_new_tokens - comp.shape[1]), pad, device=comp.device)
                 comp = torch.cat([comp, fill], dim=1)
-            chunks.append(comp)
+                if ent is not None:
+                    ent = torch.nn.functional.pad(ent, (0, max_new_tokens - ent.shape[1]))
+            chunks.append((comp, ent))
         return chunks
 
     # ------------------------------------------------------------------------------------- score
@@ -513,6 +523,8 @@ class Trainer:
             **train_metrics,
         }
         m["train_tok_s"] = m["trained_tokens"] / train_s if train_s > 0 else float("nan")
+        if roll.entropy is not None:  # entropy of every sampled token (not only of the trained ones)
+            m["entropy"] = float((roll.entropy * roll.completion_mask).sum() / roll.completion_mask.sum().clamp(min=1))
         for k, (name, *_rest) in enumerate(self.reward_fns):
             m[f"reward_{name}"] = parts[:, k].mean().item()
         if cfg.eval_every:  # same columns on every row of metrics.csv; NaN between evaluations
