@@ -398,25 +398,19 @@ def build_rlbook(cfg: BenchConfig, task: Any) -> tuple[Any, Any]:
     return Trainer(model, tok, task, tcfg, metrics_path=None), model
 
 
-# Names the rlbook Trainer may use in its step metrics for each quantity (first match wins).
-_RLBOOK_KEYS: dict[str, tuple[str, ...]] = {
-    "gen_tokens": ("gen_tokens", "generated_tokens", "tokens_generated", "n_gen_tokens"),
-    "train_tokens": ("train_tokens", "trained_tokens", "tokens_trained", "n_train_tokens"),
-    "gen_seqs": ("gen_seqs", "generated_seqs", "n_samples", "samples"),
-    "train_seqs": ("train_seqs", "trained_seqs", "n_trained"),
-    "gen_s": ("gen_s", "gen_seconds", "time_gen", "time_gen_s", "t_gen"),
-    "train_s": ("train_s", "train_seconds", "time_train", "time_train_s", "t_train"),
+# StepRecord field <- key of rlbook's ``Trainer.step()`` metrics.  Generated sequences are counted by
+# wrapping ``Trainer.generate`` (see RlbookSide), not read from the metrics.
+_RLBOOK_KEYS: dict[str, str] = {
+    "gen_tokens": "gen_tokens",
+    "train_tokens": "trained_tokens",
+    "train_seqs": "trained_seqs",
+    "gen_s": "gen_s",
+    "train_s": "train_s",
 }
 
 
-def _pick(metrics: dict[str, Any], names: tuple[str, ...]) -> Any:
-    for n in names:
-        if n in metrics and metrics[n] is not None:
-            v = metrics[n]
-            return v.item() if hasattr(v, "item") else v
-    return None
-
-
+# ==================================================================================================
+# run_rlbook_step: the one place that drives rlbook's Trainer API
 def run_rlbook_step(trainer: Any, device: str) -> dict[str, Any]:
     """ONE rlbook step through the public API: ``Trainer.step() -> dict`` (timed from outside).
 
@@ -428,11 +422,13 @@ def run_rlbook_step(trainer: Any, device: str) -> dict[str, Any]:
     _sync(device)
     seconds = time.perf_counter() - t0
     out: dict[str, Any] = {"seconds": seconds}
-    for key, names in _RLBOOK_KEYS.items():
-        val = _pick(metrics, names)
-        out[key] = None if val is None else (int(val) if key.endswith(("tokens", "seqs")) else float(val))
-    if out["gen_tokens"] is None or out["train_tokens"] is None:
-        print(f"[bench] warning: rlbook step metrics lack token counts; keys: {sorted(metrics)}", file=sys.stderr)
+    for field_name, key in _RLBOOK_KEYS.items():
+        val = metrics.get(key)
+        val = val.item() if hasattr(val, "item") else val
+        out[field_name] = None if val is None else (int(val) if field_name.endswith(("tokens", "seqs")) else float(val))
+    missing = [k for f, k in _RLBOOK_KEYS.items() if out[f] is None]
+    if missing:
+        print(f"[bench] warning: rlbook step metrics lack {missing}; keys: {sorted(metrics)}", file=sys.stderr)
     return out
 
 
@@ -456,8 +452,7 @@ class RlbookSide:
     def step(self) -> dict[str, Any]:
         self._gen_seqs = 0
         out = run_rlbook_step(self.trainer, self.cfg.device)
-        if out["gen_seqs"] is None:
-            out["gen_seqs"] = self._gen_seqs
+        out["gen_seqs"] = self._gen_seqs
         return out
 
     def close(self) -> None:
@@ -795,6 +790,7 @@ def build_results(cfg: BenchConfig, records: Sequence[StepRecord], errors: dict[
         "errors": errors,
         "records": [asdict(r) for r in records],
         "date": time.strftime("%Y-%m-%d"),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,  # at the end of the run
     }
 
 
@@ -814,7 +810,7 @@ def _print_step(r: StepRecord) -> None:
 
 
 def print_summary(res: dict[str, Any]) -> None:
-    print(f"\n[bench] device: {res['device']}")
+    print(f"\n[bench] device: {res['device']}; load average {res['load_average']}")
     hdr = f"{'side':8s}{'s/step':>9s}{'gen tok/s':>11s}{'train tok/s':>13s}{'gen tok/step':>14s}" \
           f"{'train tok/step':>16s}{'peak MB':>9s}{'+step MB':>10s}"
     print(hdr)
