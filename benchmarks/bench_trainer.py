@@ -69,6 +69,7 @@ class BenchConfig:
     only: str = "both"  # both | trl | rlbook
     tolerance: float = 0.25  # allowed relative gap in mean generated tokens per step between sides
     threads: int = 0  # torch intra-op threads (0: torch's default)
+    skip_zero_advantage: bool = True  # rlbook's default; False trains zero-advantage samples too
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts", "max_new_tokens", "micro_batch"):
@@ -119,6 +120,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | N
     p.add_argument("--only", choices=("both", *SIDES), default=d.only, help="run one side only")
     p.add_argument("--tolerance", type=float, default=d.tolerance,
                    help="allowed relative gap in mean generated tokens per step between the sides")
+    p.add_argument("--no-skip", dest="skip_zero_advantage", action="store_false",
+                   help="rlbook trains zero-advantage samples too (default: skips them, gradient-neutral)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     a = p.parse_args(argv)
@@ -128,7 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | N
             steps=a.steps, warmup=a.warmup, prompts=a.prompts, group_size=a.group_size,
             max_new_tokens=a.max_new_tokens, micro_batch=a.micro_batch, temperature=a.temperature, lr=a.lr,
             seed=a.seed, task=a.task, device=device, tiny=a.tiny, only=a.only, tolerance=a.tolerance,
-            threads=a.threads,
+            threads=a.threads, skip_zero_advantage=a.skip_zero_advantage,
         )
     except ValueError as e:
         p.error(str(e))
@@ -157,6 +160,8 @@ class StepRecord:
     gen_tokens: int | None = None  # completion tokens through the first EOS
     train_seqs: int | None = None
     train_tokens: int | None = None  # completion tokens that entered the loss
+    skipped_seqs: int = 0  # zero-advantage samples left out of the training pass (gradient-neutral)
+    skipped_tokens: int = 0
     gen_s: float | None = None
     train_s: float | None = None
     peak_mem_mb: float | None = None  # process RSS (CPU) or allocated CUDA memory, peak during the step
@@ -228,8 +233,10 @@ class MemoryMonitor:
 def check_same_work(records: Sequence[StepRecord], expected_seqs: int, tolerance: float) -> dict[str, Any]:
     """Do both sides do the same work?  Exact checks per step, a tolerance on sampled lengths.
 
-    Exact, on every step of every side: ``expected_seqs`` (P x G) sequences generated and trained,
-    and every generated token trained once (one inner epoch, no skipped samples).  Sampled
+    Exact, on every step of every side: ``expected_seqs`` (P x G) sequences generated, and every
+    generated token either trained once (one inner epoch) or skipped because its sample's advantage
+    is zero (rlbook's default: such a sample adds exactly nothing to the gradient, see
+    tests/test_trainer.py::test_optimized_training_pass_gives_the_same_loss_and_gradients_as_the_plain_one).  Sampled
     completions differ between the sides, so the mean generated tokens per step may differ; the
     relative gap ``|trl - rlbook| / max(trl, rlbook)`` must be within ``tolerance``.
     """
@@ -246,10 +253,12 @@ def check_same_work(records: Sequence[StepRecord], expected_seqs: int, tolerance
                 continue
             if r.gen_seqs is not None and r.gen_seqs != expected_seqs:
                 problems.append(f"{tag}: generated {r.gen_seqs} sequences, expected {expected_seqs}")
-            if r.train_seqs is not None and r.train_seqs != expected_seqs:
-                problems.append(f"{tag}: trained {r.train_seqs} sequences, expected {expected_seqs}")
-            if r.train_tokens != r.gen_tokens:
-                problems.append(f"{tag}: trained {r.train_tokens} tokens but generated {r.gen_tokens}")
+            if r.train_seqs is not None and r.train_seqs + r.skipped_seqs != expected_seqs:
+                problems.append(f"{tag}: trained {r.train_seqs} + skipped {r.skipped_seqs} sequences, "
+                                f"expected {expected_seqs}")
+            if r.train_tokens + r.skipped_tokens != r.gen_tokens:
+                problems.append(f"{tag}: trained {r.train_tokens} + skipped {r.skipped_tokens} tokens but "
+                                f"generated {r.gen_tokens}")
         gen = [r.gen_tokens for r in recs if r.gen_tokens is not None]
         trained = [r.train_tokens for r in recs if r.train_tokens is not None]
         per_side[side] = {
@@ -393,7 +402,9 @@ def build_rlbook(cfg: BenchConfig, task: Any) -> tuple[Any, Any]:
         kl_coef=0.0,
         rewards=[{"name": "correct", "weight": 1.0}],
         eval_every=0,
-        skip_zero_advantage=False,  # TRL trains every sample, zero advantage or not: same work
+        # Zero-advantage samples add nothing to the gradient; rlbook skips their forward/backward by
+        # default (counted as skipped in the work check); --no-skip trains them like TRL does.
+        skip_zero_advantage=cfg.skip_zero_advantage,
     )
     return Trainer(model, tok, task, tcfg, metrics_path=None), model
 
@@ -406,6 +417,8 @@ _RLBOOK_KEYS: dict[str, str] = {
     "train_seqs": "trained_seqs",
     "gen_s": "gen_s",
     "train_s": "train_s",
+    "skipped_seqs": "skipped_seqs",
+    "skipped_tokens": "skipped_tokens",
 }
 
 

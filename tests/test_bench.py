@@ -71,8 +71,17 @@ def test_same_work_check():
     res = bench.check_same_work(bad, expected_seqs=4, tolerance=0.25)
     assert not res["same_work"]
     text = " ".join(res["problems"])
-    assert "trained 50 tokens but generated 60" in text
+    assert "trained 50 + skipped 0 tokens but generated 60" in text
     assert "generated 3 sequences" in text and "differ by" in text
+
+
+def test_same_work_check_counts_skipped_zero_advantage_samples_as_done():
+    skip = _rec("rlbook", 1, 60, 40, seqs=4)
+    skip.train_seqs, skip.skipped_seqs, skip.skipped_tokens = 3, 1, 20
+    res = bench.check_same_work([_rec("trl", 1, 60, 60), skip], expected_seqs=4, tolerance=0.25)
+    assert res["same_work"], res["problems"]
+    skip.skipped_tokens = 10  # tokens neither trained nor skipped: not the same work
+    assert not bench.check_same_work([_rec("trl", 1, 60, 60), skip], expected_seqs=4, tolerance=0.25)["same_work"]
 
 
 def test_results_and_ratio():

@@ -517,6 +517,8 @@ class Trainer:
             "gen_tok_s": n_gen_tokens / gen_s if gen_s > 0 else float("nan"),
             "train_s": train_s,
             "trained_seqs": len(rows),
+            "skipped_seqs": P * G - len(rows),  # zero-advantage samples left out of the training pass
+            "skipped_tokens": int(lengths.sum()) - int(lengths[rows].sum()) if rows else int(lengths.sum()),
             "sampled_groups": sampled["groups"],
             "dropped_groups": sampled["dropped"],
             "step_s": time.perf_counter() - t_start,
