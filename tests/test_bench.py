@@ -101,7 +101,7 @@ def test_tiny_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--steps", "1", "--prompts", "2",
-           "--group-size", "2", "--max-new-tokens", "4", "--micro-batch", "2", "--json", str(out)]
+           "--group-size", "2", "--max-new-tokens", "4", "--micro-batch", "2", "--no-skip", "--json", str(out)]
     if importlib.util.find_spec("rlbook.trainer") is None:
         cmd += ["--only", "trl"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
