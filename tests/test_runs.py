@@ -139,9 +139,9 @@ def test_bad_value_and_unknown_notebook_are_exit_2(
     assert not outputs.exists()
 
 
-def test_resume_is_a_placeholder(capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_of_a_folder_without_manifest_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["resume", "somewhere"]) == 2
-    assert "not yet supported" in capsys.readouterr().err
+    assert "is not a run folder (no manifest.json)" in capsys.readouterr().err
 
 
 def test_runs_in_the_same_second_get_distinct_folders(tmp_path: Path) -> None:

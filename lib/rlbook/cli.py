@@ -5,14 +5,23 @@ parameters (:mod:`rlbook.params`; a bad one is a one-line error, exit 2, nothing
 run folder (:mod:`rlbook.runs`), executes ``notebooks/NOTEBOOK.ipynb`` there with papermill, renders
 ``report.html``, marks the manifest ``ok`` / ``failed`` / ``interrupted`` and rebuilds
 ``outputs/index.html``.  Exit codes: 0 ok, 1 failed, 2 usage error, 130 SIGINT, 143 SIGTERM.
+
+``rlbook resume RUN_FOLDER`` (or ``rlbook run NOTEBOOK --resume RUN_FOLDER``) continues an interrupted
+or failed run in the same folder with the parameters its manifest recorded: the previous executed
+notebook and report are kept as ``<nb>.ipynb.attempt-N`` / ``report.html.attempt-N``, the manifest
+records ``attempt``, ``resumed_from_step`` and ``previous_attempts``, and the notebook's trainer
+(``checkpoint_dir=run.checkpoint_dir``) continues from the last checkpoint.  A run that finished
+``ok`` is reused as it is (exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import os
 import re
 import signal
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -123,15 +132,26 @@ def _finish_run(run_dir: Path, nb_file: str, status: str, error: str | None, tb:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        given = [flag for flag, v in (("--profile", args.profile), ("--params", args.params), ("-p", args.p)) if v]
+        if given:
+            return _error(f"--resume continues a run with the parameters it recorded; drop {', '.join(given)}")
+        return resume(args.resume, args.notebook, args.outputs)
     try:
         root = P.find_root()
         names = P.available(root / "notebooks")
         if args.notebook not in names:
             return _error(f"unknown notebook {args.notebook!r}; available: {', '.join(names) or '(none)'}")
+        if args.params is not None and not Path(args.params).is_file():
+            return _error(f"--params {args.params}: no such file")
         params = P.resolve(args.notebook, args.profile, args.params, args.p, params_dir=root / "params")
     except ParamError as e:
         return _error(str(e))
     outputs = _outputs(args, root)
+    if args.reuse:  # a sweep: a finished run with these params is reused, an interrupted one resumed
+        previous = runs.find_same(outputs, args.notebook, params)
+        if previous is not None:
+            return resume(previous.dir, args.notebook, outputs)
     run_dir, _ = runs.create(
         args.notebook,
         params,
@@ -234,8 +254,64 @@ def write_index(outputs: Path) -> Path:
 # ---------------------------------------------------------------- rlbook resume, parser, main
 
 
+def resume(run_folder: str | Path, notebook: str | None = None, outputs: Path | None = None) -> int:
+    """Continue the run in ``run_folder`` (see the module docstring); returns the exit code."""
+    run_dir = Path(run_folder).expanduser().resolve()
+    if not (run_dir / runs.MANIFEST).is_file():
+        return _error(f"{run_dir} is not a run folder (no {runs.MANIFEST})")
+    rec = runs.load(run_dir)
+    name, status = rec.notebook, rec.status
+    if notebook is not None and notebook != name:
+        return _error(f"{run_dir} is a run of {name!r}, not {notebook!r}")
+    if status == "ok":
+        print(f"rlbook: {run_dir} finished ok; reusing it (nothing to resume)", file=sys.stderr)
+        return 0
+    if status == "running":
+        m = rec.manifest
+        return _error(f"{run_dir} is still running (pid {m.get('pid')} on {m.get('host')}); stop it first")
+    try:
+        root = P.find_root()
+    except ParamError as e:
+        return _error(str(e))
+    nb_in = root / "notebooks" / f"{name}.ipynb"
+    if not nb_in.is_file():
+        return _error(f"cannot resume {run_dir}: notebook {nb_in} not found")
+    from rlbook.checkpoint import latest_step
+
+    m = rec.manifest
+    attempt = int(m.get("attempt") or 1)
+    for fname in (f"{name}.ipynb", "report.html"):  # nothing lost: keep the previous attempt's files
+        if (run_dir / fname).exists():
+            os.replace(run_dir / fname, run_dir / f"{fname}.attempt-{attempt}")
+    previous = {k: m.get(k) for k in ("status", "error", "traceback", "pid", "host", "end_time")}
+    earlier = sum(a.get("wall_s") or 0.0 for a in m.get("previous_attempts") or [])
+    previous.update(attempt=attempt, start_time=m.get("attempt_start_time") or m.get("start_time"),
+                    wall_s=None if m.get("wall_s") is None else m["wall_s"] - earlier, status=status)
+    step = latest_step(run_dir / runs.CHECKPOINTS)
+    runs.update_manifest(
+        run_dir,
+        status="running",
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        attempt=attempt + 1,
+        attempt_start_time=runs.now_utc().isoformat(timespec="milliseconds"),
+        resumed_from_step=step,
+        previous_attempts=[*(m.get("previous_attempts") or []), previous],
+        end_time=None,
+        wall_s=None,
+        error=None,
+        traceback=None,
+    )
+    where = f"from checkpoint step {step}" if step else "from the start (no checkpoint)"
+    print(f"rlbook: resuming {name} in {run_dir} {where} (attempt {attempt + 1})", file=sys.stderr)
+    try:
+        return execute(nb_in, run_dir, rec.params, m.get("profile"))
+    finally:
+        write_index(Path(outputs).expanduser().resolve() if outputs else run_dir.parent.parent)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _error(f"rlbook resume {args.run_folder}: not yet supported")
+    return resume(args.run_folder, None, args.outputs)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -248,11 +324,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", help="a profile of params/NOTEBOOK.yaml (smoke, cpu, gpu)")
     run.add_argument("--params", type=Path, help="YAML file of parameter values merged after the profile")
     run.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override (YAML value)")
+    run.add_argument("--resume", metavar="RUN_FOLDER", help="continue this interrupted run of NOTEBOOK instead")
+    run.add_argument("--reuse", action="store_true",
+                     help="if a run with the same parameters exists: reuse it when ok, else resume it (sweeps)")
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", parents=[common], help="list run folders")
     lst.add_argument("notebook", nargs="?", help="only this notebook's runs")
     lst.set_defaults(func=cmd_list)
-    res = sub.add_parser("resume", parents=[common], help="resume an interrupted run (not yet supported)")
+    res = sub.add_parser("resume", parents=[common], help="continue an interrupted or failed run in its folder")
     res.add_argument("run_folder")
     res.set_defaults(func=cmd_resume)
     return top

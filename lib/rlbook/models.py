@@ -46,6 +46,11 @@ class LoraConfig:
     )
 
     def __post_init__(self) -> None:
+        for key, value, kind in (("r", self.r, int), ("alpha", self.alpha, (int, float)), ("dropout", self.dropout, (int, float))):
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"lora.{key}={value!r} must be {'an integer' if kind is int else 'a number'}")
+        if not isinstance(self.target_modules, (list, tuple)) or not all(isinstance(m, str) for m in self.target_modules):
+            raise ValueError(f"lora.target_modules={self.target_modules!r} must be a list of module names")
         if self.r < 0:
             raise ValueError(f"lora.r must be >= 0, got {self.r}")
         if not 0.0 <= self.dropout < 1.0:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST, RESULTS, METRICS = "manifest.json", "results.json", "metrics.csv"
+CHECKPOINTS = "checkpoints"
 PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "papermill", "rlbook")
 STATUSES = ("running", "ok", "failed", "interrupted")
 
@@ -217,8 +218,11 @@ def finish(
     if status not in STATUSES:
         raise ValueError(f"status={status!r}; allowed: {', '.join(STATUSES)}")
     end = now_utc()
-    start = read_json(Path(run_dir) / MANIFEST).get("start_time")
+    manifest = read_json(Path(run_dir) / MANIFEST)
+    start = manifest.get("attempt_start_time") or manifest.get("start_time")  # a resumed run: this attempt
     wall = (end - datetime.fromisoformat(start)).total_seconds() if start else None
+    if wall is not None and manifest.get("attempt_start_time"):
+        wall += sum(a.get("wall_s") or 0.0 for a in manifest.get("previous_attempts") or [])
     return update_manifest(
         run_dir,
         status=status,
@@ -257,6 +261,12 @@ class Run:
     def results_path(self) -> Path:
         return self.dir / RESULTS
 
+    @property
+    def checkpoint_dir(self) -> Path:
+        """``<run folder>/checkpoints``: pass it to ``Trainer(..., checkpoint_dir=run.checkpoint_dir)`` so
+        that ``rlbook resume`` continues the training from its last checkpoint."""
+        return self.dir / CHECKPOINTS
+
     def figure(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as ``figures/<name>.png`` (dpi 120) and return the path."""
         path = self.dir / "figures" / f"{name}.png"
@@ -294,6 +304,33 @@ def _finish_interactive(run_dir: Path) -> None:
         finish(run_dir, "ok")
 
 
+def _watch_cells(run_dir: Path) -> None:
+    """In IPython (JupyterLab), mirror each cell's outcome into the manifest: a cell stopped by Ctrl-C
+    or "interrupt kernel" marks the run ``interrupted``, an exception ``failed`` (with the error); a
+    later cell that succeeds (the user re-ran it) marks it ``running`` again."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def post_run_cell(result: Any) -> None:
+        status = read_json(run_dir / MANIFEST).get("status")
+        err = result.error_in_exec
+        if err is not None:
+            import traceback as tb
+
+            text = "".join(tb.format_exception(type(err), err, err.__traceback__))
+            finish(run_dir, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+                   error=f"{type(err).__name__}: {err}", traceback=text)
+        elif status in ("failed", "interrupted"):
+            update_manifest(run_dir, status="running", end_time=None, error=None, traceback=None)
+
+    shell.events.register("post_run_cell", post_run_cell)
+
+
 def start(
     notebook: str, run_dir: str | Path | None, params: dict[str, Any], profile: str | None = None
 ) -> Run:
@@ -314,6 +351,7 @@ def start(
     root = _root()
     path, _ = create(notebook, params, root / "outputs", root, profile=profile, interactive=True)
     atexit.register(_finish_interactive, path)
+    _watch_cells(path)
     return Run(path, params, notebook)
 
 
@@ -378,6 +416,22 @@ def load(run_dir: str | Path) -> RunRecord:
     if not (path / MANIFEST).is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no {MANIFEST})")
     return RunRecord(path, read_json(path / MANIFEST), read_json(path / RESULTS))
+
+
+def find_same(outputs: Path, notebook: str, params: dict[str, Any]) -> RunRecord | None:
+    """The newest run of ``notebook`` under ``outputs`` with exactly these parameters: a finished
+    (``ok``) one if any, else the newest interrupted or failed one (to resume); None when none.
+    This is how a sweep resumes: finished runs are reused, interrupted ones continued."""
+    same = [r for r in find_runs(outputs, notebook)
+            if json.dumps(r.params, sort_keys=True) == json.dumps(plain_params(params), sort_keys=True)
+            and r.status != "running"]
+    ok = [r for r in same if r.status == "ok"]
+    return (ok or same or [None])[-1]
+
+
+def plain_params(params: dict[str, Any]) -> Any:
+    """``params`` as the manifest stores them (a JSON round trip)."""
+    return json.loads(json.dumps(params, default=str))
 
 
 def find_runs(outputs: Path, notebook: str | None = None) -> list[RunRecord]:
