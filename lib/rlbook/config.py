@@ -83,7 +83,7 @@ class TrainConfig:
     share_prompt_forward: bool = True  # training forward encodes each group's prompt once (same result)  # generate with W + BA merged (exact restore afterwards)
     skip_zero_advantage: bool = True  # skip the training forward for samples with A = 0 when nothing needs them
     max_bad_steps: int = 3  # consecutive non-finite steps before the run fails
-    checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end when a folder is given)
+    checkpoint_every: int = 5  # steps between checkpoints when a checkpoint folder is given (0 = only at the end)
 
     def __post_init__(self) -> None:
         _range("train.seed", self.seed, 0, kind=int)
