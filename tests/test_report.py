@@ -164,3 +164,42 @@ def test_samples_to_target() -> None:
     assert report.samples_to_target(df[df.method == "dapo"], "step", "acc", 0.45) == 3  # mean 0.61 at step 3
     per = report.samples_to_target(df, "step", "acc", 0.45, by="method")
     assert math.isnan(per["grpo"]) and per["dapo"] == 3
+
+
+# ---------------------------------------------------------------- multi-seed comparison helpers
+
+
+def _final() -> pd.DataFrame:
+    rows = []
+    for seed, (a, b) in enumerate([(0.30, 0.40), (0.50, 0.58), (0.20, 0.31)]):
+        rows.append({"method": "base", "seed": seed, "final_accuracy": a, "final_response_length": 10 + seed})
+        rows.append({"method": "new", "seed": seed, "final_accuracy": b, "final_response_length": 8 + seed})
+    return pd.DataFrame(rows)
+
+
+def test_final_table_pairs_by_seed() -> None:
+    tab = report.final_table(_final(), baseline="base")
+    assert list(tab.index) == ["base", "new"]
+    assert tab.loc["new", "diff"] == pytest.approx(np.mean([0.10, 0.08, 0.11]))
+    # paired: every seed improves by 8-11 points, so the interval excludes zero although the means' CIs overlap
+    assert tab.loc["new", "diff_low"] > 0.07 and tab.loc["new", "ci_low"] < tab.loc["base", "ci_high"]
+    assert tab.loc["base", "diff"] == 0.0 and tab.loc["new", "n"] == 3
+
+
+def test_claim_vs_needs_two_seeds_for_a_verdict() -> None:
+    wide = pd.DataFrame({"base": [0.1, 0.2], "new": [0.5, 0.6]}, index=[0, 1])
+    assert report.claim_vs("new beats base", "acc", wide, "new", "base")["verdict"] == "replicated"
+    assert report.claim_vs("new beats base", "acc", wide.iloc[:1], "new", "base")["verdict"] == "inconclusive"
+    empty = report.claim_vs("x", "acc", wide.assign(new=np.nan), "new", "base")
+    assert empty["n"] == 0 and empty["verdict"] == "inconclusive"
+    assert "no data" in report.conclusion([empty])
+
+
+def test_samples_to_target_and_pareto() -> None:
+    steps = pd.DataFrame([{"method": m, "seed": s, "samples": 10 * k, "accuracy": k * (0.2 if m == "fast" else 0.05)}
+                          for m in ("fast", "slow") for s in (0, 1) for k in range(1, 6)])
+    tab = report.samples_to_target_table(steps, target=0.4, smooth=1)
+    assert tab.loc["fast", "samples_to_target"] == 20 and tab.loc["fast", "reached"] == 1.0
+    assert np.isnan(tab.loc["slow", "samples_to_target"]) and tab.loc["slow", "reached"] == 0.0
+    fig = report.pareto_plot(_final())
+    assert len(fig.axes[0].get_legend().get_texts()) == 2

@@ -442,8 +442,9 @@ def conclusion(rows: Sequence[dict[str, Any]], scale_by_metric: dict[str, float]
     head = (f"Of {n} claims, {counts['replicated']} replicated, {counts['not replicated']} did not and "
             f"{counts['inconclusive']} were inconclusive at this scale.")
     if counts["replicated"] == 0:
-        head += " None of the paper's claims is supported by these runs."
+        head += " None of the claims is supported by these runs."
     body = " ".join(format_claim(r, scale_by_metric.get(r["metric"], 1.0)) for r in rows)
-    tail = (" Inconclusive means the 95% interval across seeds contains no effect: more seeds or steps "
-            "(the `gpu` profile) would be needed to decide.") if counts["inconclusive"] else ""
+    tail = (" Inconclusive means the 95% interval across seeds straddles the claim's threshold (or fewer than "
+            "two seeds were run): more seeds or steps (the `gpu` profile) would be needed to decide.") \
+        if counts["inconclusive"] else ""
     return f"{head} {body}{tail}"

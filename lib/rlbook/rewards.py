@@ -52,3 +52,29 @@ def length_penalty(
 ) -> list[float]:
     """-(length / max_new_tokens): the plain additive length penalty the efficiency papers compare with."""
     return [-n / max_new_tokens for n in lengths]
+
+
+@register("overlong")
+def overlong(
+    completions: list[str],
+    problems: list[Problem],
+    *,
+    task: Task,
+    lengths: list[int],
+    max_new_tokens: int,
+    cache: int | None = None,
+    cache_frac: float = 0.25,
+) -> list[float]:
+    """DAPO's Soft Overlong Punishment: 0 up to ``L_max - L_cache`` tokens, then a linear penalty to -1 at ``L_max``.
+
+    Source: Yu et al., "DAPO: An Open-Source LLM Reinforcement Learning System at Scale" (2025), Eq. 13:
+    R = 0 if |y| <= L_max - L_cache; ((L_max - L_cache) - |y|) / L_cache if L_max - L_cache < |y| <= L_max;
+    -1 if |y| > L_max.  Ours: L_max = ``max_new_tokens`` (the generation limit, so a truncated completion
+    gets -1) and L_cache = ``cache`` tokens, by default ``cache_frac`` of L_max (the paper: 4096 of 20480,
+    i.e. 0.2, with generation allowed up to L_max).
+    """
+    l_cache = int(cache) if cache is not None else max(1, round(cache_frac * max_new_tokens))
+    if not 0 < l_cache <= max_new_tokens:
+        raise ParamError(f"overlong: cache={l_cache} must be in [1, max_new_tokens={max_new_tokens}]")
+    start = max_new_tokens - l_cache
+    return [0.0 if n <= start else -1.0 if n > max_new_tokens else (start - n) / l_cache for n in lengths]

@@ -1,0 +1,165 @@
+"""rlbook.experiments: content-addressed run cache, sweeps that train nothing twice, unfinished runs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from conftest import SPECIALS, char_tokenizer
+from rlbook import experiments, report
+from rlbook.experiments import RunSpec
+from rlbook.models import tiny_llama
+
+TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        "train_size": 20, "eval_size": 4, "system_prompt": None}
+TRAIN = {"steps": 2, "prompts_per_step": 2, "group_size": 3, "max_new_tokens": 4, "micro_batch_size": 6,
+         "gen_batch_size": 8, "eval_size": 4}
+LORA = {"r": 2, "alpha": 4}
+
+
+def spec(label: str = "GRPO", **train) -> RunSpec:
+    return RunSpec(label=label, train={**TRAIN, **train}, task=TASK, lora=LORA, model="tiny")
+
+
+class Factory:
+    """Counts model loads; the sweep must load once per sweep and only when something must be trained."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        torch.manual_seed(0)
+        return tiny_llama(vocab_size=len(SPECIALS) + 95, hidden=16, layers=1, heads=2), char_tokenizer()
+
+
+@pytest.fixture
+def count_trainers(monkeypatch):
+    """Counts Trainer constructions (base evals included)."""
+    from rlbook import trainer as trainer_mod
+
+    made = []
+    original = trainer_mod.Trainer.__init__
+
+    def counting(self, *a, **k):
+        made.append(1)
+        original(self, *a, **k)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "__init__", counting)
+    return made
+
+
+def test_key_is_stable_and_depends_on_seed_and_config():
+    a, b = spec(), spec(label="another label")
+    assert a.key(0) == a.key(0) == b.key(0)  # the label is not part of the address
+    assert len(a.key(0)) == 24
+    assert a.key(0) != a.key(1)
+    assert a.key(0) != spec(lr=1e-3).key(0)
+    assert a.key(0) != RunSpec("GRPO", {**TRAIN}, {**TASK, "seed": 1}, LORA, "tiny").key(0)
+    # defaults spelled out or left implicit give the same run
+    assert spec(estimator="grpo").key(0) == a.key(0)
+    # settings that do not change the result stay out of the key
+    assert spec(checkpoint_every=1).key(0) == a.key(0)
+
+
+def test_method_presets_merge_with_overrides():
+    t = experiments.method_train({"preset": "dapo", "dynamic_sampling": False})
+    assert t["eps_high"] == 0.28 and t["dynamic_sampling"] is False and t["aggregation"] == "token_mean"
+    assert experiments.method_train("dr_grpo")["aggregation"] == "seq_mean_token_sum_norm"
+    specs = experiments.make_specs(["grpo", "rloo"], {"task": TASK, "lora": LORA, "train": TRAIN, "model": "tiny"})
+    assert [s.label for s in specs] == ["grpo", "rloo"] and specs[1].train["estimator"] == "rloo"
+    for name in experiments.METHODS:  # every preset is a valid trainer config
+        experiments.make_specs([name], {"task": TASK, "train": TRAIN})[0].resolved(0)
+
+
+def test_sweep_twice_trains_nothing_the_second_time(tmp_path, count_trainers):
+    specs = [spec("GRPO"), spec("RLOO", estimator="rloo")]
+    f1 = Factory()
+    res = experiments.sweep(specs, seeds=2, cache=tmp_path, model_factory=f1, progress=False)
+    assert f1.calls == 1 and res.trained == 4 and res.reused == 0
+    assert len(count_trainers) == 4 + 1  # four runs and one shared base eval
+    assert set(res.metrics["method"]) == {"GRPO", "RLOO"} and set(res.metrics["seed"]) == {0, 1}
+    assert {"samples", "adv_var", "length_wrong"} <= set(res.metrics.columns)
+    assert len(res.final) == 4 and not res.final["cached"].any()
+    for folder in res.folders.values():
+        for name in ("config.json", "metrics.csv", "eval.json", "adapter.safetensors", "DONE"):
+            assert (folder / name).is_file(), name
+        assert not (folder / "checkpoints").exists()
+    ev = res.evals[("GRPO", 0)]
+    assert len(ev["final"]["completions"]) == 4 and 0 <= ev["base"]["accuracy"] <= 1
+
+    count_trainers.clear()
+    f2 = Factory()
+    again = experiments.sweep(specs, seeds=2, cache=tmp_path, model_factory=f2, progress=False)
+    assert f2.calls == 0 and not count_trainers  # nothing trained, the model not even loaded
+    assert again.trained == 0 and again.reused == 4 and again.final["cached"].all()
+    pd.testing.assert_frame_equal(again.metrics, res.metrics)
+
+    # a third method shares the cached ones and trains only itself
+    f3 = Factory()
+    more = experiments.sweep([*specs, spec("BNPO", estimator="bnpo")], seeds=[0], cache=tmp_path, model_factory=f3,
+                             progress=False)
+    assert f3.calls == 1 and more.trained == 1 and more.reused == 2
+
+
+def test_unfinished_folder_is_not_reused(tmp_path, count_trainers):
+    s = spec()
+    folder = tmp_path / s.key(0)
+    folder.mkdir(parents=True)
+    (folder / "metrics.csv").write_text("step,accuracy\n1,0.9\n")
+    (folder / "eval.json").write_text(json.dumps({"base": {}, "final": {}}))  # no DONE: not finished
+    assert not experiments.is_done(folder)
+    with pytest.raises(FileNotFoundError):
+        experiments.collect([s], [0], tmp_path)
+    res = experiments.sweep([s], seeds=[0], cache=tmp_path, model_factory=Factory(), progress=False)
+    assert res.trained == 1 and experiments.is_done(folder)
+    assert len(res.metrics) == TRAIN["steps"]  # the stale row was wiped
+
+
+def test_no_adapter_leaks_between_runs(tmp_path):
+    f = Factory()
+    base, tok = f()
+    x = torch.tensor([[4, 5, 6, 7]])
+    with torch.no_grad():
+        before = base(x).logits.clone()
+    res = experiments.sweep([spec(lr=0.05)], seeds=[0], cache=tmp_path, model_factory=lambda: (base, tok),
+                            progress=False)
+    assert res.trained == 1
+    assert not hasattr(base, "peft_config")
+    assert not any("lora" in n for n, _ in base.named_modules())
+    with torch.no_grad():
+        assert torch.equal(base(x).logits, before)
+
+
+def test_report_tables_on_a_sweep(tmp_path):
+    res = experiments.sweep([spec("A"), spec("B", estimator="rloo")], seeds=2, cache=tmp_path,
+                            model_factory=Factory(), progress=False)
+    tab = report.final_table(res.final, baseline="A")
+    assert list(tab.index) == ["A", "B"] and tab.loc["A", "diff"] == 0.0
+    row = report.claim_vs("B beats A", "grad_norm", res.per_seed("grad_norm"), "B", "A")
+    assert row["n"] == 2 and row["verdict"] in report.VERDICTS
+    assert "B beats A" in report.conclusion([row])
+    assert set(report.samples_to_target_table(res.metrics, target=2.0).index) == {"A", "B"}
+    assert list(report.timing_table(res.final).index) == ["A", "B"]
+
+
+def test_unfinished_folder_with_a_checkpoint_is_resumed(tmp_path):
+    from rlbook.models import wrap_lora
+    from rlbook.tasks import make_task
+    from rlbook.trainer import Trainer
+
+    s = spec()
+    cfg = s.resolved(0)
+    folder = tmp_path / s.key(0)
+    base, tok = Factory()()
+    model = wrap_lora(base, cfg["lora"], seed=0)
+    first = Trainer(model, tok, make_task(cfg["task"]), cfg["train"], metrics_path=folder / "metrics.csv",
+                    progress=False)
+    first.fit(steps=1, checkpoint_dir=folder / "checkpoints")  # killed after one of two steps
+    model.unload()
+    assert not experiments.is_done(folder)
+    res = experiments.sweep([s], seeds=[0], cache=tmp_path, model_factory=lambda: (base, tok), progress=False)
+    assert res.trained == 1 and res.evals[("GRPO", 0)]["resumed_from_step"] == 1
+    assert list(res.metrics["step"]) == [1, 2]
