@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,13 +49,19 @@ def test_every_profile_validates(name):
         rparams.resolve(name, profile, params_dir=ROOT / "params")
 
 
+@pytest.fixture(scope="session")
+def runs_cache(tmp_path_factory):
+    """One sweep cache for the whole session: baselines (e.g. GRPO) train once and are shared."""
+    return tmp_path_factory.mktemp("runs_cache")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_with_smoke_profile(name, tmp_path):
+def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache):
     out = tmp_path / "outputs"
     proc = subprocess.run(
         [sys.executable, "-m", "rlbook.cli", "run", name, "--profile", "smoke", "--outputs", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "RLBOOK_RUNS_CACHE": str(runs_cache)},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (folder,) = list((out / name).iterdir())
