@@ -3,7 +3,8 @@
 ``transformers.generate`` on ``P * G`` rows prefills every prompt G times; at our scale the prefill
 is about half of the generation FLOPs.  :func:`sample_groups` prefills the P distinct prompts,
 repeats the KV cache G times (``DynamicCache.batch_repeat_interleave``) and decodes all rows
-together, stopping when every row has produced an EOS.  Positions follow ``generate``'s convention
+together; rows that have produced an EOS leave the batch (and the cache) as they finish, so the
+decode steps late in a rollout only compute the rows still running.  Positions follow ``generate``'s convention
 under left padding (``cumsum(attention_mask) - 1``), so the trainer's forward pass reproduces the
 sampler's log-probs.  Sampling is temperature + nucleus (top-p), the same distribution that
 ``generate(do_sample=True, temperature=T, top_p=p, top_k=0)`` draws from; greedy when
@@ -78,24 +79,36 @@ def sample_groups(
     mask = prompt_mask.repeat_interleave(group_size, dim=0)
     next_pos = mask.sum(-1, keepdim=True)  # position of the first completion token
     B = P * group_size
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    tokens, logps, entropies = [], [], []
+    tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((B, max_new_tokens), device=device)
+    entropies = torch.zeros((B, max_new_tokens), device=device)
+    active = torch.arange(B, device=device)  # rows still decoding; finished rows leave the batch
+    finished_since_compaction = torch.zeros(B, dtype=torch.bool, device=device)
+    width = 0
     for t in range(max_new_tokens):
         tok = _pick(logits, do_sample, temperature, top_p)
-        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
-        tokens.append(tok)
+        tok = torch.where(finished_since_compaction, torch.full_like(tok, pad_id), tok)
+        tokens[active, t] = tok
+        width = t + 1
         if return_logprobs:
             logp_all = torch.log_softmax(logits.float() / temperature, -1)
-            logps.append(logp_all.gather(-1, tok[:, None]).squeeze(-1))
-            entropies.append(-(logp_all.exp() * logp_all).sum(-1))
-        done = done | torch.isin(tok, eos)
-        if bool(done.all()) or t == max_new_tokens - 1:
+            logps[active, t] = logp_all.gather(-1, tok[:, None]).squeeze(-1)
+            entropies[active, t] = -(logp_all.exp() * logp_all).sum(-1)
+        finished_since_compaction = finished_since_compaction | torch.isin(tok, eos)
+        if bool(finished_since_compaction.all()) or t == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
+        # Drop finished rows from the batch (and the KV cache) once enough of them have piled up.
+        if int(finished_since_compaction.sum()) >= max(1, active.numel() // 10):
+            keep = (~finished_since_compaction).nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            active, mask, next_pos, tok = active[keep], mask[keep], next_pos[keep], tok[keep]
+            finished_since_compaction = finished_since_compaction[keep]
+        mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=device)], dim=1)
         out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos + t, past_key_values=cache,
                     use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
         logits = out.logits[:, -1]
+    tokens, logps, entropies = tokens[:, :width], logps[:, :width], entropies[:, :width]
     if return_logprobs:
-        return torch.stack(tokens, dim=1), torch.stack(logps, dim=1), torch.stack(entropies, dim=1)
-    return torch.stack(tokens, dim=1)
+        return tokens, logps, entropies
+    return tokens
