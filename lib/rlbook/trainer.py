@@ -560,7 +560,10 @@ class Trainer:
             loss_total = 0.0
             for mb in batches:
                 ids, att, cmask, lc = self._slice(roll, mb)
-                logp, entropy = self._forward_logprobs(ids, att, lc, mb, with_entropy=epoch == 0 or entropy_every_epoch)
+                # Entropy over the full vocabulary costs a pass over [mb, T, V]: only when the loss uses it
+                # or the sampler did not already measure it.
+                need_entropy = entropy_every_epoch or (epoch == 0 and roll.entropy is None)
+                logp, entropy = self._forward_logprobs(ids, att, lc, mb, with_entropy=need_entropy)
                 if epoch == 0:
                     for j, r in enumerate(mb):
                         old_logp[r] = logp[j].detach()
