@@ -347,10 +347,20 @@ def load_model(cfg: BenchConfig, lora: bool) -> tuple[Any, Any]:
 
 
 def load_task(cfg: BenchConfig) -> Any:
+    """The quickstart's task (params/quickstart.yaml): two-term one-digit sums for chain_sum.
+
+    The model solves these about a quarter of the time, so most groups are mixed and both trainers
+    do real learning work (on reasoning-gym's default chain_sum config, up to six 4-digit terms,
+    nearly every group is all-wrong and has zero advantage).
+    """
     from rlbook.tasks import TaskSpec, make_task
 
-    return make_task(TaskSpec(name=cfg.task, seed=cfg.seed, train_size=200 if cfg.tiny else 1000,
-                              eval_size=20 if cfg.tiny else 200))
+    config = QUICKSTART_TASK_CONFIG if cfg.task == "chain_sum" else {}
+    return make_task(TaskSpec(name=cfg.task, config=config, seed=cfg.seed, train_size=200 if cfg.tiny else 1000,
+                              eval_size=20 if cfg.tiny else 100))
+
+
+QUICKSTART_TASK_CONFIG = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
 
 
 def count_trainable(model: Any) -> int:
@@ -688,6 +698,11 @@ class TrlSide:
         self.trainer.reset_counts()
         self.gate.go.set()
         self._wait()
+        state = self.trainer.state
+        if state.global_step >= state.max_steps:
+            # The last step does not park: let train() finish its wrap-up (logging, memory release)
+            # here, so that it does not run alongside the other side's next timed step.
+            self.thread.join(timeout=300)
         c = dict(self.trainer.bench)
         seconds = self.gate.step_seconds
         return {"seconds": seconds, **c, "train_s": seconds - c["gen_s"]}
