@@ -82,6 +82,11 @@ def write_report(notebook_path: Path, out: Path) -> None:
     out.write_text(body, encoding="utf-8")
 
 
+# Stream the notebook's own output (training progress bars, printed metrics) to the terminal while it
+# runs; ``--quiet`` shows only the cell counter.
+LOG_OUTPUT = True
+
+
 def _papermill(notebook_in: Path, notebook_out: Path, parameters: dict[str, Any]) -> None:
     import papermill
 
@@ -90,7 +95,10 @@ def _papermill(notebook_in: Path, notebook_out: Path, parameters: dict[str, Any]
         str(notebook_out),
         parameters=parameters,
         kernel_name=kernel_name(),
-        progress_bar=True,
+        progress_bar=not LOG_OUTPUT,
+        log_output=LOG_OUTPUT,
+        stdout_file=sys.stdout if LOG_OUTPUT else None,
+        stderr_file=sys.stderr if LOG_OUTPUT else None,
         cwd=str(notebook_in.parent),
     )
 
@@ -317,6 +325,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--outputs", type=Path, help="outputs folder (default: outputs/ at the repo root)")
+    common.add_argument("--quiet", action="store_true", help="show only a cell counter, not the notebook's output")
     top = argparse.ArgumentParser(prog="rlbook", description="Run rlbook notebooks into run folders.")
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="execute a notebook into a new run folder")
@@ -338,7 +347,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global LOG_OUTPUT
     args = parser().parse_args(argv)
+    LOG_OUTPUT = not getattr(args, "quiet", False)
     return args.func(args)
 
 
