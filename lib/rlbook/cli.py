@@ -137,6 +137,8 @@ def _finish_run(run_dir: Path, nb_file: str, status: str, error: str | None, tb:
             print(f"rlbook: warning: report.html not written: {e}", file=sys.stderr)
     runs.finish(run_dir, status, error=error, traceback=tb)
     print(f"rlbook: {status}: {run_dir}" + (f"\n  {error}" if error else ""), file=sys.stderr)
+    if (run_dir / "report.html").is_file():
+        print(f"report: {run_dir / 'report.html'}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
