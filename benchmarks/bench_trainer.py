@@ -604,8 +604,10 @@ def _make_trl_classes() -> tuple[type, type]:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             self.gate.finish_step()
-            if state.global_step < state.max_steps:
-                self.gate.wait_for_go()  # parked until the driver wants the next step
+            # Parked after every step, the last one too: TRL's loop would otherwise go on working (it
+            # ran ~80 more steps' worth of generation and loss on the tiny model) while the other
+            # side's step is being timed.  close() releases it with stop=True.
+            self.gate.wait_for_go()
             control.should_training_stop = self.gate.stop
             return control
 
@@ -698,11 +700,6 @@ class TrlSide:
         self.trainer.reset_counts()
         self.gate.go.set()
         self._wait()
-        state = self.trainer.state
-        if state.global_step >= state.max_steps:
-            # The last step does not park: let train() finish its wrap-up (logging, memory release)
-            # here, so that it does not run alongside the other side's next timed step.
-            self.thread.join(timeout=300)
         c = dict(self.trainer.bench)
         seconds = self.gate.step_seconds
         return {"seconds": seconds, **c, "train_s": seconds - c["gen_s"]}

@@ -100,7 +100,7 @@ def test_tiny_end_to_end(tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "bench.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--steps", "1", "--prompts", "2",
+    cmd = [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--steps", "2", "--prompts", "2",
            "--group-size", "2", "--max-new-tokens", "4", "--micro-batch", "2", "--no-skip", "--json", str(out)]
     if importlib.util.find_spec("rlbook.trainer") is None:
         cmd += ["--only", "trl"]
