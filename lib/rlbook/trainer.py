@@ -228,8 +228,14 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=tuple(self.cfg.betas)
         )
-        est_params = inspect.signature(estimators.get(self.cfg.estimator)).parameters
-        self.needs_ref = self.cfg.kl_coef > 0 or "seq_log_ratio" in est_params
+        # What the estimator, the loss and each reward accept: looked up once, not on the hot path.
+        self.estimator_wants_log_ratio = "seq_log_ratio" in inspect.signature(estimators.get(self.cfg.estimator)).parameters
+        loss_params = inspect.signature(losses.get(self.cfg.loss)).parameters
+        hyper = {"eps_low": self.cfg.eps_low, "eps_high": self.cfg.eps_high, **self.cfg.loss_kwargs}
+        self.loss_hyper = {k: v for k, v in hyper.items() if k in loss_params or k in self.cfg.loss_kwargs}
+        self.loss_context = set(losses.context_names(self.cfg.loss))
+        self.reward_accepts = {name: set(inspect.signature(fn).parameters) for name, _, fn, _ in self.reward_fns}
+        self.needs_ref = self.cfg.kl_coef > 0 or self.estimator_wants_log_ratio
         if self.needs_ref and not has_adapter(model):
             raise TrainingError("KL to the reference (or an estimator that needs it) requires a LoRA model")
         self._prompt_cache: dict[int, list[int]] = {}
@@ -333,8 +339,7 @@ class Trainer:
         cols = []
         for name, _, fn, kwargs in self.reward_fns:
             extra = {"lengths": lengths, "max_new_tokens": self.cfg.max_new_tokens}
-            accepted = inspect.signature(fn).parameters
-            extra = {k: v for k, v in extra.items() if k in accepted}
+            extra = {k: v for k, v in extra.items() if k in self.reward_accepts[name]}
             vals = fn(texts, problems, task=self.task, **extra, **kwargs)
             if len(vals) != len(texts):
                 raise TrainingError(f"reward {name!r} returned {len(vals)} values for {len(texts)} completions")
@@ -349,7 +354,7 @@ class Trainer:
         whole groups in each micro-batch instead.
         """
         mb = self.cfg.micro_batch_size
-        if self.cfg.share_prompt_forward or "group_ids" in losses.context_names(self.cfg.loss):
+        if self.cfg.share_prompt_forward or "group_ids" in self.loss_context:
             # whole groups per micro-batch (groups of similar length together)
             G = self.cfg.group_size
             lengths = roll.lengths.tolist()
@@ -465,7 +470,7 @@ class Trainer:
             "the reference pass", "micro_batch_size", lambda: self._logprobs_no_grad(roll, all_rows, reference=True)
         ) if self.needs_ref else {}
         seq_log_ratio = torch.zeros(P, G)
-        if self.needs_ref and "seq_log_ratio" in inspect.signature(estimators.get(cfg.estimator)).parameters:
+        if self.needs_ref and self.estimator_wants_log_ratio:
             cur = self._oom_retry(
                 "the log-prob pass", "micro_batch_size", lambda: self._logprobs_no_grad(roll, all_rows, reference=False)
             )
@@ -554,7 +559,7 @@ class Trainer:
         self.model.train()
         batches = self._micro_batches(rows, roll)
         group_ids = torch.arange(B, device=self.device) // cfg.group_size
-        entropy_every_epoch = "entropy" in losses.context_names(cfg.loss)
+        entropy_every_epoch = "entropy" in self.loss_context
         for epoch in range(cfg.inner_epochs):
             ent_sum, kl_sum, clip_sum, tok_count = 0.0, 0.0, 0.0, 0.0
             loss_total = 0.0
@@ -578,10 +583,7 @@ class Trainer:
                     "group_ids": group_ids[mb],
                     "ref_logp": ref,
                 }
-                hyper = {"eps_low": cfg.eps_low, "eps_high": cfg.eps_high, **cfg.loss_kwargs}
-                accepted = inspect.signature(losses.get(cfg.loss)).parameters
-                hyper = {k: v for k, v in hyper.items() if k in accepted or k in cfg.loss_kwargs}
-                token_loss, info = losses.compute(cfg.loss, logp, old, a, cmask, context=context, **hyper)
+                token_loss, info = losses.compute(cfg.loss, logp, old, a, cmask, context=context, **self.loss_hyper)
                 if cfg.kl_coef > 0 and ref is not None:
                     kl_tok = losses.kl(logp, ref, kind=cfg.kl_kind, mask=cmask)
                     token_loss = token_loss + cfg.kl_coef * kl_tok
