@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from rlbook import rewards
+from rlbook import estimators, losses, rewards
 from rlbook.models import wrap_lora
 from rlbook.tasks import make_task
 from rlbook.trainer import Trainer, completion_mask, token_logprobs
@@ -266,3 +266,21 @@ def test_optimized_training_pass_gives_the_same_loss_and_gradients_as_the_plain_
     assert g_plain.keys() == g_fast.keys() and len(g_plain) > 0
     for n in g_plain:
         assert torch.allclose(g_plain[n], g_fast[n], atol=1e-6, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("name", estimators.available())
+def test_every_registered_estimator_runs_a_real_training_step(tok, name):
+    from rlbook.models import tiny_llama
+
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3)
+    m = trainer.step()
+    assert math.isfinite(m["loss"]) and math.isfinite(m["adv_std"]) and m["skipped_step"] == 0
+
+
+@pytest.mark.parametrize("name", losses.available())
+def test_every_registered_loss_runs_a_real_training_step_with_two_inner_epochs(tok, name):
+    from rlbook.models import tiny_llama
+
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, loss=name, inner_epochs=2)
+    m = trainer.step()
+    assert math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"]) and m["skipped_step"] == 0
