@@ -234,6 +234,7 @@ class Trainer:
         hyper = {"eps_low": self.cfg.eps_low, "eps_high": self.cfg.eps_high, **self.cfg.loss_kwargs}
         self.loss_hyper = {k: v for k, v in hyper.items() if k in loss_params or k in self.cfg.loss_kwargs}
         self.loss_context = set(losses.context_names(self.cfg.loss))
+        self.reward_weights = torch.tensor([w for _, w, _, _ in self.reward_fns])
         self.reward_accepts = {name: set(inspect.signature(fn).parameters) for name, _, fn, _ in self.reward_fns}
         self.needs_ref = self.cfg.kl_coef > 0 or self.estimator_wants_log_ratio
         if self.needs_ref and not has_adapter(model):
@@ -428,8 +429,7 @@ class Trainer:
                                  group_size=G)
             gen_tokens += int(roll.lengths.sum())
             parts = self.score(roll.texts, [p for p in problems for _ in range(G)], roll.lengths.tolist())
-            weights = torch.tensor([w for _, w, _, _ in self.reward_fns])
-            reward = (parts * weights).sum(-1).view(len(indices), G)
+            reward = (parts * self.reward_weights).sum(-1).view(len(indices), G)
             for j, idx in enumerate(indices):
                 group = (idx, roll.select(list(range(j * G, (j + 1) * G))), parts[j * G : (j + 1) * G])
                 informative = bool(reward[j].max() > reward[j].min())
@@ -457,7 +457,7 @@ class Trainer:
         flat_problems = [p for p in problems for _ in range(G)]
         lengths = roll.lengths
         n_gen_tokens = sampled["gen_tokens"]
-        weights = torch.tensor([w for _, w, _, _ in self.reward_fns])
+        weights = self.reward_weights
         reward = (parts * weights).sum(-1).view(P, G)
         correct_col = [k for k, (name, *_rest) in enumerate(self.reward_fns) if name == "correct"]
         correct = (parts[:, correct_col[0]] >= 1.0) if correct_col else torch.tensor(
