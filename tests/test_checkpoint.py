@@ -96,7 +96,7 @@ def test_checkpoint_contents_keep_two_and_latest_pointer(tok, tmp_path):
     assert {p.name for p in step.iterdir()} == {"adapter.safetensors", "optimizer.pt", "state.pt"}
     state = torch.load(step / "state.pt", weights_only=True)
     assert state["step_count"] == 3 and len(state["history"]) == 3
-    assert state["sampler"]["cursor"] == 6 and state["estimator"]["prompt_ids"].numel() > 0
+    assert state["sampler"]["cursor"] == 6 and state["components"]["estimator"]["prompt_ids"].numel() > 0
     assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert torch.load(step / "optimizer.pt", weights_only=True)["state"]
 
@@ -185,10 +185,10 @@ def test_generation_oom_retries_once_with_half_the_batch(tok, capsys):
 
 def test_training_oom_retries_then_fails_clearly(tok):
     trainer = make_trainer(tok, eval_every=0, estimator="grpo", kl_coef=0.0, inner_epochs=2)
-    trainer._update, calls = _oom_once(trainer._update, RuntimeError("MPS backend out of memory"))
+    trainer.update, calls = _oom_once(trainer.update, RuntimeError("MPS backend out of memory"))
     trainer.step()
     assert calls["n"] == 2 and trainer.cfg.micro_batch_size == 1
-    trainer._update, calls = _oom_once(trainer._update, torch.OutOfMemoryError("out of memory"), times=5)
+    trainer.update, calls = _oom_once(trainer.update, torch.OutOfMemoryError("out of memory"), times=5)
     with pytest.raises(TrainingError, match="out of memory during training at step 2 with train.micro_batch_size=1"):
         trainer.step()
     trainer.cfg.micro_batch_size = 4

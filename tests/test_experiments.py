@@ -65,8 +65,8 @@ def test_key_is_stable_and_depends_on_seed_and_config():
 
 
 def test_method_presets_merge_with_overrides():
-    t = experiments.method_train({"preset": "dapo", "dynamic_sampling": False})
-    assert t["eps_high"] == 0.28 and t["dynamic_sampling"] is False and t["aggregation"] == "token_mean"
+    t = experiments.method_train({"preset": "dapo", "filters": []})
+    assert t["eps_high"] == 0.28 and t["filters"] == [] and t["aggregation"] == "token_mean"
     assert experiments.method_train("dr_grpo")["aggregation"] == "seq_mean_token_sum_norm"
     specs = experiments.make_specs(["grpo", "rloo"], {"task": TASK, "lora": LORA, "train": TRAIN, "model": "tiny"})
     assert [s.label for s in specs] == ["grpo", "rloo"] and specs[1].train["estimator"] == "rloo"

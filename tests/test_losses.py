@@ -51,7 +51,7 @@ def test_registry_lists_every_loss():
 
 
 def test_unknown_loss_name_is_param_error_listing_available():
-    with pytest.raises(ParamError, match="available: cispo, gspo"):
+    with pytest.raises(ParamError, match="allowed: cispo, gspo"):
         losses.get("nope")
 
 
@@ -318,7 +318,7 @@ def test_aggregation_modes_on_hand_made_tensors():
     )
     with pytest.raises(ParamError, match="max_tokens"):
         losses.aggregate(tl, mask, "seq_mean_token_sum_norm")
-    with pytest.raises(ParamError, match="allowed: seq_mean_token_mean, token_mean"):
+    with pytest.raises(ParamError, match="allowed: seq_mean_token_mean, seq_mean_token_sum_norm, token_mean"):
         losses.aggregate(tl, mask, "sum")
 
 

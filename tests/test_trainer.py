@@ -8,8 +8,9 @@ import pytest
 import torch
 from rlbook import estimators, losses, rewards
 from rlbook.models import wrap_lora
+from rlbook.rollout import completion_mask, slice_rows, token_logprobs
 from rlbook.tasks import make_task
-from rlbook.trainer import Trainer, completion_mask, token_logprobs
+from rlbook.trainer import Trainer
 
 EOS = 2
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
@@ -63,7 +64,7 @@ def test_training_logprobs_equal_hf_generation_logprobs_under_left_padding(tiny_
     assert torch.equal(gen.sequences[:, lp : lp + roll.completion_ids.shape[1]], roll.completion_ids)
     gen_logits = torch.stack(gen.logits, dim=1)[:, : roll.completion_ids.shape[1]]
     gen_logp = torch.log_softmax(gen_logits.float() / 0.7, -1).gather(-1, roll.completion_ids.unsqueeze(-1)).squeeze(-1)
-    ids, att, cmask, lc = trainer._slice(roll, list(range(len(prompts))))
+    ids, att, cmask, lc = slice_rows(roll, list(range(len(prompts))))
     with torch.no_grad():
         train_logp, _ = token_logprobs(trainer.model, ids, att, lc, temperature=0.7)
     m = cmask.bool()
@@ -81,7 +82,7 @@ def test_training_logprobs_equal_shared_prefill_sampler_logprobs(tiny_model, tok
     torch.manual_seed(3)
     roll = trainer.generate(prompts, 6, do_sample=True, temperature=0.7, group_size=3)
     assert torch.equal(roll.completion_ids, comp[:, : roll.completion_ids.shape[1]])
-    ids, att, cmask, lc = trainer._slice(roll, list(range(len(prompts) * 3)))
+    ids, att, cmask, lc = slice_rows(roll, list(range(len(prompts) * 3)))
     with torch.no_grad():
         train_logp, _ = token_logprobs(trainer.model, ids, att, lc, temperature=0.7)
     m = cmask.bool()
@@ -179,7 +180,8 @@ def test_dynamic_sampling_drops_all_same_groups_and_refills(tok):
         return [1.0 if p.index % 2 == 0 else sum(ch.islower() for ch in c) / 8 for c, p in zip(completions, problems, strict=True)]
 
     trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, group_size=4, prompts_per_step=3,
-                           dynamic_sampling=True, dynamic_sampling_max_rounds=10,
+                           filters=[{"name": "dynamic_sampling", "kwargs": {"metric": "reward"}}],
+                           max_sampling_rounds=10,
                            rewards=[{"name": "test_even_constant"}])
     m = trainer.step()
     assert m["dropped_groups"] > 0 and m["sampled_groups"] == 3 + m["dropped_groups"]
@@ -191,7 +193,7 @@ def test_dynamic_sampling_drops_all_same_groups_and_refills(tok):
 
 
 def test_rollout_cat_keeps_rows_and_masks(tiny_model, tok):
-    from rlbook.trainer import Rollout
+    from rlbook.rollout import Rollout
 
     trainer = make_trainer(tiny_model, tok)
     a = trainer.generate([trainer.prompt_ids(trainer.task.train[0])] * 2, 5)
@@ -199,10 +201,10 @@ def test_rollout_cat_keeps_rows_and_masks(tiny_model, tok):
     c = Rollout.cat([a, b], tok.pad_token_id)
     assert c.input_ids.shape[0] == 5 and c.texts == a.texts + b.texts
     assert torch.equal(c.lengths, torch.cat([a.lengths, b.lengths]))
-    ids, att, cmask, lc = trainer._slice(c, [0, 4])
+    ids, att, cmask, lc = slice_rows(c, [0, 4])
     with torch.no_grad():
         lp_c, _ = token_logprobs(trainer.model, ids, att, lc)
-        ids_b, att_b, _, lc_b = trainer._slice(b, [2])
+        ids_b, att_b, _, lc_b = slice_rows(b, [2])
         lp_b, _ = token_logprobs(trainer.model, ids_b, att_b, lc_b)
     n = int(b.lengths[2])
     assert torch.allclose(lp_c[1, :n], lp_b[0, :n], atol=1e-5)
@@ -237,7 +239,11 @@ def _grads_of_update(trainer, roll, rows, adv):
                 captured[n] = p.grad.detach().clone()
 
     trainer.optimizer.step = capture
-    m = trainer._update(roll, rows, adv, {}, float(roll.completion_mask.sum()))
+    from rlbook.rollout import micro_batches
+    from rlbook.update import UpdateInputs
+
+    batches = micro_batches(rows, roll.lengths.tolist(), trainer.cfg, trainer.whole_groups)
+    m = trainer.update(UpdateInputs(roll, rows, batches, adv, {}, {}, float(roll.completion_mask.sum())))
     return m, captured
 
 

@@ -1,8 +1,10 @@
-"""Typed, documented configuration for training, validated once at the edge.
+"""Typed, documented configuration for training, validated once at the edge (a leaf module).
 
-Every knob is a dataclass field with a default.  ``__post_init__`` checks ranges and names and
-raises :class:`ParamError` with a one-line message that names the bad value and the allowed ones.
-``SECTIONS`` maps a top-level params key (in ``params/*.yaml``) to the dataclass that validates it.
+Every knob is a dataclass field with a default.  ``__post_init__`` checks types and ranges and raises
+:class:`ParamError` with a one-line message that names the bad value and the allowed ones.  Names of
+mechanisms (estimator, loss, rewards, sampler, filters, phases, aggregation) are checked against their
+registries by :func:`rlbook.components.build`, one layer up: this module imports nothing from rlbook
+but its errors.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlbook.errors import ParamError
 
-class ParamError(ValueError):
-    """A bad parameter: the message names the key, the bad value and what is allowed."""
+__all__ = ["KL_KINDS", "MechanismSpec", "ParamError", "RewardSpec", "TrainConfig", "build"]
 
 
 def _choice(key: str, value: Any, allowed: list[str] | tuple[str, ...]) -> None:
@@ -30,8 +32,21 @@ def _range(key: str, value: Any, lo: float | None = None, hi: float | None = Non
         raise ParamError(f"{key}={value!r} must be <= {hi}")
 
 
-AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
 KL_KINDS = ("k1", "k2", "k3")
+
+
+def _mechanism_list(key: str, items: Any, allowed_keys: tuple[str, ...]) -> None:
+    """``items`` is a list of mappings, each with a ``name`` and only ``allowed_keys``."""
+    if not isinstance(items, list):
+        raise ParamError(f"{key}={items!r} must be a list of mappings like {{name: ..., kwargs: {{...}}}}")
+    for i, r in enumerate(items):
+        if not isinstance(r, dict) or "name" not in r:
+            raise ParamError(f"{key}[{i}]={r!r} must be a mapping with a 'name'")
+        unknown = set(r) - set(allowed_keys)
+        if unknown:
+            raise ParamError(f"{key}[{i}] has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(allowed_keys)}")
+        if not isinstance(r.get("kwargs", {}), dict):
+            raise ParamError(f"{key}[{i}].kwargs={r['kwargs']!r} must be a mapping")
 
 
 @dataclass
@@ -40,6 +55,14 @@ class RewardSpec:
 
     name: str = "correct"
     weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MechanismSpec:
+    """A filter or phase by name, with its hyper-parameters."""
+
+    name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,65 +90,51 @@ class TrainConfig:
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     eps_low: float = 0.2  # PPO clip 1 - eps_low
     eps_high: float = 0.2  # PPO clip 1 + eps_high (DAPO clip-higher: > eps_low)
-    aggregation: str = "seq_mean_token_mean"  # one of AGGREGATIONS
+    aggregation: str = "seq_mean_token_mean"  # rlbook.losses.AGGREGATIONS name
     kl_coef: float = 0.0  # beta of the KL-to-reference loss term (0 = no reference pass)
     kl_kind: str = "k3"  # one of KL_KINDS
     rewards: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "correct", "weight": 1.0}])
     eval_every: int = 0  # held-out eval every N steps (0 = only when called)
     eval_size: int = 100
     eval_pass_k: int = 0  # sampled pass@k during eval (0 = off)
-    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal and draw more prompts
-    dynamic_sampling_max_rounds: int = 3  # generation rounds per step at most, under dynamic sampling
+    filters: list[dict[str, Any]] = field(default_factory=list)  # rlbook.filters: which groups enter the update
+    max_sampling_rounds: int = 3  # generation rounds per step at most while filters drop groups
+    top_up: bool = False  # at the round limit, fill the batch with dropped groups (else train on fewer)
     sampler: str = "uniform"  # rlbook.sampling name (how prompts are drawn for each step)
     sampler_kwargs: dict[str, Any] = field(default_factory=dict)
+    phases: list[dict[str, Any]] = field(default_factory=list)  # rlbook.phases: extra stages of a step
     generation_backend: str = "rlbook"  # "rlbook": shared prompt prefill per group; "hf": transformers.generate
-    merge_lora_for_generation: bool = True
-    share_prompt_forward: bool = True  # training forward encodes each group's prompt once (same result)  # generate with W + BA merged (exact restore afterwards)
+    merge_lora_for_generation: bool = True  # generate with W + BA merged (exact restore afterwards)
+    share_prompt_forward: bool = True  # training forward encodes each group's prompt once (same result)
     skip_zero_advantage: bool = True  # skip the training forward for samples with A = 0 when nothing needs them
     max_bad_steps: int = 3  # consecutive non-finite steps before the run fails
     checkpoint_every: int = 5  # steps between checkpoints when a checkpoint folder is given (0 = only at the end)
 
     def __post_init__(self) -> None:
-        _range("train.seed", self.seed, 0, kind=int)
-        _range("train.steps", self.steps, 0, kind=int)
-        _range("train.prompts_per_step", self.prompts_per_step, 1, kind=int)
-        _range("train.group_size", self.group_size, 1, kind=int)
-        _range("train.max_new_tokens", self.max_new_tokens, 1, kind=int)
+        for key, lo in (("seed", 0), ("steps", 0), ("prompts_per_step", 1), ("group_size", 1), ("max_new_tokens", 1),
+                        ("micro_batch_size", 1), ("gen_batch_size", 1), ("inner_epochs", 1), ("eval_every", 0),
+                        ("eval_size", 1), ("eval_pass_k", 0), ("max_bad_steps", 1), ("checkpoint_every", 0),
+                        ("max_sampling_rounds", 1)):
+            _range(f"train.{key}", getattr(self, key), lo, kind=int)
         _range("train.temperature", self.temperature, 1e-4)
         _range("train.top_p", self.top_p, 1e-4, 1.0)
-        _range("train.lr", self.lr, 0.0)
-        _range("train.weight_decay", self.weight_decay, 0.0)
-        _range("train.micro_batch_size", self.micro_batch_size, 1, kind=int)
-        _range("train.gen_batch_size", self.gen_batch_size, 1, kind=int)
-        _range("train.inner_epochs", self.inner_epochs, 1, kind=int)
+        for key in ("lr", "weight_decay", "kl_coef"):
+            _range(f"train.{key}", getattr(self, key), 0.0)
         _range("train.eps_low", self.eps_low, 0.0, 1.0)
         _range("train.eps_high", self.eps_high, 0.0)
-        _range("train.kl_coef", self.kl_coef, 0.0)
-        _range("train.eval_every", self.eval_every, 0, kind=int)
-        _range("train.eval_size", self.eval_size, 1, kind=int)
-        _range("train.eval_pass_k", self.eval_pass_k, 0, kind=int)
-        _range("train.max_bad_steps", self.max_bad_steps, 1, kind=int)
-        _range("train.checkpoint_every", self.checkpoint_every, 0, kind=int)
-        _range("train.dynamic_sampling_max_rounds", self.dynamic_sampling_max_rounds, 1, kind=int)
-        _choice("train.aggregation", self.aggregation, AGGREGATIONS)
         _choice("train.kl_kind", self.kl_kind, KL_KINDS)
         _choice("train.generation_backend", self.generation_backend, ("rlbook", "hf"))
+        for key in ("estimator_kwargs", "loss_kwargs", "sampler_kwargs"):
+            if not isinstance(getattr(self, key), dict):
+                raise ParamError(f"train.{key}={getattr(self, key)!r} must be a mapping")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
-        from rlbook import estimators, losses, rewards, sampling
-
-        _choice("train.estimator", self.estimator, estimators.available())
-        _choice("train.loss", self.loss, losses.available())
-        _choice("train.sampler", self.sampler, sampling.available())
         if not self.rewards:
             raise ParamError("train.rewards must list at least one reward, e.g. [{name: correct, weight: 1.0}]")
+        _mechanism_list("train.rewards", self.rewards, ("name", "weight", "kwargs"))
         for i, r in enumerate(self.rewards):
-            if not isinstance(r, dict) or "name" not in r:
-                raise ParamError(f"train.rewards[{i}]={r!r} must be a mapping with a 'name'")
-            unknown = set(r) - {"name", "weight", "kwargs"}
-            if unknown:
-                raise ParamError(f"train.rewards[{i}] has unknown key {sorted(unknown)[0]!r}; allowed: name, weight, kwargs")
-            _choice(f"train.rewards[{i}].name", r["name"], rewards.available())
             _range(f"train.rewards[{i}].weight", r.get("weight", 1.0))
+        _mechanism_list("train.filters", self.filters, ("name", "kwargs"))
+        _mechanism_list("train.phases", self.phases, ("name", "kwargs"))
 
     @property
     def batch_size(self) -> int:
@@ -153,11 +162,3 @@ def build(cls: type, value: Any, section: str) -> Any:
         raise
     except (TypeError, ValueError) as e:
         raise ParamError(f"{section}: {e}") from e
-
-
-def sections() -> dict[str, type]:
-    """Top-level params keys that a dataclass validates (used by :mod:`rlbook.params`)."""
-    from rlbook.models import LoraConfig
-    from rlbook.tasks import TaskSpec
-
-    return {"train": TrainConfig, "lora": LoraConfig, "task": TaskSpec}

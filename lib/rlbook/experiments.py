@@ -48,53 +48,8 @@ DONE = "DONE"
 NOT_IN_KEY = ("checkpoint_every",)  # train settings that do not change a run's result
 ModelFactory = Callable[[], tuple[Any, Any]]  # () -> (base model without adapter, tokenizer)
 
-# Named trainer settings of each method (merged into a notebook's base ``train`` config).  Each entry
-# cites where the setting comes from; the algorithms themselves live in estimators / losses / rewards.
-METHODS: dict[str, dict[str, Any]] = {
-    # DeepSeekMath GRPO: group mean/std advantage, PPO clip, sequence-mean of token-mean.
-    "grpo": {"estimator": "grpo", "loss": "ppo_clip", "aggregation": "seq_mean_token_mean"},
-    # Williams 1992: REINFORCE with the batch-mean reward as baseline.
-    "reinforce_baseline": {"estimator": "reinforce_baseline"},
-    # BNPO (Xiao et al. 2025): Beta-normalised advantages.
-    "bnpo": {"estimator": "bnpo"},
-    # Dr. GRPO ("Understanding R1-Zero-Like Training"): no std division, constant length normaliser.
-    "dr_grpo": {"estimator": "dr_grpo", "aggregation": "seq_mean_token_sum_norm"},
-    # RLOO (Ahmadian et al. 2024, "Back to Basics"): leave-one-out baseline.
-    "rloo": {"estimator": "rloo"},
-    # REINFORCE++ (Hu 2025): global batch whitening; the "-baseline" variant subtracts the group mean first.
-    "reinforce_pp": {"estimator": "reinforce_pp"},
-    "reinforce_pp_baseline": {"estimator": "reinforce_pp_baseline"},
-    # Tricks or Traps Part I: group mean + batch std, token-level aggregation, vanilla PPO loss.
-    "lite_ppo": {"estimator": "lite_ppo", "aggregation": "token_mean"},
-    # DAPO: clip-higher (0.2 / 0.28), dynamic sampling, token-level loss, soft overlong punishment.
-    "dapo": {
-        "estimator": "grpo", "eps_low": 0.2, "eps_high": 0.28, "dynamic_sampling": True,
-        "aggregation": "token_mean", "rewards": [{"name": "correct", "weight": 1.0}, {"name": "overlong", "weight": 1.0}],
-    },
-    # NGRPO: virtual max-reward sample + asymmetric clipping (official script 0.16 / 0.24).
-    "ngrpo": {"estimator": "ngrpo", "eps_low": 0.16, "eps_high": 0.24},
-    # GSPO / SAPO / CISPO: the loss changes, the advantage stays GRPO's.
-    "gspo": {"estimator": "grpo", "loss": "gspo"},
-    "sapo": {"estimator": "grpo", "loss": "sapo"},
-    "cispo": {"estimator": "grpo", "loss": "cispo", "aggregation": "token_mean"},
-}
-
-
-def method_train(method: str | Mapping[str, Any]) -> dict[str, Any]:
-    """Trainer overrides of a method: a :data:`METHODS` name, or a mapping with an optional ``preset``
-    (a METHODS name) plus overrides, e.g. ``{"preset": "dapo", "dynamic_sampling": False}``."""
-    from rlbook.config import ParamError
-
-    if isinstance(method, str):
-        method = {"preset": method}
-    out = dict(method)
-    preset = out.pop("preset", None)
-    if preset is None:
-        return copy.deepcopy(out)
-    if preset not in METHODS:
-        raise ParamError(f"method preset {preset!r} is unknown; available: {', '.join(sorted(METHODS))}")
-    return {**copy.deepcopy(METHODS[preset]), **copy.deepcopy(out)}
-
+# Method presets live in rlbook.presets (each quoting its paper's settings); re-exported here.
+from rlbook.presets import METHODS, method_train  # noqa: E402, F401  (re-exported)
 
 # ---------------------------------------------------------------------------------------- specs
 
@@ -122,11 +77,14 @@ class RunSpec:
 
     def resolved(self, seed: int) -> dict[str, Any]:
         """The full config of this spec's run with ``seed``: every default filled in (what the key hashes)."""
+        from rlbook import components
         from rlbook.config import TrainConfig, build
         from rlbook.models import LoraConfig
         from rlbook.tasks import TaskSpec
 
-        train = build(TrainConfig, {**self.train, "seed": int(seed)}, "train").to_dict()
+        built = build(TrainConfig, {**self.train, "seed": int(seed)}, "train")
+        components.check(built)
+        train = built.to_dict()
         task = dataclasses.asdict(build(TaskSpec, dict(self.task), "task"))
         lora = dataclasses.asdict(build(LoraConfig, dict(self.lora), "lora"))
         ev = {"size": int(self.eval_size or task["eval_size"]),
@@ -458,7 +416,7 @@ def compare_methods(
 
 
 def describe(specs: Sequence[RunSpec], keys: Sequence[str] = ("estimator", "loss", "aggregation", "eps_low",
-             "eps_high", "dynamic_sampling", "inner_epochs", "estimator_kwargs", "loss_kwargs", "rewards")) -> pd.DataFrame:
+             "eps_high", "filters", "inner_epochs", "estimator_kwargs", "loss_kwargs", "rewards")) -> pd.DataFrame:
     """A table of what differs between the methods' trainer settings (one row per method)."""
     rows = []
     for s in specs:

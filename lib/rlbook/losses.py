@@ -9,7 +9,7 @@ tensors averaged over the unmasked tokens, at least ``clip_frac`` (the share of 
 clipped or gated).
 
 Context (passed by :func:`compute` only when the signature names it): ``entropy[B, T]``, ``token_ids[B, T]``,
-``group_ids[B]``, ``ref_logp[B, T] | None``.  Every other keyword-only parameter is a hyper-parameter and is
+``ref_logp[B, T]`` and the per-row ``group_ids[B]``, ``rewards[B]``, ``correct[B]``, ``lengths[B]``.  Every other keyword-only parameter is a hyper-parameter and is
 passed strictly: an unknown one is a :class:`~rlbook.config.ParamError` that lists the allowed ones.
 
 Padding safety: every loss forms the log-ratio as ``where(mask, logp - old_logp, 0)`` *before*
@@ -19,18 +19,24 @@ gradients; the returned ``token_loss`` is ``where(mask, ., 0)``.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rlbook.config import AGGREGATIONS, KL_KINDS, ParamError
+from rlbook.errors import ParamError
+from rlbook.registry import Registry
 
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
-CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp")
-_REGISTRY: dict[str, LossFn] = {}
+KL_KINDS = ("k1", "k2", "k3")
+# What the trainer can hand a loss (each passed only when the signature names it).  Token-aligned ones
+# ([B, T], cut to each micro-batch's width): entropy, token_ids, ref_logp; per-row ones ([B]): the rest.
+CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp", "rewards", "correct", "lengths")
+TOKEN_CONTEXT = frozenset({"entropy", "token_ids", "ref_logp"})
+LOSSES = Registry("loss", leading=("logp", "old_logp", "advantages", "mask"), context=CONTEXT_KEYS)
+# Aggregation modes: fn(token_loss[B, T], mask[B, T], *, max_tokens, n_seqs, n_tokens) -> scalar.
+AGGREGATIONS = Registry("aggregation", leading=("x", "mask"), context=("max_tokens", "n_seqs", "n_tokens"))
 _LOG_RATIO_CAP = 20.0  # |log ratio| cap before exp (float32 overflows near 88)
 
 
@@ -39,44 +45,20 @@ _LOG_RATIO_CAP = 20.0  # |log ratio| cap before exp (float32 overflows near 88)
 # ---------------------------------------------------------------------------------------------------------
 
 
-def register(name: str) -> Callable[[LossFn], LossFn]:
-    """Decorator: register ``fn`` under ``name``."""
-
-    def deco(fn: LossFn) -> LossFn:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+def register(name: str, *, zero_advantage_safe: bool = False) -> Callable[[LossFn], LossFn]:
+    """Decorator: register ``fn`` under ``name``.  ``zero_advantage_safe``: its token loss is exactly zero
+    where the advantage is zero and it looks at no other sample (so such samples may skip the forward)."""
+    return LOSSES.register(name, zero_advantage_safe=zero_advantage_safe)
 
 
-def available() -> list[str]:
-    """Sorted names of the registered losses."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> LossFn:
-    """The registered function; an unknown name is a ParamError listing the available ones."""
-    if name not in _REGISTRY:
-        raise ParamError(f"loss {name!r} is unknown; available: {', '.join(available())}")
-    return _REGISTRY[name]
-
-
-def _kwonly(fn: LossFn) -> dict[str, inspect.Parameter]:
-    return {
-        p.name: p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+available = LOSSES.available
+get = LOSSES.get
+hyper_parameters = LOSSES.hyper_parameters
 
 
 def context_names(name: str) -> list[str]:
-    """The context entries loss ``name`` asks for."""
-    return [k for k in _kwonly(get(name)) if k in CONTEXT_KEYS]
-
-
-def hyper_parameters(name: str) -> dict[str, Any]:
-    """Hyper-parameters of loss ``name`` with their defaults (the trainer uses this to pass eps_low/eps_high)."""
-    return {k: p.default for k, p in _kwonly(get(name)).items() if k not in CONTEXT_KEYS}
+    """The context entries loss ``name`` asks for (in signature order)."""
+    return list(LOSSES.entry(name).needs)
 
 
 def compute(
@@ -89,25 +71,7 @@ def compute(
     **hyper: Any,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Call loss ``name``: context entries only if named, hyper-parameters strictly; ``old_logp`` is detached."""
-    fn = get(name)
-    params = _kwonly(fn)
-    allowed = [k for k in params if k not in CONTEXT_KEYS]
-    for key in hyper:
-        if key not in allowed:
-            raise ParamError(
-                f"loss {name!r} has no hyper-parameter {key!r}; allowed: {', '.join(allowed) or '(none)'}"
-            )
-    context = context or {}
-    kwargs: dict[str, Any] = {}
-    for key in params:
-        if key not in CONTEXT_KEYS:
-            continue
-        if key in context:
-            kwargs[key] = context[key]
-        elif params[key].default is inspect.Parameter.empty:
-            raise ParamError(
-                f"loss {name!r} needs context {key!r}; given: {', '.join(sorted(context)) or '(none)'}"
-            )
+    kwargs = LOSSES.bind(name, context, hyper)
     if logp.dim() != 2 or old_logp.shape != logp.shape or mask.shape != logp.shape:
         raise ValueError(
             f"logp, old_logp and mask must all be [B, T]; got {tuple(logp.shape)}, "
@@ -117,7 +81,7 @@ def compute(
         raise ValueError(
             f"advantages must be [B] or [B, T]; got {tuple(advantages.shape)} for logp {tuple(logp.shape)}"
         )
-    return fn(logp, old_logp.detach(), advantages, mask, **kwargs, **hyper)
+    return LOSSES.get(name)(logp, old_logp.detach(), advantages, mask, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,7 +140,7 @@ def _finish(loss: Tensor, mask: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@register("ppo_clip")
+@register("ppo_clip", zero_advantage_safe=True)
 def ppo_clip(
     logp: Tensor,
     old_logp: Tensor,
@@ -216,7 +180,7 @@ def ppo_clip(
     return _finish(loss, mask), info
 
 
-@register("gspo")
+@register("gspo", zero_advantage_safe=True)
 def gspo(
     logp: Tensor,
     old_logp: Tensor,
@@ -256,7 +220,7 @@ def gspo(
     return _finish(loss, mask), info
 
 
-@register("sapo")
+@register("sapo", zero_advantage_safe=True)
 def sapo(
     logp: Tensor,
     old_logp: Tensor,
@@ -298,7 +262,7 @@ def sapo(
     return _finish(loss, mask), info
 
 
-@register("cispo")
+@register("cispo", zero_advantage_safe=True)
 def cispo(
     logp: Tensor,
     old_logp: Tensor,
@@ -465,6 +429,31 @@ def masked_mean_rows(x: Tensor, mask: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------
 
 
+@AGGREGATIONS.register("seq_mean_token_mean")
+def seq_mean_token_mean(x: Tensor, mask: Tensor, *, n_seqs: int | None = None) -> Tensor:
+    """Mean over a sequence's tokens, then over sequences (GRPO, "DeepSeekMath", Eq. 3)."""
+    per_seq = x.sum(-1) / mask.bool().sum(-1).clamp(min=1)
+    return per_seq.sum() / max(n_seqs if n_seqs is not None else x.shape[0], 1)
+
+
+@AGGREGATIONS.register("token_mean")
+def token_mean(x: Tensor, mask: Tensor, *, n_tokens: int | float | None = None) -> Tensor:
+    """Sum over all tokens of the batch divided by their count (DAPO, "DAPO: An Open-Source LLM
+    Reinforcement Learning System at Scale", Eq. 12)."""
+    toks = n_tokens if n_tokens is not None else mask.bool().sum()
+    return x.sum() / (toks.clamp(min=1) if isinstance(toks, Tensor) else max(float(toks), 1.0))
+
+
+@AGGREGATIONS.register("seq_mean_token_sum_norm")
+def seq_mean_token_sum_norm(x: Tensor, mask: Tensor, *, max_tokens: int | None = None,
+                            n_seqs: int | None = None) -> Tensor:
+    """A sequence's token sum divided by the constant ``max_tokens``, then the mean over sequences (Dr. GRPO,
+    "Understanding R1-Zero-Like Training: A Critical Perspective", Sec. 3.2)."""
+    if max_tokens is None or max_tokens <= 0:
+        raise ParamError(f"aggregation 'seq_mean_token_sum_norm' needs max_tokens > 0; got {max_tokens!r}")
+    return (x.sum(-1) / float(max_tokens)).sum() / max(n_seqs if n_seqs is not None else x.shape[0], 1)
+
+
 def aggregate(
     token_loss: Tensor,
     mask: Tensor,
@@ -473,33 +462,16 @@ def aggregate(
     n_seqs: int | None = None,
     n_tokens: int | float | None = None,
 ) -> Tensor:
-    """Reduce ``token_loss[B, T]`` to a scalar.
-
-    * ``seq_mean_token_mean`` (GRPO, "DeepSeekMath", Eq. 3): mean over a sequence's tokens, then over sequences.
-    * ``token_mean`` (DAPO, "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", Eq. 12): sum over
-      all tokens of the batch divided by their count.
-    * ``seq_mean_token_sum_norm`` (Dr. GRPO, "Understanding R1-Zero-Like Training: A Critical Perspective",
-      Sec. 3.2): a sequence's token sum divided by the constant ``max_tokens``, then mean over sequences.
+    """Reduce ``token_loss[B, T]`` to a scalar with the registered aggregation ``mode``
+    (:data:`AGGREGATIONS`: seq_mean_token_mean, token_mean, seq_mean_token_sum_norm, ...).
 
     Micro-batching: pass the *whole batch's* ``n_seqs`` (number of sequences) and ``n_tokens`` (number of
     unmasked tokens) and each micro-batch's value is normalised by them, so the micro-batch values sum to
     the full-batch loss.  Padding never contributes (even if ``token_loss`` is NaN there).
     """
-    if mode not in AGGREGATIONS:
-        raise ParamError(f"aggregation={mode!r} is not allowed; allowed: {', '.join(AGGREGATIONS)}")
-    m = mask.bool()
-    x = torch.where(m, token_loss, torch.zeros_like(token_loss))
-    seqs = n_seqs if n_seqs is not None else token_loss.shape[0]
-    if mode == "token_mean":
-        toks = n_tokens if n_tokens is not None else m.sum()
-        return x.sum() / (toks.clamp(min=1) if isinstance(toks, Tensor) else max(float(toks), 1.0))
-    if mode == "seq_mean_token_mean":
-        per_seq = x.sum(-1) / m.sum(-1).clamp(min=1)
-    else:
-        if max_tokens is None or max_tokens <= 0:
-            raise ParamError(f"aggregation {mode!r} needs max_tokens > 0; got {max_tokens!r}")
-        per_seq = x.sum(-1) / float(max_tokens)
-    return per_seq.sum() / max(seqs, 1)
+    x = torch.where(mask.bool(), token_loss, torch.zeros_like(token_loss))
+    context = {"max_tokens": max_tokens, "n_seqs": n_seqs, "n_tokens": n_tokens}
+    return AGGREGATIONS.call(mode, x, mask, context=context)
 
 
 def kl(logp: Tensor, ref_logp: Tensor, kind: str = "k3", mask: Tensor | None = None) -> Tensor:

@@ -11,7 +11,7 @@ A params file looks like::
 :func:`resolve` merges, in order, the defaults, the profile, an optional ``--params`` file (a mapping of
 values) and ``key=value`` overrides (values parsed as YAML; dotted keys such as ``train.steps`` reach
 into nested dicts), then :func:`validate` checks the result: keys named in
-:func:`rlbook.config.sections` are built by their dataclass, every other key is checked by type
+:func:`default_sections` are built by their dataclass, every other key is checked by type
 against its default.  Every problem is a one-line :class:`~rlbook.config.ParamError`.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from rlbook.config import ParamError, build
+from rlbook.config import ParamError, TrainConfig, build
 
 RESERVED = ("run_dir", "profile")  # injected by the run machinery, never listed in a params file
 
@@ -144,15 +144,30 @@ def check_type(key: str, value: Any, default: Any) -> Any:
 def _sections(sections: Mapping[str, type] | None) -> Mapping[str, type]:
     if sections is not None:
         return sections
-    from rlbook import config
-
     try:
-        return config.sections()
+        return default_sections()
     except ImportError as e:  # a module a section needs is missing: fall back to type checks
         warnings.warn(
-            f"rlbook.config.sections() unavailable ({e}); sections checked by type only", stacklevel=3
+            f"rlbook.params.default_sections() unavailable ({e}); sections checked by type only", stacklevel=3
         )
         return {}
+
+
+def default_sections() -> dict[str, type]:
+    """Top-level params keys that a dataclass validates: ``train``, ``lora``, ``task``."""
+    from rlbook.models import LoraConfig
+    from rlbook.tasks import TaskSpec
+
+    return {"train": TrainConfig, "lora": LoraConfig, "task": TaskSpec}
+
+
+def _check_section(key: str, cls: type, value: Any) -> None:
+    """Build the section's dataclass; the ``train`` section's mechanism names are checked too."""
+    built = build(cls, value, key)
+    if cls is TrainConfig:
+        from rlbook import components
+
+        components.check(built)
 
 
 def validate(
@@ -160,7 +175,7 @@ def validate(
 ) -> dict[str, Any]:
     """Check ``params`` against ``defaults``; returns them (ints given for floats become floats).
 
-    ``sections`` maps top-level keys to dataclasses (default :func:`rlbook.config.sections`, looked up
+    ``sections`` maps top-level keys to dataclasses (default :func:`default_sections`, looked up
     only when a value is a mapping, since importing it loads the model stack).
     """
     unknown = sorted(set(params) - set(defaults))
@@ -173,7 +188,7 @@ def validate(
         if isinstance(value, dict) or isinstance(default, dict):
             sections = _sections(sections)
         if sections is not None and key in sections:
-            build(sections[key], value, key)
+            _check_section(key, sections[key], value)
             out[key] = value
         else:
             out[key] = check_type(key, value, default)

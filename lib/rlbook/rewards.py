@@ -1,37 +1,37 @@
 """Reward functions, a registry.  Each maps completions (and their problems) to one float each.
 
-``fn(completions: list[str], problems: list[Problem], *, task: Task, **kwargs) -> list[float]``.
-The trainer combines them as ``sum(weight_k * reward_k)`` and also hands each part separately to
-the estimators (``reward_parts``), e.g. for BNPO's advantage decomposition.
+``fn(completions: list[str], problems: list[Problem], *, <context>, <hyper>) -> list[float]``.
+Context a reward may name (:data:`CONTEXT`): ``task``, ``lengths`` (tokens through EOS), ``correct`` (the
+verifier's verdict, bool), ``max_new_tokens``, ``group_size``, ``prompt_ids`` (dataset index of each
+completion's prompt), ``step``, ``total_steps`` and ``state`` (a stateful reward's own object, made per
+trainer and checkpointed).  The trainer combines the rewards as ``sum(weight_k * reward_k)`` and also
+hands each part separately to the estimators (``reward_parts``), e.g. for BNPO's advantage decomposition.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
 
 from rlbook.config import ParamError
+from rlbook.errors import TrainingError
+from rlbook.registry import Registry
 from rlbook.tasks import Problem, Task, is_well_formatted
 
 RewardFn = Callable[..., list[float]]
-_REGISTRY: dict[str, RewardFn] = {}
+CONTEXT = ("task", "lengths", "correct", "max_new_tokens", "group_size", "prompt_ids", "step", "total_steps",
+           "state")
+REWARDS = Registry("reward", leading=("completions", "problems"), context=CONTEXT)
+available = REWARDS.available
+get = REWARDS.get
 
 
-def register(name: str) -> Callable[[RewardFn], RewardFn]:
-    def deco(fn: RewardFn) -> RewardFn:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
-
-
-def available() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> RewardFn:
-    if name not in _REGISTRY:
-        raise ParamError(f"reward {name!r} is unknown; available: {', '.join(available())}")
-    return _REGISTRY[name]
+def register(name: str, *, state: Callable[[], Any] | None = None) -> Callable[[RewardFn], RewardFn]:
+    """Register a reward under ``name``; a stateful one names the factory of its state object."""
+    return REWARDS.register(name, state=state)
 
 
 @register("correct")
@@ -78,3 +78,15 @@ def overlong(
         raise ParamError(f"overlong: cache={l_cache} must be in [1, max_new_tokens={max_new_tokens}]")
     start = max_new_tokens - l_cache
     return [0.0 if n <= start else -1.0 if n > max_new_tokens else (start - n) / l_cache for n in lengths]
+
+
+def score(uses: list[Any], completions: list[str], problems: list[Problem], context: dict[str, Any]) -> Tensor:
+    """Reward parts ``[B, K]``, one column per configured reward (``use.name``, ``use.kwargs``, ``use.state``),
+    unweighted.  Each reward gets the entries of ``context`` its signature names (and its own ``state``)."""
+    cols = []
+    for use in uses:
+        vals = REWARDS.call(use.name, completions, problems, context={**context, "state": use.state}, **use.kwargs)
+        if len(vals) != len(completions):
+            raise TrainingError(f"reward {use.name!r} returned {len(vals)} values for {len(completions)} completions")
+        cols.append(torch.as_tensor(vals, dtype=torch.float32))
+    return torch.stack(cols, dim=-1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import csv
 import importlib.metadata
 import json
 import math
@@ -78,6 +79,48 @@ def plain(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return float(value) if math.isfinite(value) else None
     return str(value)
+
+
+class MetricsLog:
+    """A run's per-step metrics: kept in ``rows`` and appended to ``path`` (a CSV) as they happen.
+
+    Every row has the first row's columns (the header is read back when appending to an existing file);
+    :meth:`rewrite` replaces the file with ``rows`` (after a resume: no rows past the checkpoint).
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else None
+        self.rows: list[dict[str, Any]] = []
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        fields = list(row)
+        if not new:
+            with open(self.path) as f:
+                fields = next(csv.reader(f), fields)
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def rewrite(self) -> None:
+        if self.path is None:
+            return
+        if not self.rows:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(self.rows[0]), extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.rows)
+        os.replace(tmp, self.path)
 
 
 # ---------------------------------------------------------------- facts recorded in the manifest

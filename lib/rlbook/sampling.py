@@ -1,8 +1,16 @@
-"""How each step draws its prompts from the training split (a registry; curricula add to it).
+"""How each step draws its prompts from the training split: a registry of samplers that see outcomes.
 
-``sampler = make(name, n_problems, seed, **kwargs)``; ``sampler.next(k) -> list[int]`` returns the
-indices of the next ``k`` prompts.  Samplers keep their cursor and RNG in ``state_dict()`` so a
-resumed run draws exactly the prompts the uninterrupted run would have drawn.
+``sampler = make(name, n_problems, seed=seed, task=task, **kwargs)``; each step the trainer calls
+
+* ``sampler.next(k) -> list[int]``: the indices of the next ``k`` prompts;
+* ``sampler.observe(indices, rewards, correct, lengths)`` after scoring (``rewards``/``correct``/``lengths``
+  are ``[P, G]`` tensors, one row per index), so a curriculum or a replay buffer can react to what the
+  policy is learning.
+
+Samplers keep their cursor, RNG and any statistics in ``state_dict()`` so a resumed run draws exactly the
+prompts the uninterrupted run would have drawn.  A sampler is a class registered with
+``@SAMPLERS.register(name)`` whose ``__init__(self, n_problems, seed, *, <task>, <hyper>)`` takes the
+optional context ``task`` (the :class:`~rlbook.tasks.Task`, e.g. for each problem's ``meta``) by name.
 """
 
 from __future__ import annotations
@@ -10,11 +18,32 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
-from rlbook.config import ParamError
+from rlbook.registry import Registry
+
+SAMPLERS = Registry("sampler", leading=("n_problems", "seed"), context=("task",))
+available = SAMPLERS.available
 
 
-class EpochSampler:
+class Sampler:
+    """Base class: ``next`` must be defined; ``observe`` does nothing; state is the instance's own."""
+
+    def next(self, k: int) -> list[int]:
+        raise NotImplementedError
+
+    def observe(self, indices: list[int], rewards: Tensor, correct: Tensor, lengths: Tensor) -> None:
+        """Outcomes of the prompts drawn this step (one row of ``[P, G]`` per index)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@SAMPLERS.register("uniform")
+class EpochSampler(Sampler):
     """Uniform without replacement: a fresh seeded permutation of the train split each epoch."""
 
     def __init__(self, n_problems: int, seed: int = 0):
@@ -46,14 +75,6 @@ class EpochSampler:
         self.rng.bit_generator.state = state["rng"]
 
 
-_REGISTRY: dict[str, type] = {"uniform": EpochSampler}
-
-
-def available() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def make(name: str, n_problems: int, seed: int = 0, **kwargs: Any) -> EpochSampler:
-    if name not in _REGISTRY:
-        raise ParamError(f"sampler {name!r} is unknown; available: {', '.join(available())}")
-    return _REGISTRY[name](n_problems, seed=seed, **kwargs)
+def make(name: str, n_problems: int, seed: int = 0, task: Any = None, **kwargs: Any) -> Sampler:
+    """A fresh sampler ``name`` over ``n_problems`` prompts (hyper-parameters checked strictly)."""
+    return SAMPLERS.call(name, n_problems, seed, context={"task": task}, **kwargs)

@@ -163,6 +163,7 @@ def make_context(batch: Batch, step: int = 0, total_steps: int = 1) -> dict[str,
         "reward_parts": parts,
         "part_weights": weights,
         "correct": batch.rewards >= 1.0,
+        "answer_ids": batch.rewards.long(),  # one arm: the right answer and one wrong answer
         "prompt_ids": torch.arange(r.shape[0]),
         "seq_log_ratio": (logp - logp_ref).float(),
         "max_new_tokens": MAX_NEW_TOKENS,

@@ -17,11 +17,21 @@ from typing import Any
 import torch
 
 from . import baselines, confidence, group, multi, stateful  # noqa: F401  (registration side effects)
-from ._registry import CONTEXT_NAMES, available, compute, get, hyper_parameters, make_state, register
+from ._registry import (
+    CONTEXT_NAMES,
+    ESTIMATORS,
+    available,
+    compute,
+    get,
+    hyper_parameters,
+    make_state,
+    register,
+)
 from .stateful import ValueTracker
 
 __all__ = [
     "CONTEXT_NAMES",
+    "ESTIMATORS",
     "ValueTracker",
     "available",
     "compute",
@@ -54,6 +64,9 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
         "reward_parts": parts,
         "part_weights": weights,
         "correct": binary >= 1.0,
+        # correct samples share answer 0; wrong ones give one of three wrong answers
+        "answer_ids": torch.where(binary >= 1.0, torch.zeros(P, G, dtype=torch.long),
+                                  torch.randint(1, 4, (P, G), generator=gen)),
         "prompt_ids": torch.randperm(10 * P + 10, generator=gen)[:P],
         "seq_log_ratio": torch.randn(P, G, generator=gen) * 0.5,
         "max_new_tokens": max_new_tokens,

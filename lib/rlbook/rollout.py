@@ -1,0 +1,352 @@
+"""Rollouts: generation and the log-prob passes over sampled completions, in one module.
+
+* :func:`generate`: ``group_size`` completions per prompt (rows prompt-major) as a :class:`Rollout`; with
+  ``cfg.generation_backend == "rlbook"`` each prompt is prefilled once and its KV cache shared by its group
+  (:func:`rlbook.generation.sample_groups`), ``"hf"`` calls ``transformers.generate`` on every row; the LoRA
+  delta is merged into the base weights while sampling (exact restore afterwards).
+* :func:`micro_batches`, :func:`slice_rows`: rows cut into micro-batches of similar lengths (whole groups
+  when the prompt forward is shared or the loss compares the samples of a group), trimmed of padding.
+* :func:`forward_logprobs`: per-token log-probs (and entropies) of a micro-batch under the current policy,
+  with each group's prompt encoded once when ``cfg.share_prompt_forward``; :func:`logprobs_no_grad` runs it
+  over many rows without a gradient, under the policy or the reference (adapter disabled).
+
+Position ids: generation with left padding numbers the positions from the first real token
+(``cumsum(attention_mask) - 1``); the training forward passes the same position ids, so the log-prob of a
+sampled token under the training forward equals the one the sampler used.  Log-probs are those of the
+sampling distribution, ``log_softmax(logits / temperature)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rlbook.config import TrainConfig
+from rlbook.generation import left_pad, sample_groups
+from rlbook.models import Tokenizer, merged_lora, reference_mode
+
+
+@dataclass
+class Rollout:
+    """A batch of sampled completions, flattened to B = P * G rows (prompt-major)."""
+
+    input_ids: torch.Tensor  # [B, Lp + Lc]: left-padded prompt, then completion (padded after EOS)
+    attention_mask: torch.Tensor  # [B, Lp + Lc]: 1 on real prompt tokens and on completion tokens through EOS
+    prompt_len: int  # Lp
+    completion_ids: torch.Tensor  # [B, Lc]
+    completion_mask: torch.Tensor  # [B, Lc] float: 1 through the first EOS, 0 after it
+    texts: list[str]  # decoded completions (special tokens removed)
+    entropy: torch.Tensor | None = None  # [B, Lc] entropy of the sampling distribution at each token
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.completion_mask.sum(-1).long()
+
+    def select(self, rows: list[int]) -> Rollout:
+        idx = torch.tensor(rows, device=self.input_ids.device)
+        return Rollout(self.input_ids[idx], self.attention_mask[idx], self.prompt_len, self.completion_ids[idx],
+                       self.completion_mask[idx], [self.texts[i] for i in rows],
+                       None if self.entropy is None else self.entropy[idx])
+
+    @staticmethod
+    def cat(parts: list[Rollout], pad_id: int) -> Rollout:
+        """Concatenate rollouts: prompts left-padded and completions right-padded to common widths."""
+        if len(parts) == 1:
+            return parts[0]
+        lp = max(r.prompt_len for r in parts)
+        lc = max(r.completion_ids.shape[1] for r in parts)
+
+        def pad(x: torch.Tensor, left: int, right: int, value: int) -> torch.Tensor:
+            return torch.nn.functional.pad(x, (left, right), value=value)
+
+        ids, att, cids, cmask, ent = [], [], [], [], []
+        for r in parts:
+            if r.entropy is not None:
+                ent.append(pad(r.entropy, 0, lc - r.entropy.shape[1], 0))
+            left, right = lp - r.prompt_len, lc - r.completion_ids.shape[1]
+            ids.append(torch.cat([pad(r.input_ids[:, : r.prompt_len], left, 0, pad_id),
+                                  pad(r.completion_ids, 0, right, pad_id)], dim=1))
+            att.append(torch.cat([pad(r.attention_mask[:, : r.prompt_len], left, 0, 0),
+                                  pad(r.attention_mask[:, r.prompt_len :], 0, right, 0)], dim=1))
+            cids.append(pad(r.completion_ids, 0, right, pad_id))
+            cmask.append(pad(r.completion_mask, 0, right, 0))
+        return Rollout(torch.cat(ids), torch.cat(att), lp, torch.cat(cids), torch.cat(cmask),
+                       [t for r in parts for t in r.texts], torch.cat(ent) if len(ent) == len(parts) else None)
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
+    """1 for every completion token up to and including the first EOS, 0 afterwards (never padding)."""
+    is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))
+    # Number of EOS tokens strictly before each position; a token counts while none came before it.
+    eos_before = torch.cumsum(is_eos.long(), dim=-1) - is_eos.long()
+    return (eos_before == 0).float()
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions as ``generate`` numbers them under left padding: 0 at the first real token."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.clamp(min=0)
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of the last ``n_completion`` tokens of each row (and their entropies).
+
+    Logits are computed only at the positions that predict completion tokens (``logits_to_keep``),
+    so the vocabulary projection skips the prompt.
+    """
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        logits_to_keep=n_completion + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :].float() / temperature  # [B, Lc, V] predicting each completion token
+    targets = input_ids[:, -n_completion:]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+def token_logprobs_shared_prompt(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    groups: torch.Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`token_logprobs` with the prompt encoded once per group (rows of a group share it).
+
+    The prompt's KV cache is computed once for each distinct ``groups`` value and indexed out to
+    the group's rows (differentiably: the gradient of every completion flows back into the one
+    prompt pass); the completions then attend to it.  Same result as :func:`token_logprobs` within
+    float tolerance, with the prompt's forward and backward done once per group instead of G times.
+    """
+    lp = input_ids.shape[1] - n_completion
+    uniq, inverse = torch.unique(groups, return_inverse=True)
+    first = torch.stack([(groups == u).nonzero()[0, 0] for u in uniq])
+    p_ids, p_att = input_ids[first, :lp], attention_mask[first, :lp]
+    out = model(input_ids=p_ids, attention_mask=p_att, position_ids=position_ids_from_mask(p_att),
+                use_cache=True, logits_to_keep=1)
+    logits = out.logits[:, -1:].index_select(0, inverse)  # predicts the first completion token
+    if n_completion > 1:
+        cache = out.past_key_values
+        cache.batch_select_indices(inverse)
+        att = attention_mask[:, : lp + n_completion - 1]
+        out_c = model(input_ids=input_ids[:, lp : lp + n_completion - 1], attention_mask=att,
+                      position_ids=position_ids_from_mask(att)[:, lp:], past_key_values=cache, use_cache=True)
+        logits = torch.cat([logits, out_c.logits], dim=1)
+    logp_all = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logp = logp_all.gather(-1, input_ids[:, lp:].unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+def eos_ids(model: Any, tok: Tokenizer) -> list[int]:
+    """The tokenizer's EOS id and the generation config's (one or several), sorted."""
+    ids = {tok.eos_token_id}
+    gen_eos = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(gen_eos)
+    return sorted(i for i in ids if i is not None)
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    tok: Tokenizer,
+    cfg: TrainConfig,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    group_size: int = 1,
+) -> Rollout:
+    """``group_size`` completions of each prompt (rows prompt-major), batched, with a KV cache."""
+    pad, eos = tok.pad_token_id, eos_ids(model, tok)
+    device = next(model.parameters()).device
+    ids, att = left_pad(prompts, pad, device)
+    lp = ids.shape[1]
+    was_training = model.training
+    model.eval()
+    merge = merged_lora(model) if cfg.merge_lora_for_generation else contextlib.nullcontext()
+    with merge:
+        chunks = _generate_chunks(model, cfg, eos, pad, ids, att, max_new_tokens, do_sample, temperature, group_size)
+    model.train(was_training)
+    comp_ids = torch.cat([c for c, _ in chunks])
+    entropy = torch.cat([e for _, e in chunks]) if all(e is not None for _, e in chunks) else None
+    ids = ids.repeat_interleave(group_size, dim=0)
+    att = att.repeat_interleave(group_size, dim=0)
+    # Trim columns that no row uses (every row finished earlier).
+    mask = completion_mask(comp_ids, eos)
+    width = max(1, int(mask.sum(-1).max().item()))
+    comp_ids, mask = comp_ids[:, :width], mask[:, :width]
+    texts = tok.batch_decode(comp_ids * mask.long() + pad * (1 - mask.long()), skip_special_tokens=True)
+    return Rollout(input_ids=torch.cat([ids, comp_ids], dim=1), attention_mask=torch.cat([att, mask.long()], dim=1),
+                   prompt_len=lp, completion_ids=comp_ids, completion_mask=mask, texts=texts,
+                   entropy=None if entropy is None else entropy[:, :width])
+
+
+def _generate_chunks(
+    model: Any, cfg: TrainConfig, eos: list[int], pad: int, ids: torch.Tensor, att: torch.Tensor,
+    max_new_tokens: int, do_sample: bool, temperature: float, group_size: int,
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Generation over chunks of about ``gen_batch_size`` rows; completions padded to ``max_new_tokens``."""
+    per_chunk = max(1, cfg.gen_batch_size // group_size)  # prompts per chunk
+    chunks = []
+    for s in range(0, ids.shape[0], per_chunk):
+        p_ids, p_att = ids[s : s + per_chunk], att[s : s + per_chunk]
+        ent = None
+        if cfg.generation_backend == "rlbook":
+            comp, _, ent = sample_groups(model, p_ids, p_att, group_size, max_new_tokens, eos, pad,
+                                         do_sample=do_sample, temperature=temperature, top_p=cfg.top_p,
+                                         return_logprobs=True)
+        else:
+            kw: dict[str, Any] = {"do_sample": do_sample}
+            if do_sample:
+                kw.update(temperature=temperature, top_p=cfg.top_p, top_k=0)
+            out = model.generate(input_ids=p_ids.repeat_interleave(group_size, dim=0),
+                                 attention_mask=p_att.repeat_interleave(group_size, dim=0),
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, **kw)
+            comp = out[:, ids.shape[1]:]
+        if comp.shape[1] < max_new_tokens:  # generation stopped early: pad to a common width
+            fill = torch.full((comp.shape[0], max_new_tokens - comp.shape[1]), pad, device=comp.device)
+            comp = torch.cat([comp, fill], dim=1)
+            if ent is not None:
+                ent = torch.nn.functional.pad(ent, (0, max_new_tokens - ent.shape[1]))
+        chunks.append((comp, ent))
+    return chunks
+
+
+# ----------------------------------------------------------------------------------- log-prob passes
+
+
+def micro_batches(rows: list[int], lengths: list[int], cfg: TrainConfig, whole_groups: bool) -> list[list[int]]:
+    """Rows sorted by completion length, cut into micro-batches of ``cfg.micro_batch_size`` (similar
+    lengths pad less).  With ``whole_groups`` (a shared prompt forward, or a loss that compares the
+    samples of a group such as GTPO) each micro-batch holds whole groups, groups of similar length together.
+    """
+    mb = cfg.micro_batch_size
+    if whole_groups:
+        G = cfg.group_size
+        by_group: dict[int, list[int]] = {}
+        for r in sorted(rows):
+            by_group.setdefault(r // G, []).append(r)
+        groups = sorted(by_group.values(), key=lambda g: max(lengths[r] for r in g))
+        batches: list[list[int]] = []
+        for g in groups:
+            if batches and len(batches[-1]) + len(g) <= max(mb, G):
+                batches[-1].extend(g)
+            else:
+                batches.append(list(g))
+        return batches
+    order = sorted(rows, key=lambda i: lengths[i])
+    return [order[i : i + mb] for i in range(0, len(order), mb)]
+
+
+def slice_rows(roll: Rollout, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Input ids, attention mask and completion mask of ``rows``, trimmed of shared padding."""
+    idx = torch.tensor(rows, device=roll.input_ids.device)
+    ids, att, cmask = roll.input_ids[idx], roll.attention_mask[idx], roll.completion_mask[idx]
+    lc = max(1, int(cmask.sum(-1).max().item()))
+    lp = roll.prompt_len
+    first_real = int((att[:, :lp].cumsum(-1) == 0).sum(-1).min().item())  # shared left padding
+    ids = torch.cat([ids[:, first_real:lp], ids[:, lp : lp + lc]], dim=1)
+    att = torch.cat([att[:, first_real:lp], att[:, lp : lp + lc]], dim=1)
+    return ids, att, cmask[:, :lc], lc
+
+
+def forward_logprobs(
+    model: Any, cfg: TrainConfig, ids: torch.Tensor, att: torch.Tensor, lc: int, rows: list[int],
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs of ``rows``' completions (shared prompt pass when ``cfg.share_prompt_forward``)."""
+    if cfg.share_prompt_forward:
+        groups = torch.tensor(rows, device=ids.device) // cfg.group_size
+        return token_logprobs_shared_prompt(model, ids, att, lc, groups, cfg.temperature, with_entropy)
+    return token_logprobs(model, ids, att, lc, cfg.temperature, with_entropy)
+
+
+@torch.no_grad()
+def logprobs_no_grad(model: Any, cfg: TrainConfig, roll: Rollout, rows: list[int], reference: bool,
+                     whole_groups: bool) -> dict[int, torch.Tensor]:
+    """Per-token log-probs of ``rows`` (row -> [Lc_row]) under the policy, or the reference when ``reference``."""
+    out: dict[int, torch.Tensor] = {}
+    for mb in micro_batches(rows, roll.lengths.tolist(), cfg, whole_groups):
+        ids, att, _, lc = slice_rows(roll, mb)
+        with reference_mode(model) if reference else contextlib.nullcontext():
+            logp, _ = forward_logprobs(model, cfg, ids, att, lc, mb)
+        for j, r in enumerate(mb):
+            out[r] = logp[j]
+    return out
+
+
+# ----------------------------------------------------------------------------------------- the batch
+
+
+@dataclass
+class Batch:
+    """One step's data, filled phase by phase: prompts, rollout, rewards, context, advantages, metrics.
+
+    Rows are prompt-major: row ``b`` is completion ``b % G`` of prompt ``b // G``.
+    """
+
+    indices: list[int]  # [P] dataset index of each prompt in the training split
+    problems: list[Any]  # [P] the problems (rlbook.tasks.Problem)
+    roll: Rollout  # B = P * G sampled completions
+    parts: torch.Tensor  # [B, K] each reward function's unweighted score
+    rewards: torch.Tensor  # [P, G] the weighted sum of the parts
+    correct: torch.Tensor  # [P, G] bool: the task verifier's verdict
+    trainable: bool = True  # False when filters kept no group: the update is skipped
+    sampling: dict[str, int] = field(default_factory=dict)  # generated tokens, groups, rounds, shortfall
+    context: dict[str, Any] = field(default_factory=dict)  # signals computed on demand (rlbook.trainer)
+    advantages: torch.Tensor | None = None  # [P, G] or [P, G, T]
+    metrics: dict[str, Any] = field(default_factory=dict)  # what phases report
+
+    @property
+    def P(self) -> int:
+        return len(self.indices)
+
+    @property
+    def G(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """[P, G] completion lengths in tokens (through the first EOS)."""
+        return self.roll.lengths.view(self.P, self.G)
+
+    def groups(self, keep: list[int]) -> Batch:
+        """The batch restricted to the groups (prompts) ``keep``."""
+        G = self.G
+        rows = [j * G + g for j in keep for g in range(G)]
+        return Batch([self.indices[j] for j in keep], [self.problems[j] for j in keep], self.roll.select(rows),
+                     self.parts[rows], self.rewards[keep], self.correct[keep])
+
+    @staticmethod
+    def cat(parts: list[Batch], pad_id: int) -> Batch:
+        """Concatenate batches of groups (rollouts padded to common widths)."""
+        return Batch([i for b in parts for i in b.indices], [p for b in parts for p in b.problems],
+                     Rollout.cat([b.roll for b in parts], pad_id), torch.cat([b.parts for b in parts]),
+                     torch.cat([b.rewards for b in parts]), torch.cat([b.correct for b in parts]))
