@@ -61,10 +61,10 @@ Minimum detectable effect (``mde``)
     median of ``chi2_{S-1}/(S-1)``, so the reported mde is median-unbiased for the design's true mde.  With 3
     seeds that estimate rests on 2 degrees of freedom and is itself very uncertain (10%-90% range 0.13-0.31
     around a true 0.19 in the test design).  With 0/1 outcomes the variance grows with the effect, so an mde
-    measured on runs without an effect is a few percent low (0.179 against 0.186 in the test design).  We do not plug in the
-    two-level bootstrap's variance: resampling at both levels counts the problem-level variance twice
-    (Davison & Hinkley 1997, Bootstrap Methods, sect. 3.8) and resampling 3 seeds shrinks the between-seed
-    part by (S-1)/S.
+    measured on runs without an effect is a few percent low (0.179 against 0.186 in the test design).
+    We do not plug in the two-level bootstrap's variance: resampling at both levels counts the problem-level
+    variance twice (Davison & Hinkley 1997, Bootstrap Methods, sect. 3.8) and resampling 3 seeds shrinks the
+    between-seed part by (S-1)/S.
 
 Two-level bootstrap (descriptive only)
     :func:`two_level_bootstrap` resamples seeds, then units within each drawn seed, keeping the (seed, unit)
