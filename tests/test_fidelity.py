@@ -51,3 +51,19 @@ def test_reinforce_pp_baseline_group_of_one_has_baseline_zero() -> None:
     r = torch.tensor([[1.0], [0.0]])
     a = E.compute("reinforce_pp_baseline", r, {"lengths": torch.tensor([[1.0], [3.0]])})
     approx(a, [1.5, -0.5])
+
+
+# ------------------------------------------------------------------ NGRPO
+
+
+def test_ngrpo_group_statistics_include_one_virtual_max_reward_sample() -> None:
+    # group [1, 0, 0] + virtual 1 -> [1, 0, 0, 1]: mean 0.5, unbiased std sqrt(4 * 0.25 / 3) = 0.57735
+    # A = [0.5, -0.5, -0.5] / (0.57735 + 1e-6) = [0.86602, -0.86602, -0.86602]
+    # all-wrong [0, 0, 0] + 1: mean 0.25, std sqrt((3 * 0.0625 + 0.5625) / 3) = 0.5, A = -0.25 / 0.5 = -0.5
+    r = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    approx(E.compute("ngrpo", r), [0.86602, -0.86602, -0.86602, -0.5, -0.5, -0.5])
+
+
+def test_ngrpo_group_of_one_is_the_raw_reward() -> None:
+    # the code: a group of one has mean 0 and std 1 (no virtual sample), so A = r / (1 + 1e-6)
+    approx(E.compute("ngrpo", torch.tensor([[1.0], [0.0], [0.5]])), [1.0, 0.0, 0.5])

@@ -49,18 +49,20 @@ def lite_ppo(rewards: Tensor, *, eps: float = EPS) -> Tensor:
 def ngrpo(rewards: Tensor, *, max_reward: float = 1.0, n_virtual: int = 1, eps: float = EPS) -> Tensor:
     """GRPO whose group mean and std also count ``n_virtual`` virtual samples of reward ``max_reward``.
 
-    An all-wrong group then gets negative advantages instead of zeros (advantage calibration).
+    An all-wrong group then gets negative advantages instead of zeros (advantage calibration); a group
+    of one gets A = r (mean 0, std 1, no virtual sample: the code's convention).
     Source: Nan et al., "NGRPO: Negative-enhanced Group Relative Policy Optimization" (2025); code:
-    github.com/nangongrui-ngr/NGRPO ``verl/trainer/ppo/core_algos.py::compute_ngrpo_outcome_advantage``
-    (mean and unbiased std over the group plus ``add_max_reward_num`` copies of ``max_reward``).
-    Same as the code; the paper's asymmetric clipping is a loss setting (looser upper clip for
-    positive advantages, stricter lower clip for negative ones: ``eps_high`` > ``eps_low``, the
-    official script uses 0.24 / 0.16), not part of this estimator.
+    github.com/nangongrui-ngr/NGRPO (commit e7a3804) ``verl/trainer/ppo/core_algos.py::
+    compute_ngrpo_outcome_advantage`` (mean and unbiased std over the group plus ``add_max_reward_num``
+    copies of ``max_reward``; eps 1e-6 added to the std).  Same as the code.  The rest of the method is
+    trainer settings, not this estimator: asymmetric clipping (``train_scripts/train_qwen2.5-math-7b_ngrpo.sh``:
+    clip_ratio_low 0.16, clip_ratio_high 0.24), token-mean aggregation, and the filter that drops only
+    all-correct groups (``filter_groups.strategy=all_correct``).
     """
     if n_virtual < 0:
         raise ParamError(f"n_virtual={n_virtual!r} must be >= 0")
     p, g = rewards.shape
-    if g == 1 and n_virtual == 0:
+    if g == 1:
         return rewards.clone()
     virtual = torch.full((p, n_virtual), float(max_reward), dtype=rewards.dtype, device=rewards.device)
     aug = torch.cat([rewards, virtual], dim=1)
