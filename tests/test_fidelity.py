@@ -67,3 +67,54 @@ def test_ngrpo_group_statistics_include_one_virtual_max_reward_sample() -> None:
 def test_ngrpo_group_of_one_is_the_raw_reward() -> None:
     # the code: a group of one has mean 0 and std 1 (no virtual sample), so A = r / (1 + 1e-6)
     approx(E.compute("ngrpo", torch.tensor([[1.0], [0.0], [0.5]])), [1.0, 0.0, 0.5])
+
+
+# ------------------------------------------------------------------ BNPO
+
+
+def _beta_pdf(x: float, a: float, b: float) -> float:
+    return x ** (a - 1) * (1 - x) ** (b - 1) * math.gamma(a + b) / (math.gamma(a) * math.gamma(b))
+
+
+def test_bnpo_moment_fitted_beta_weights() -> None:
+    # group means p = [0.25, 0.5, 0.75, 0.5]: m = 0.5, unbiased v = (0.0625 + 0 + 0.0625 + 0) / 3 = 0.041667
+    # m(1-m)/v - 1 = 0.25 / 0.041667 - 1 = 5, a = b = 5 * 0.5 = 2.5, alpha = beta = 1 + 2.5/3 = 11/6
+    r = torch.tensor([[1.0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]])
+    ab = 11 / 6
+    w = [1 / _beta_pdf(p, ab, ab) for p in (0.25, 0.5, 0.75, 0.5)]
+    expected = []
+    for row, p, wi in zip(r.tolist(), (0.25, 0.5, 0.75, 0.5), w, strict=True):
+        expected += [wi * (x - p) for x in row]
+    approx(E.compute("bnpo", r), expected)
+
+
+def test_bnpo_decomposition_is_the_unweighted_mean_of_per_part_advantages() -> None:
+    # part 0 (weight 1): groups [1,0,0,0], [1,1,1,1] -> p = [0.25, 1], m = 0.625, v = 2 * 0.375^2 = 0.28125
+    #   > m(1-m) = 0.234375, so a, b < 0 and alpha = beta = 1 (uniform pdf): A0 = r - p
+    # part 1 (weight 0.5): groups [1,1,1,0], [0,0,0,0] -> p = [0.75, 0], m = 0.375, v = 0.28125 > 0.234375
+    #   -> A1 = r - p;  A = (A0 + A1) / 2, the 0.5 weight plays no part (the code averages the parts)
+    # A0 = [.75,-.25,-.25,-.25, 0,0,0,0], A1 = [.25,.25,.25,-.75, 0,0,0,0] -> mean [.5,0,0,-.5, 0,0,0,0]
+    acc = torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 1]])
+    fmt = torch.tensor([[1.0, 1, 1, 0], [0, 0, 0, 0]])
+    ctx = {"reward_parts": torch.stack([acc, fmt], dim=-1), "part_weights": torch.tensor([1.0, 0.5])}
+    r = acc + 0.5 * fmt
+    approx(E.compute("bnpo", r, ctx, decompose=True), [0.5, 0, 0, -0.5, 0, 0, 0, 0])
+    # a part with weight 0 is not part of the reward and is left out
+    ctx0 = {"reward_parts": ctx["reward_parts"], "part_weights": torch.tensor([1.0, 0.0])}
+    approx(E.compute("bnpo", acc, ctx0, decompose=True), [0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0])
+    # off by default (the code's default and run.sh): one Beta on the declared range of the sum
+    assert E.hyper_parameters("bnpo")["decompose"] is False
+
+
+def test_bnpo_rewards_outside_the_declared_range_are_an_error_not_clamped() -> None:
+    r = torch.tensor([[1.5, 0.0], [0.5, 0.0]])
+    with pytest.raises(ParamError, match=r"1\.5.*outside the declared range.*max_value=1\.0"):
+        E.compute("bnpo", r)
+    # declared bounds [0, 2]: mapped [[0.75, 0], [0.25, 0]], p = [0.375, 0.125], m = 0.25, v = 0.03125,
+    # m(1-m)/v - 1 = 5, a = 1.25, b = 3.75 -> alpha = 1 + 1.25/3, beta = 1 + 3.75/3 = 2.25
+    alpha, beta = 1 + 1.25 / 3, 2.25
+    w0, w1 = 1 / _beta_pdf(0.375, alpha, beta), 1 / _beta_pdf(0.125, alpha, beta)
+    approx(E.compute("bnpo", r, max_value=2.0), [w0 * 0.375, -w0 * 0.375, w1 * 0.125, -w1 * 0.125])
+    parts = torch.stack([r, torch.ones(2, 2)], dim=-1)
+    with pytest.raises(ParamError, match="reward part 0"):
+        E.compute("bnpo", r, {"reward_parts": parts}, decompose=True)

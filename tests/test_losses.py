@@ -291,7 +291,7 @@ def test_padding_tokens_never_contribute_even_when_their_logprobs_are_inf_or_nan
     junk.requires_grad_(True)
     clean = logp.detach().clone().requires_grad_(True)
     for name in losses.available():
-        for mode in ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"):
+        for mode in ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm", "seq_mean_token_sum"):
             a = losses.aggregate(
                 losses.compute(name, junk, old, adv, mask, context=ctx)[0], mask, mode, max_tokens=8
             )
@@ -316,13 +316,15 @@ def test_aggregation_modes_on_hand_made_tensors():
     assert losses.aggregate(tl, mask, "seq_mean_token_sum_norm", max_tokens=4).item() == pytest.approx(
         (6.0 / 4 + 4.0 / 4) / 2
     )
+    # seq_mean_token_sum: (1 + 2 + 3) and 4, mean over the 2 sequences = 5
+    assert losses.aggregate(tl, mask, "seq_mean_token_sum").item() == pytest.approx((6.0 + 4.0) / 2)
     with pytest.raises(ParamError, match="max_tokens"):
         losses.aggregate(tl, mask, "seq_mean_token_sum_norm")
     with pytest.raises(ParamError, match="allowed: seq_mean_token_mean, token_mean"):
         losses.aggregate(tl, mask, "sum")
 
 
-@pytest.mark.parametrize("mode", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"])
+@pytest.mark.parametrize("mode", ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm", "seq_mean_token_sum"])
 def test_sum_over_micro_batches_equals_full_batch_loss_and_gradient(mode):
     logp, old, adv, mask = _batch(b=7, t=9, seed=4)
     full = losses.aggregate(losses.compute("ppo_clip", logp, old, adv, mask)[0], mask, mode, max_tokens=9)

@@ -30,7 +30,7 @@ def _range(key: str, value: Any, lo: float | None = None, hi: float | None = Non
         raise ParamError(f"{key}={value!r} must be <= {hi}")
 
 
-AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
+AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm", "seq_mean_token_sum")
 KL_KINDS = ("k1", "k2", "k3")
 
 

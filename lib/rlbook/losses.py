@@ -480,6 +480,10 @@ def aggregate(
       all tokens of the batch divided by their count.
     * ``seq_mean_token_sum_norm`` (Dr. GRPO, "Understanding R1-Zero-Like Training: A Critical Perspective",
       Sec. 3.2): a sequence's token sum divided by the constant ``max_tokens``, then mean over sequences.
+    * ``seq_mean_token_sum``: a sequence's token sum (no length normaliser), then mean over sequences; verl
+      ``verl/trainer/ppo/core_algos.py::agg_loss`` mode ``"seq-mean-token-sum"``, the mode of BNPO's
+      ``recipe/bnpo/run.sh`` (github.com/changyi7231/BNPO).  Also the mode in which group-level objectives
+      (``drpo``) spread their per-group value over tokens.
 
     Micro-batching: pass the *whole batch's* ``n_seqs`` (number of sequences) and ``n_tokens`` (number of
     unmasked tokens) and each micro-batch's value is normalised by them, so the micro-batch values sum to
@@ -495,6 +499,8 @@ def aggregate(
         return x.sum() / (toks.clamp(min=1) if isinstance(toks, Tensor) else max(float(toks), 1.0))
     if mode == "seq_mean_token_mean":
         per_seq = x.sum(-1) / m.sum(-1).clamp(min=1)
+    elif mode == "seq_mean_token_sum":
+        per_seq = x.sum(-1)
     else:
         if max_tokens is None or max_tokens <= 0:
             raise ParamError(f"aggregation {mode!r} needs max_tokens > 0; got {max_tokens!r}")

@@ -104,33 +104,44 @@ def bnpo(
     part_weights: Tensor | None = None,
     min_value: float = 0.0,
     max_value: float = 1.0,
+    part_bounds: list[list[float]] | None = None,
     max_weight: float = 1e6,
-    decompose: bool = True,
+    decompose: bool = False,
 ) -> Tensor:
     """Beta-normalised advantage A_i = (r_i - p) / Beta_pdf(p; alpha, beta).
 
-    p = group mean of the rewards mapped to [0, 1] by (min_value, max_value); a Beta is fitted to the
-    batch's group means by moments: m = mean(p), v = var(p) (unbiased), a = (m(1-m)/v - 1) m,
-    b = (m(1-m)/v - 1)(1-m), alpha = max(1, 1 + a/3), beta = max(1, 1 + b/3); 1/pdf is capped at
-    ``max_weight``.  With ``reward_parts`` of K > 1 parts and ``decompose``, each part is normalised
-    separately (mapped by the same min/max) and the advantages are summed with ``part_weights``
-    (the paper's advantage decomposition).
+    r is mapped to [0, 1] by the declared bounds (min_value, max_value); a reward outside them is a
+    ``ParamError`` (never clamped).  p = group mean of the mapped rewards (0 for a group of one); a Beta is
+    fitted to the batch's group means by moments: m = mean(p), v = var(p) (unbiased; m = 0, v = 1 for a
+    single prompt), a = (m(1-m)/v - 1) m, b = (m(1-m)/v - 1)(1-m), alpha = max(1, 1 + a/3),
+    beta = max(1, 1 + b/3); 1/pdf is capped at ``max_weight``.
 
-    Source: Xiao et al., "BNPO: Beta Normalization Policy Optimization" (2025), Eq. for alpha/beta and
-    Sec. "advantage decomposition"; code: github.com/changyi7231/BNPO
-    ``recipe/bnpo/src/bnpo_ray_trainer.py::compute_bnpo_outcome_advantage``.  Differs from the code
-    only where the code divides by zero: when all group means are equal (v = 0, e.g. an all-0 or
-    all-1 batch) we use alpha = beta = 1, i.e. A = r - p.
+    Advantage decomposition (``decompose=True``, off by default as in the code): each reward part k of
+    ``reward_parts`` (those with a non-zero ``part_weights`` entry) is mapped by its own bounds
+    ``part_bounds[k] = [min, max]`` (default [0, 1] each), normalised separately, and the advantage is the
+    *unweighted mean* of the per-part advantages, A = (1/K) sum_k A_k.
+
+    Source: Xiao et al., "BNPO: Beta Normalization Policy Optimization" (2025), alpha/beta moment fit and
+    "advantage decomposition"; code: github.com/changyi7231/BNPO (commit a9c51b9)
+    ``recipe/bnpo/src/bnpo_ray_trainer.py::compute_bnpo_outcome_advantage`` and, for the decomposition,
+    ``RayBNPOTrainer.fit`` (``use_advantage_decomposition``: the advantages of every ``*reward_tensor``
+    part are summed and divided by their count; ``run.sh`` sets it False).  Differences: the code asserts
+    only that each group mean lies in [0, 1], we check every mapped reward; the code calls the per-part
+    estimator with the default bounds [0, 1] (it has no per-part bounds); where the code divides by zero
+    (all group means equal, v = 0, e.g. an all-0 or all-1 batch) we use alpha = beta = 1, i.e. A = r - p.
     """
-    if reward_parts is not None and decompose and reward_parts.dim() == 3 and reward_parts.shape[-1] > 1:
-        k = reward_parts.shape[-1]
-        w = part_weights if part_weights is not None else torch.ones(k, device=rewards.device)
-        parts = [
-            _bnpo_single(to_unit(reward_parts[..., i].float(), min_value, max_value), max_weight)
-            for i in range(k)
-        ]
-        return sum(float(w[i]) * parts[i] for i in range(k))
-    return _bnpo_single(to_unit(rewards, min_value, max_value), max_weight)
+    k = reward_parts.shape[-1] if reward_parts is not None and reward_parts.dim() == 3 else 1
+    if not decompose or k == 1:
+        return _bnpo_single(to_unit(rewards, min_value, max_value), max_weight)
+    if part_bounds is not None and len(part_bounds) != k:
+        raise ParamError(f"part_bounds has {len(part_bounds)} entries for {k} reward parts; give one [min, max] each")
+    used = [i for i in range(k) if part_weights is None or float(part_weights[i]) != 0.0]
+    per_part = []
+    for i in used:
+        lo, hi = part_bounds[i] if part_bounds is not None else (0.0, 1.0)
+        unit = to_unit(reward_parts[..., i].float(), float(lo), float(hi), name=f"reward part {i}")
+        per_part.append(_bnpo_single(unit, max_weight))
+    return torch.stack(per_part).mean(dim=0)
 
 
 @register("a_grae")
