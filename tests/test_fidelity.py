@@ -118,3 +118,22 @@ def test_bnpo_rewards_outside_the_declared_range_are_an_error_not_clamped() -> N
     parts = torch.stack([r, torch.ones(2, 2)], dim=-1)
     with pytest.raises(ParamError, match="reward part 0"):
         E.compute("bnpo", r, {"reward_parts": parts}, decompose=True)
+
+
+# ------------------------------------------------------------------ A-GRAE (the paper's asymmetric branch)
+
+
+def test_a_grae_difficulty_curriculum_and_positive_suppression() -> None:
+    # group [1, 0, 0, 0]: p = 0.25, GRPO A = (r - 0.25) / sd, sd = sqrt(0.75 / 4 * 4 / 3) = 0.5: [1.5, -0.5 x3]
+    # group [1, 1, 0, 0]: p = 0.5, sd = sqrt(1/3) = 0.57735: A = [0.86603, 0.86603, -0.86603, -0.86603]
+    # m = t = (0.25 + 0.5) / 2 = 0.375, shrink = min(1, m / 1) = 0.375
+    # factor(p) = 0.5 [(1 - t) / (1 - sqrt p) + t / sqrt p]
+    #   p = 0.25: 0.5 (0.625 / 0.5 + 0.375 / 0.5) = 1.0;  p = 0.5: 0.5 (0.625 / 0.29289 + 0.375 / 0.70711) = 1.33210
+    # A' = A * factor, positive ones * 0.375:
+    #   [1.5 * 0.375, -0.5, -0.5, -0.5, 0.86603 * 1.33210 * 0.375 (x2), -0.86603 * 1.33210 (x2)]
+    r = torch.tensor([[1.0, 0, 0, 0], [1, 1, 0, 0]])
+    approx(
+        E.compute("a_grae", r),
+        [0.5625, -0.5, -0.5, -0.5, 0.43262, 0.43262, -1.15363, -1.15363],
+        tol=2e-4,
+    )

@@ -153,25 +153,32 @@ def a_grae(
     curriculum: str = "accuracy",
     positive_alpha: float = 1.0,
     norm_std: bool = True,
+    min_value: float = 0.0,
+    max_value: float = 1.0,
     eps: float = EPS,
 ) -> Tensor:
     """Asymmetric GRAE: GRPO advantage reweighted for difficulty and with positive advantages scaled down.
 
-    With p = group accuracy (rewards in [0, 1]) and t in [0, 1] the training progress:
+    With A the GRPO advantage, p = group accuracy (group mean of the rewards mapped to [0, 1] by the
+    declared bounds; outside them is a ``ParamError``), m = batch mean of p and t in [0, 1] the progress:
       A' = 0.5 A [ (1 - t) / (1 - sqrt(p) + eps) + t / (sqrt(p) + eps) ]   (easy first, hard later)
-      A' <- A' * min(1, m / positive_alpha)   where A' > 0, m = batch mean accuracy.
-    Source: "Unveiling Implicit Advantage Symmetry: Why GRPO Struggles with Exploration and Difficulty
-    Adaptation" (2026); code: github.com/Yu7-code/A-GRAE ``verl/trainer/ppo/core_algos.py::
-    compute_grpo_outcome_advantage`` (``grpo_weight == 2.0`` branch).  The code uses the batch mean
-    accuracy m as the progress t (``curriculum="accuracy"``, the default, as the code);
-    ``curriculum="step"`` uses step / total_steps instead (our addition: the code's trainer also
-    anneals a ``grpo_weight`` from 2 to 1 with steps, but that only gates the branch on/off).
-    ``positive_alpha`` is the code's ``alpha`` (1 for math).
+      A' <- A' * min(1, m / positive_alpha)   where A' > 0.
+    Source: Yu et al., "Unveiling Implicit Advantage Symmetry: Why GRPO Struggles with Exploration and
+    Difficulty Adaptation" (2026, arXiv 2602.05548): the asymmetric suppression of correct trajectories and
+    the easy-to-hard shift guided by the batch mean reward.  The formula above is the ``grpo_weight == 2.0``
+    branch of github.com/Yu7-code/A-GRAE (commit 5f129ef) ``verl/trainer/ppo/core_algos.py::
+    compute_grpo_outcome_advantage`` (t = m, ``alpha = 1`` for math).  The released trainer never runs that
+    branch: ``ray_trainer.py`` passes grpo_weight = cfg + (global_steps / total_steps) * (1 - cfg), and with
+    cfg = 2.0 (``run_qwen2.5-math-7b-grpo-agrae.sh``) and global_steps >= 1 this is never exactly 2.0, so the
+    released code trains plain GRPO.  We implement what the paper states (the branch), not what the released
+    trainer runs.  ``curriculum="accuracy"`` (default) uses t = m as the branch does; ``curriculum="step"``
+    uses t = step / total_steps (our addition).  A group of one uses p = its own mapped reward (the code's
+    group mean would be 0).
     """
     if curriculum not in ("accuracy", "step"):
         raise ParamError(f"curriculum={curriculum!r} is not allowed; allowed: accuracy, step")
     adv = grpo_advantage(rewards, eps=eps, scale=norm_std)
-    p = rewards.mean(dim=1, keepdim=True).clamp(0.0, 1.0)
+    p = to_unit(rewards, min_value, max_value).mean(dim=1, keepdim=True)
     m = p.mean()
     t = m if curriculum == "accuracy" else torch.tensor(min(max(step / max(total_steps, 1), 0.0), 1.0))
     sq = p.sqrt()
