@@ -137,3 +137,55 @@ def test_a_grae_difficulty_curriculum_and_positive_suppression() -> None:
         [0.5625, -0.5, -0.5, -0.5, 0.43262, 0.43262, -1.15363, -1.15363],
         tol=2e-4,
     )
+
+
+# ------------------------------------------------------------------ GTPO (official gtpo_training.py)
+
+
+def _gtpo_batch():
+    # one group of 3 (completion 0 positive, 1 and 2 negative) and completion 3 alone in group 1
+    ids = torch.tensor([[7, 8, 1, 9, 0], [7, 8, 2, 9, 0], [7, 3, 4, 5, 9], [7, 8, 1, 9, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    adv = torch.tensor([1.0, -0.5, -0.5, 1.0], dtype=torch.float64)
+    ctx = {"token_ids": ids, "group_ids": torch.tensor([0, 0, 0, 1]),
+           "entropy": torch.full((4, 5), 0.1, dtype=torch.float64)}  # fmt: skip
+    return ids, mask, adv, ctx
+
+
+def test_gtpo_weights_match_the_official_loss_by_hand() -> None:
+    # forward runs (same token, same position, opposite sign, counted from the start):
+    #   row 0 [1,1,0,0], row 1 [1,1,0,0], row 2 [1,0,0,0,0];  backward runs (aligned at the end):
+    #   row 0: last token 9 is shared with row 1 and 2 -> [0,0,0,1]; row 1 [0,0,0,1]; row 2 [0,0,0,0,1]
+    # n_conflict (tokens in either run): 3, 3, 2, and 0 -> 1 for row 3
+    # delta = d_fwd * d_bwd, positive run tokens 2, negative run tokens 0:
+    #   row 0 [2,2,1,2], row 1 [0,0,1,0], row 2 [0,1,1,1,0], row 3 [1,1,1,1]
+    # A' = A - 0.1 * H (H = 0.1): 0.99, -0.51, -0.51, 0.99;  token loss = -A' * delta / n_conflict
+    _, mask, adv, ctx = _gtpo_batch()
+    logp = torch.full((4, 5), -1.0, dtype=torch.float64, requires_grad=True)
+    tl, info = losses.compute("gtpo", logp, logp.detach() + 0.5, adv, mask, context=ctx)
+    expected = [
+        [-0.66, -0.66, -0.33, -0.66, 0.0],
+        [0.0, 0.0, 0.17, 0.0, 0.0],
+        [0.0, 0.255, 0.255, 0.255, 0.0],
+        [-0.99, -0.99, -0.99, -0.99, 0.0],
+    ]
+    approx(tl.detach(), sum(expected, []))
+    (g,) = torch.autograd.grad(tl.sum(), logp)  # rho = exp(logp - sg(logp)): d token_loss / d logp = token_loss
+    approx(g, sum(expected, []))
+    # zeroed tokens: row 1 positions 0, 1, 3 and row 2 positions 0, 4 = 5 of the 17 real tokens
+    assert info["clip_frac"].item() == pytest.approx(5 / 17)
+    # the old log-probs (here 0.5 above) play no part: no ratio, no clipping
+    tl_on, _ = losses.compute("gtpo", logp, logp.detach(), adv, mask, context=ctx)
+    torch.testing.assert_close(tl, tl_on)
+
+
+def test_gtpo_drops_high_entropy_completions_and_shapes_zero_advantage_ones() -> None:
+    _, mask, adv, ctx = _gtpo_batch()
+    ctx = {**ctx, "entropy": ctx["entropy"].clone()}
+    ctx["entropy"][3] = 2.0  # mean entropy 2.0 > 0.7: A' = 0
+    logp = torch.full((4, 5), -1.0, dtype=torch.float64, requires_grad=True)
+    tl, info = losses.compute("gtpo", logp, logp.detach(), adv, mask, context=ctx)
+    assert torch.all(tl[3] == 0) and info["entropy_drop_frac"].item() == pytest.approx(0.25)
+    # an all-same group (A = 0, no conflicts, n = 1) still gets A' = -0.1 * H: token loss +0.1 * 0.1
+    tl0, _ = losses.compute("gtpo", logp, logp.detach(), torch.zeros(4, dtype=torch.float64), mask, context=ctx)
+    approx(tl0[0, :4].detach(), [0.01] * 4)

@@ -359,24 +359,20 @@ def _right_align(x: Tensor, lengths: Tensor, fill: Any) -> Tensor:
     return torch.where(k < lengths.unsqueeze(1), out, torch.full_like(out, fill))
 
 
-def gtpo_conflicts(
-    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor, scope: str = "runs"
-) -> Tensor:
-    """GTPO's conflict tokens, [B, T] bool.
+def gtpo_conflict_runs(
+    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """GTPO's conflict positions: (any, forward run, backward run), each [B, T] bool.
 
-    ``scope="position"``: token v at position t of completion i is a conflict token when some completion j of
-    the same group with advantage of the opposite sign also has v at position t (the paper's definition).
-    ``scope="runs"`` (the official code's ``build_conflict_mask``): only the leading run of such positions
-    counted from the start, plus the trailing run counted from each completion's end (positions aligned at
-    the end), i.e. shared openings and closings such as format tags.  Assumes left-aligned completions.
+    ``any``: token v at position t of completion i also sits at position t of a completion j of the same
+    group whose advantage has the opposite sign (completions with A = 0 take no part).  ``forward``: the
+    leading run of such positions counted from the start.  ``backward``: the same with positions counted
+    from each completion's end (completions aligned at their last token), its leading run mapped back.
+    The official code (``build_conflict_mask``) uses the two runs.  Assumes left-aligned completions.
     """
-    if scope not in ("runs", "position"):
-        raise ParamError(f"conflict_scope={scope!r} is not allowed; allowed: runs, position")
     sign = torch.sign(seq_adv)
     m = mask.bool()
-    fwd = _conflict_any(token_ids, m, sign, group_ids)
-    if scope == "position":
-        return fwd & m
+    fwd_any = _conflict_any(token_ids, m, sign, group_ids) & m
     lengths = m.sum(-1)
     rev_ids = _right_align(token_ids, lengths, -1)
     rev_mask = _right_align(m, lengths, False)
@@ -385,7 +381,39 @@ def gtpo_conflicts(
     t_idx = torch.arange(m.shape[1], device=m.device).unsqueeze(0)
     k = (lengths.unsqueeze(1) - 1 - t_idx).clamp(min=0)
     bwd = bwd_rev.gather(1, k) & (t_idx < lengths.unsqueeze(1))
-    return (_leading_run(fwd) | bwd) & m
+    return fwd_any, _leading_run(fwd_any) & m, bwd & m
+
+
+def gtpo_conflicts(
+    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor, scope: str = "runs"
+) -> Tensor:
+    """GTPO's conflict tokens, [B, T] bool: ``scope="runs"`` the union of the forward and backward runs of
+    :func:`gtpo_conflict_runs` (the official code), ``scope="position"`` every conflict position (the
+    paper's definition)."""
+    if scope not in ("runs", "position"):
+        raise ParamError(f"conflict_scope={scope!r} is not allowed; allowed: runs, position")
+    any_pos, fwd, bwd = gtpo_conflict_runs(token_ids, mask, seq_adv, group_ids)
+    return any_pos if scope == "position" else fwd | bwd
+
+
+def _conflict_weight(run: Tensor, pos: Tensor, neg: Tensor, w: float) -> Tensor:
+    """1 off the run; on it ``w`` for a positive completion, 0 for a negative one (1 if A = 0)."""
+    d = torch.ones(run.shape, dtype=torch.float32, device=run.device)
+    d = torch.where(run & pos.unsqueeze(-1), torch.full_like(d, w), d)
+    return torch.where(run & neg.unsqueeze(-1), torch.zeros_like(d), d)
+
+
+def _gtpo_delta(
+    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor, scope: str, w: float
+) -> tuple[Tensor, Tensor]:
+    """(conflict tokens, token weights delta) of GTPO for ``conflict_scope`` ``scope``."""
+    if scope not in ("runs", "position"):
+        raise ParamError(f"conflict_scope={scope!r} is not allowed; allowed: runs, position")
+    any_pos, fwd, bwd = gtpo_conflict_runs(token_ids, mask, seq_adv, group_ids)
+    pos, neg = seq_adv > 0, seq_adv < 0
+    if scope == "position":
+        return any_pos, _conflict_weight(any_pos, pos, neg, w)
+    return fwd | bwd, _conflict_weight(fwd, pos, neg, w) * _conflict_weight(bwd, pos, neg, w)
 
 
 @register("gtpo")
@@ -398,57 +426,60 @@ def gtpo(
     token_ids: Tensor,
     group_ids: Tensor,
     entropy: Tensor,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
     entropy_threshold: float = 0.7,
     conflict_weight: float = 2.0,
     conflict_scope: str = "runs",
-    entropy_coef: float = 0.0,
+    entropy_coef: float = 0.1,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """GTPO: protect conflict tokens from negative updates and drop high-entropy completions.
+    """GTPO: shield conflict tokens from negative updates, amplify them on positive ones, drop chaotic outputs.
+
+    Per completion i with advantage A_i (sign taken before shaping), mean token entropy H_i and token
+    weights delta_i,t, the code's per-token loss is
+      token_loss_i,t = - rho_i,t * A'_i * delta_i,t / n_i,    rho = exp(logp - sg(logp))  (value 1)
+      A'_i = A_i - entropy_coef * H_i  if H_i <= entropy_threshold, else 0
+      delta = d_fwd * d_bwd: d = 1 off a conflict run, ``conflict_weight`` (2) on a positive completion's
+              run, 0 on a negative completion's run (a token in both runs of a positive completion gets 4)
+      n_i = number of the completion's tokens in either run (at least 1).
+    Use aggregation ``seq_mean_token_mean`` (the code's per-completion ``(loss * mask).sum() / n_tok``).
+    ``conflict_scope="position"``: every conflict position (the paper's definition), one weight d.
 
     Source: "GTPO: Trajectory-Based Policy Optimization in Large Language Models" (Simoni, Fontana,
-    Rossolini, Saracino, 2025, arXiv:2508.03772), official code ``gtpo/gtpo_training.py`` in
-    github.com/winstonsmith1897/GTPO (``build_conflict_mask``, ``UnslothEfficientGTPO.forward``):
+    Rossolini, Saracino, 2025, arXiv:2508.03772); code github.com/winstonsmith1897/GTPO (commit 5d33811)
+    ``gtpo/gtpo_training.py``: ``build_conflict_mask``, ``gtpo_compute_loss`` and
+    ``UnslothEfficientGTPO.forward`` (constants ``W_RAW = 2``, ``ENT_THRESHOLD = 0.7``, ``ENT_SCALE = 0.1``).
+    The code pairs it with A = r - group mean (no std: ``_prepare_inputs``), i.e. estimator ``dr_grpo``.
+    No importance ratio and no clipping: ``old_logp`` is not used, as in the code (its ratio is
+    pi / sg[pi]); with ``inner_epochs > 1`` every pass is a plain on-sample policy-gradient step.  No KL.
 
-    * conflict tokens (:func:`gtpo_conflicts`): the same token at the same position in completions of one
-      group with opposite-sign advantages.  On negative completions their update is skipped (weight 0); on
-      positive completions it is amplified (``conflict_weight``, the code's ``W_RAW = 2``).
-    * entropy filter: a completion whose mean token entropy exceeds ``entropy_threshold`` (nats; the code's
-      ``ENT_THRESHOLD = 0.7``) gets advantage 0.  The paper derives the threshold; we take the code's value.
-    * the code also subtracts ``ENT_SCALE·H_i`` (0.1) from the kept completions' advantages; here that is
-      ``entropy_coef`` and off by default, because it adds a signal to zero-advantage groups.
-
-    Differences: the code has no clipping (ratio = π/sg[π], on-policy); we wrap the weighted advantage in
-    PPO's clipped surrogate (identical at ρ = 1, and safe for ``inner_epochs > 1``).  The code divides each
-    completion's loss by its number of conflict tokens and multiplies the forward and backward weights (a
-    token in both runs gets 4); we do neither.  Token-level advantages [B, T] are accepted: the sign of a
-    completion is that of its masked mean advantage.  No KL term (GTPO is reference-free; set kl_coef=0).
+    Differences: the code sums the completions' losses, we average them (a constant factor 1/B); the
+    code's H_i is the entropy of the logits without the sampling temperature, ours the trainer's
+    ``entropy`` (temperature applied).  Token-level advantages [B, T]: a completion's sign is that of its
+    masked mean advantage, the shaping is applied per token.  ``clip_frac``: share of tokens zeroed
+    (negative conflict tokens, dropped completions).
     """
-    _check_eps(eps_low, eps_high)
     if conflict_weight < 0:
         raise ParamError(f"conflict_weight={conflict_weight!r} must be >= 0")
     m = mask.bool()
     adv = _token_adv(advantages, logp)
     seq_adv = advantages.to(logp.dtype) if advantages.dim() == 1 else masked_mean_rows(adv, m)
     with torch.no_grad():
-        conflict = gtpo_conflicts(token_ids, m, seq_adv, group_ids, conflict_scope)
-        pos = (seq_adv > 0).unsqueeze(-1)
-        neg = (seq_adv < 0).unsqueeze(-1)
-        delta = torch.ones_like(logp)
-        delta = torch.where(conflict & neg, torch.zeros_like(delta), delta)
-        delta = torch.where(conflict & pos, torch.full_like(delta, conflict_weight), delta)
+        conflict, delta = _gtpo_delta(token_ids, m, seq_adv, group_ids, conflict_scope, conflict_weight)
+        n_conflict = (conflict & m).sum(-1).clamp(min=1).to(logp.dtype)
         seq_entropy = masked_mean_rows(entropy.to(logp.dtype), m)
         keep = seq_entropy <= entropy_threshold
-        shaped = adv - entropy_coef * seq_entropy.unsqueeze(-1)
-        eff_adv = torch.where(keep.unsqueeze(-1), shaped, torch.zeros_like(adv)) * delta
-    ratio = torch.exp(_log_ratio(logp, old_logp, mask))
-    loss, clipped, _ = _clipped_surrogate(ratio, eff_adv, 1.0 - eps_low, 1.0 + eps_high)
+        shaped = torch.where(
+            keep.unsqueeze(-1), adv - entropy_coef * seq_entropy.unsqueeze(-1), torch.zeros_like(adv)
+        )
+        weight = shaped * delta.to(logp.dtype) / n_conflict.unsqueeze(-1)
+    safe = torch.where(m, logp, torch.zeros_like(logp))
+    rho = torch.exp(safe - safe.detach())
+    loss = -rho * weight
     has_tokens = m.any(-1)
+    gated = ((delta == 0) | ~keep.unsqueeze(-1)) & m
     info = {
-        "clip_frac": masked_mean(clipped.float(), mask),
+        "clip_frac": masked_mean(gated.float(), mask),
         "conflict_frac": masked_mean(conflict.float(), mask),
-        "skipped_frac": masked_mean((conflict & neg).float(), mask),
+        "skipped_frac": masked_mean((delta == 0).float(), mask),
         "entropy_drop_frac": ((~keep) & has_tokens).float().sum() / has_tokens.sum().clamp(min=1),
     }
     return _finish(loss, mask), info
