@@ -347,23 +347,6 @@ def test_conditional_efficiency_channel_only_acts_among_correct_samples() -> Non
     assert float(scalar[0, 0] - scalar[0, 1]) < 0.05
 
 
-def test_drpo_never_gives_correct_sample_negative_advantage() -> None:
-    for seed in range(20):
-        ctx = E.example_context(6, 8, seed=seed)
-        r = ctx["reward_parts"][..., 0]
-        a = E.compute("drpo", r, ctx)
-        ok = ctx["correct"]
-        assert (a[ok] > 0).all()
-        assert (a[~ok] <= 0).all()
-
-
-def test_drpo_prefers_shorter_correct_answers_even_in_all_correct_groups() -> None:
-    correct = torch.ones(1, 4, dtype=torch.bool)
-    lengths = torch.tensor([[4.0, 8.0, 16.0, 32.0]])
-    a = E.compute("drpo", correct.float(), {"correct": correct, "lengths": lengths, "max_new_tokens": 32})
-    assert (a > 0).all() and (a[0, :-1] > a[0, 1:]).all()
-
-
 # ---------------------------------------------------------------- confidence / metric / consistency
 
 

@@ -189,3 +189,75 @@ def test_gtpo_drops_high_entropy_completions_and_shapes_zero_advantage_ones() ->
     # an all-same group (A = 0, no conflicts, n = 1) still gets A' = -0.1 * H: token loss +0.1 * 0.1
     tl0, _ = losses.compute("gtpo", logp, logp.detach(), torch.zeros(4, dtype=torch.float64), mask, context=ctx)
     approx(tl0[0, :4].detach(), [0.01] * 4)
+
+
+# ------------------------------------------------------------------ DRPO (discriminative loss, official core_algos.py)
+
+
+def _drpo_batch():
+    # group 0: A correct, 2 tokens [-1, -2]; B correct, 4 tokens [-1 x4]; C wrong, 1 token [-3]
+    # group 1: D correct, 1 token [-0.5] (all correct: no term, but it counts in P)
+    logp = torch.tensor(
+        [[-1.0, -2.0, 0, 0], [-1.0, -1.0, -1.0, -1.0], [-3.0, 0, 0, 0], [-0.5, 0, 0, 0]], dtype=torch.float64
+    )
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    ctx = {"group_ids": torch.tensor([0, 0, 0, 1]), "correct": torch.tensor([True, True, False, True])}
+    return logp.requires_grad_(True), mask, ctx
+
+
+def test_drpo_objective_value_and_gradient_by_hand() -> None:
+    # s = [-1.5, -1, -3, -0.5]; max_length 4, Lambda 0.1: w_A = exp((1 - 2/4) / 0.1) = exp(5) = 148.41316,
+    # w_B = exp(0) = 1 -> hat w = [0.993307, 0.006693]; one negative: tau * LME = tau * s_C / tau = -3
+    # J_0 = 0.993307 * -1.5 + 0.006693 * -1 - (-3) = 1.503346;  P = 2 groups -> pg = -J_0 / 2 = -0.751673
+    # old = logp + 0.02: k1 = old - logp = 0.02 on each of the N = 8 tokens, KL = 0.02 > delta = 1e-4,
+    # coef = 1000 * (0.02 - 0.0001) = 19.9, penalty = 19.9 * 0.02 = 0.398;  loss = -0.751673 + 0.398
+    logp, mask, ctx = _drpo_batch()
+    tl, info = losses.compute("drpo", logp, logp.detach() + 0.02, torch.zeros(4), mask, context=ctx, max_length=4)
+    loss = losses.aggregate(tl, mask, "seq_mean_token_sum")
+    assert loss.item() == pytest.approx(-0.751673 + 0.398, abs=1e-5)
+    (g,) = torch.autograd.grad(loss, logp)
+    # d/dlogp: positives -(1/P) hat w_i / L_i; the negative +(1/P) tau * (q / tau) / L_C = 0.5; the penalty
+    # coef * d KL / d logp = 19.9 * (-1 / 8) = -2.4875 on every token
+    # A: -0.993307 / 4 - 2.4875 = -2.735827; B: -0.006693 / 8 - 2.4875 = -2.488337; C: 0.5 - 2.4875; D: -2.4875
+    approx(g, [-2.735827, -2.735827, 0, 0] + [-2.488337] * 4 + [-1.9875, 0, 0, 0, -2.4875, 0, 0, 0], tol=1e-5)
+    assert info["clip_frac"].item() == 1.0 and info["kl_old"].item() == pytest.approx(0.02)
+
+
+def test_drpo_negatives_through_tau_log_mean_exp() -> None:
+    # one group: A correct s = -1, B and C wrong s = -2, -4 (one token each), max_length 1 -> hat w_A = 1
+    # tau LME = 10 log((e^-0.2 + e^-0.4) / 2) = 10 log(0.7445254) = -2.950083;  J = -1 + 2.950083 = 1.950083
+    # P = 1, no penalty (old = logp: KL = 0 < delta): loss = -1.950083
+    # gradients: A -1; B q_B = e^-0.2 / (e^-0.2 + e^-0.4) = 0.549834; C 0.450166
+    logp = torch.tensor([[-1.0], [-2.0], [-4.0]], dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(3, 1, dtype=torch.bool)
+    ctx = {"group_ids": torch.zeros(3, dtype=torch.long), "correct": torch.tensor([True, False, False])}
+    tl, info = losses.compute("drpo", logp, logp.detach(), torch.zeros(3), mask, context=ctx, max_length=1)
+    loss = losses.aggregate(tl, mask, "seq_mean_token_sum")
+    assert loss.item() == pytest.approx(-1.950083, abs=1e-5)
+    (g,) = torch.autograd.grad(loss, logp)
+    approx(g, [-1.0, 0.549834, 0.450166])
+    assert info["clip_frac"].item() == 0.0
+
+
+def test_drpo_micro_batches_of_whole_groups_sum_to_the_codes_mini_batch_loss() -> None:
+    # the code scales each micro-batch loss by len(data) / mini_batch: micro-batch {group 0} (B=3, P=1) and
+    # {group 1} (B=1, P=1): total = 3/4 * (-J_0 + pen_0) + 1/4 * (0 + pen_1), pen = coef * KL of that part;
+    # old = logp + 0.02 everywhere: each part has KL 0.02, pen = 0.398 -> total = 3/4 (-1.503346) + 0.398
+    logp, mask, ctx = _drpo_batch()
+    total = 0.0
+    for rows in ([0, 1, 2], [3]):
+        sub = {k: v[rows] for k, v in ctx.items()}
+        tl, _ = losses.compute("drpo", logp[rows], logp.detach()[rows] + 0.02, torch.zeros(len(rows)),
+                               mask[rows], context=sub, max_length=4)  # fmt: skip
+        total += losses.aggregate(tl, mask[rows], "seq_mean_token_sum", n_seqs=4).item()
+    assert total == pytest.approx(0.75 * -1.503346 + 0.398, abs=1e-5)
+
+
+def test_drpo_needs_max_length_and_the_verdicts() -> None:
+    logp, mask, ctx = _drpo_batch()
+    with pytest.raises(ParamError, match="max_length"):
+        losses.compute("drpo", logp, logp.detach(), torch.zeros(4), mask, context=ctx)
+    with pytest.raises(ParamError, match="needs context 'correct'"):
+        losses.compute("drpo", logp, logp.detach(), torch.zeros(4), mask, context={"group_ids": ctx["group_ids"]},
+                       max_length=4)  # fmt: skip
+    assert "drpo" not in E.available()  # the loss replaces the old advantage-level approximation

@@ -29,7 +29,13 @@ def _ctx(b: int, t: int, seed: int = 0):
         "group_ids": torch.arange(b) // 2,
         "entropy": torch.rand(b, t, generator=g, dtype=torch.float64) * 0.5,
         "ref_logp": None,
+        "correct": torch.arange(b) % 2 == 0,
     }
+
+
+def _hyper(name: str, t: int) -> dict:
+    """Hyper-parameters a loss needs beyond its defaults on a [B, t] batch."""
+    return {"max_length": t} if name == "drpo" else {}
 
 
 def _one_token(ratio: float, adv: float, name: str = "ppo_clip", **hyper):
@@ -47,11 +53,11 @@ def _one_token(ratio: float, adv: float, name: str = "ppo_clip", **hyper):
 
 
 def test_registry_lists_every_loss():
-    assert losses.available() == sorted(["ppo_clip", "gspo", "sapo", "cispo", "gtpo"])
+    assert losses.available() == sorted(["ppo_clip", "gspo", "sapo", "cispo", "gtpo", "drpo"])
 
 
 def test_unknown_loss_name_is_param_error_listing_available():
-    with pytest.raises(ParamError, match="available: cispo, gspo"):
+    with pytest.raises(ParamError, match="available: cispo, drpo, gspo"):
         losses.get("nope")
 
 
@@ -76,7 +82,7 @@ def test_every_loss_returns_token_loss_and_scalar_clip_frac():
     logp, old, adv, mask = _batch()
     ctx = _ctx(*logp.shape)
     for name in losses.available():
-        tl, info = losses.compute(name, logp, old, adv, mask, context=ctx)
+        tl, info = losses.compute(name, logp, old, adv, mask, context=ctx, **_hyper(name, logp.shape[1]))
         assert tl.shape == logp.shape
         assert info["clip_frac"].dim() == 0 and 0.0 <= info["clip_frac"].item() <= 1.0
         assert all(v.dim() == 0 and not v.requires_grad for v in info.values())
@@ -276,11 +282,12 @@ def test_padding_tokens_never_contribute_even_when_their_logprobs_are_inf_or_nan
     clean = logp.detach().clone().requires_grad_(True)
     for name in losses.available():
         for mode in ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm", "seq_mean_token_sum"):
+            hyper = _hyper(name, logp.shape[1])
             a = losses.aggregate(
-                losses.compute(name, junk, old, adv, mask, context=ctx)[0], mask, mode, max_tokens=8
+                losses.compute(name, junk, old, adv, mask, context=ctx, **hyper)[0], mask, mode, max_tokens=8
             )
             b = losses.aggregate(
-                losses.compute(name, clean, old, adv, mask, context=ctx)[0], mask, mode, max_tokens=8
+                losses.compute(name, clean, old, adv, mask, context=ctx, **hyper)[0], mask, mode, max_tokens=8
             )
             (ga,) = torch.autograd.grad(a, junk)
             (gb,) = torch.autograd.grad(b, clean)

@@ -9,7 +9,8 @@ tensors averaged over the unmasked tokens, at least ``clip_frac`` (the share of 
 clipped or gated).
 
 Context (passed by :func:`compute` only when the signature names it): ``entropy[B, T]``, ``token_ids[B, T]``,
-``group_ids[B]``, ``ref_logp[B, T] | None``.  Every other keyword-only parameter is a hyper-parameter and is
+``group_ids[B]``, ``ref_logp[B, T] | None``, ``rewards[B]``, ``correct[B]`` (bool, the verifier's verdict),
+``lengths[B]`` (completion tokens).  Every other keyword-only parameter is a hyper-parameter and is
 passed strictly: an unknown one is a :class:`~rlbook.config.ParamError` that lists the allowed ones.
 
 Padding safety: every loss forms the log-ratio as ``where(mask, logp - old_logp, 0)`` *before*
@@ -20,6 +21,7 @@ gradients; the returned ``token_loss`` is ``where(mask, ., 0)``.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +31,7 @@ from torch import Tensor
 from rlbook.config import AGGREGATIONS, KL_KINDS, ParamError
 
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
-CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp")
+CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp", "rewards", "correct", "lengths")
 _REGISTRY: dict[str, LossFn] = {}
 _LOG_RATIO_CAP = 20.0  # |log ratio| cap before exp (float32 overflows near 88)
 
@@ -481,6 +483,109 @@ def gtpo(
         "conflict_frac": masked_mean(conflict.float(), mask),
         "skipped_frac": masked_mean((delta == 0).float(), mask),
         "entropy_drop_frac": ((~keep) & has_tokens).float().sum() / has_tokens.sum().clamp(min=1),
+    }
+    return _finish(loss, mask), info
+
+
+def _drpo_pg_tokens(
+    logp: Tensor, m: Tensor, correct: Tensor, group_ids: Tensor, max_length: int, tau: float, lam: float
+) -> tuple[Tensor, int]:
+    """Token values whose sum over a micro-batch is -(B_mb / P_mb) * sum_groups J_g (see :func:`drpo`)."""
+    lengths = m.sum(-1).clamp(min=1).to(logp.dtype)
+    safe = torch.where(m, logp, torch.zeros_like(logp))
+    score = safe.sum(-1) / lengths  # s_i: mean log-likelihood of completion i
+    groups = torch.unique(group_ids)
+    scale = m.shape[0] / len(groups)  # B_mb / P_mb
+    out = torch.zeros_like(logp)
+    n_valid = 0
+    for g in groups:
+        idx = group_ids == g
+        pos, neg = idx & correct, idx & ~correct
+        if not (bool(pos.any()) and bool(neg.any())):
+            continue  # all correct or all wrong: no term (but the group counts in P_mb)
+        n_valid += 1
+        w = torch.exp((1.0 - lengths[pos] / max_length) / lam)
+        pos_coef = torch.zeros_like(lengths)
+        pos_coef[pos] = scale * (w / w.sum()) / lengths[pos]
+        neg_scores = score[neg] / tau
+        lme = torch.logsumexp(neg_scores, dim=0) - math.log(int(neg.sum()))
+        share = torch.zeros_like(lengths)  # spreads the group's tau * LME over its negative tokens (sums to 1)
+        share[neg] = (scale * torch.softmax(neg_scores, dim=0) / lengths[neg]).detach()
+        out = out - pos_coef.unsqueeze(-1) * safe + share.unsqueeze(-1) * (tau * lme)
+    return torch.where(m, out, torch.zeros_like(out)), n_valid
+
+
+def _check_drpo(
+    m: Tensor, max_length: int | None, tau: float, lam: float, delta: float, beta: float, kl_kind: str
+) -> None:
+    if max_length is None or max_length <= 0:
+        raise ParamError(
+            "loss 'drpo' needs max_length > 0 (the code's L_max): set loss_kwargs max_length to train.max_new_tokens"
+        )
+    if tau <= 0 or lam <= 0 or beta < 0 or delta < 0:
+        raise ParamError(f"drpo needs tau > 0, Lambda > 0, beta >= 0, delta >= 0; got {tau}, {lam}, {beta}, {delta}")
+    if kl_kind not in ("k1", "k3"):
+        raise ParamError(f"kl_kind={kl_kind!r} is not allowed; allowed: k1, k3")
+    if m.numel() and int(m.sum(-1).max()) > max_length:
+        raise ParamError(f"a completion has {int(m.sum(-1).max())} tokens > max_length={max_length}")
+
+
+@register("drpo")
+def drpo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    group_ids: Tensor,
+    correct: Tensor,
+    max_length: int | None = None,
+    tau: float = 10.0,
+    Lambda: float = 0.1,  # the code's name
+    delta: float = 1e-4,
+    beta: float = 1e3,
+    kl_kind: str = "k1",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """DRPO's discriminative objective with length-weighted positives and a KL trust region (not an advantage).
+
+    Per group g with correct and wrong completions (other groups give no term), s_i = mean log-prob of
+    completion i (length L_i), positives weighted w_i = exp((1 - L_i / max_length) / Lambda) normalised
+    within the group (hat w), negatives pushed down through a log-mean-exp:
+      J_g = sum_{i correct} hat w_i s_i - tau * log mean_{j wrong} exp(s_j / tau)
+      loss = -(1/P) sum_g J_g + max(beta (KL - delta), 0) * KL,  KL = token mean of k(old_logp, logp)
+    (P = number of groups, the penalty coefficient detached; k1 = old - logp, the script's ``kl``;
+    ``kl_kind="k3"``: exp(logp - old) - (logp - old) - 1, the code's ``low_var_kl``).
+    Token form: with aggregation ``seq_mean_token_sum`` (token sum per sequence, mean over the B
+    sequences) the aggregate of ``token_loss`` equals the loss above in value and gradient: a positive
+    token carries -(B/P) hat w_i logp_i,t / L_i, the group's (B/P) tau LME_g is split over its negative
+    tokens in detached shares q_j / L_j (q = softmax of s_j / tau over the wrong completions, summing to 1),
+    and every token carries (B/N) coef k_t (N tokens).  Each micro-batch uses its own B, P, N and KL: the
+    sum over micro-batches (whole groups each, as the trainer cuts them for a loss that names
+    ``group_ids``) is sum_mb (B_mb / B) loss_mb, the code's ``loss * len(data) / ppo_mini_batch_size``.
+
+    Source: Li et al., "DRPO: Efficient Reasoning via Decoupled Reward Policy Optimization" (2025); code
+    github.com/Optimization-AI/DRPO (commit 405f702) ``verl/verl/trainer/ppo/core_algos.py::
+    compute_policy_loss_drpo``; defaults from ``scripts/train/run_drpo_1.5b_8k.sh`` (tau 10, Lambda 0.1,
+    delta 1e-4, beta 1e3, ppo_kl_type kl).  ``max_length`` is the code's L_max = the padded response width
+    = ``data.max_response_length``: set it to ``train.max_new_tokens``.  ``advantages`` is not used.
+    Differences: positives / negatives are the verifier's ``correct`` (the code tests reward == 1 / == 0,
+    the same for its 0/1 reward); the value of the negative term is the true tau * LME (the code's
+    ``neg_sum_exp / sg(neg_sum_exp)`` has value tau and the same gradient); the code's KL and group count
+    are over its all-gathered micro-batch, ours over the trainer's micro-batch.
+    """
+    m = mask.bool()
+    _check_drpo(m, max_length, tau, Lambda, delta, beta, kl_kind)
+    assert max_length is not None
+    pg, n_valid = _drpo_pg_tokens(logp, m, correct.bool(), group_ids, max_length, tau, Lambda)
+    k = kl(old_logp, logp, kind=kl_kind, mask=m)  # samples from pi_old: KL(pi_old || pi_theta)
+    n_tok = m.sum().clamp(min=1)
+    kl_mb = k.sum() / n_tok
+    coef = torch.clamp(beta * (kl_mb - delta), min=0.0).detach()
+    loss = pg + (m.shape[0] / n_tok) * coef * k
+    info = {
+        "clip_frac": (kl_mb > delta).float().detach(),
+        "kl_old": kl_mb.detach(),
+        "valid_group_frac": torch.tensor(n_valid / max(len(torch.unique(group_ids)), 1)),
     }
     return _finish(loss, mask), info
 

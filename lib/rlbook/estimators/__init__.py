@@ -6,7 +6,7 @@
 >>> adv = estimators.compute("grpo", rewards, context=estimators.example_context(P, G))  # doctest: +SKIP
 
 Families: ``baselines`` (REINFORCE, RLOO, REINFORCE++), ``group`` (GRPO and its variants, BNPO, NGRPO,
-A-GRAE, Stratified), ``multi`` (DVAO, conditional/HDPO, DRPO), ``confidence`` (ACE, ARM, CANON, COPO),
+A-GRAE, Stratified), ``multi`` (DVAO, conditional/HDPO), ``confidence`` (ACE, ARM, CANON, COPO),
 ``stateful`` (single-stream SPO tracker).  See docs/ARCHITECTURE.md for the contract.
 """
 
