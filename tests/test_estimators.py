@@ -390,12 +390,14 @@ def test_canon_with_no_inter_weight_is_within_half_centring() -> None:
     assert close(a, torch.tensor([[0.5, -0.5, 0.0, 0.0]]))
 
 
-def test_copo_gives_signal_to_all_same_groups_and_equals_grpo_on_balanced_groups() -> None:
+def test_copo_gives_signal_to_all_same_groups_and_is_grpo_on_diverse_correct_answers() -> None:
     r = torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 0], [1, 1, 0, 0]])
-    a = E.compute("copo", r)
-    assert (a[0] > 0).all() and (a[1] < 0).all()
-    assert close(a[2], E.compute("grpo", r)[2])
-    assert close(E.compute("copo", torch.ones(3, 4)), torch.zeros(3, 4))  # nothing to compare in the batch
+    ids = torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1], [2, 3, 4, 5]])  # consistent, consistent, 2 bits
+    a = compute("copo", r, {"answer_ids": ids})
+    assert (a[0] > 0).all() and (a[1] < 0).all()  # GRPO gives 0 there
+    assert close(a[2, :2], E.compute("grpo", r)[2, :2], tol=1e-3)  # w = sigmoid(20 * 1.5) ~ 1 where r != 0
+    with pytest.raises(ParamError, match="answer_ids"):
+        E.compute("copo", r)
 
 
 # ---------------------------------------------------------------- stateful

@@ -261,3 +261,63 @@ def test_drpo_needs_max_length_and_the_verdicts() -> None:
         losses.compute("drpo", logp, logp.detach(), torch.zeros(4), mask, context={"group_ids": ctx["group_ids"]},
                        max_length=4)  # fmt: skip
     assert "drpo" not in E.available()  # the loss replaces the old advantage-level approximation
+
+
+# ------------------------------------------------------------------ COPO (copo-code core_algos.py)
+
+
+def copo(rewards: torch.Tensor, answer_ids: torch.Tensor, **hyper: object) -> torch.Tensor:
+    """Call COPO with answer_ids as context once the registry lists it, as a keyword until then."""
+    if "answer_ids" in E.CONTEXT_NAMES:
+        return E.compute("copo", rewards, {"answer_ids": answer_ids}, **hyper)
+    return E.compute("copo", rewards, {}, answer_ids=answer_ids, **hyper)
+
+
+def test_copo_entropy_weight_and_global_advantage_by_hand() -> None:
+    # row 0: rewards [1,1,0,0], answers {5: 2, 7: 1, 9: 1}: H = -(0.5 log2 0.5 + 2 * 0.25 log2 0.25) = 1.5 bits
+    # row 1: all correct, one answer: H = 0
+    # local (GRPO): row 0 [0.86603, 0.86603, -0.86603, -0.86603], row 1 zeros
+    # global: R = [0.5, 1], mean 0.75, unbiased std 0.353553 -> [-0.707105, 0.707105]
+    # k = 20, b = 0.5: w0 = sigmoid(20) ~ 1, w1 = sigmoid(-10) = 4.5398e-5
+    # soft_with_zero: reward-0 completions take the global term only: row 0 [0.86603, 0.86603, -0.70711, -0.70711]
+    # row 1: (1 - 4.5398e-5) * 0.707105 = 0.707073
+    r = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 1]])
+    ids = torch.tensor([[5, 5, 7, 9], [3, 3, 3, 3]])
+    approx(copo(r, ids), [0.86603, 0.86603, -0.70711, -0.70711] + [0.707073] * 4)
+    # only_soft with the run_copo.sh slope and offset k = 5, b = 1: w0 = sigmoid(2.5) = 0.924142,
+    # w1 = sigmoid(-5) = 0.0066929; row 0: 0.924142 * 0.86603 - 0.075858 * 0.707105 = 0.746690 (r = 1)
+    # and -0.800330 - 0.053640 = -0.853970 (r = 0); row 1: 0.9933071 * 0.707105 = 0.702372
+    approx(copo(r, ids, k=5.0, b=1.0, blend="only_soft"), [0.746690, 0.746690, -0.853970, -0.853970] + [0.702372] * 4)
+
+
+def test_copo_consistency_coefficient_of_the_global_reward() -> None:
+    # row 2: all wrong, 4 different answers: H = 2 bits.  Without the coefficient R = [0.5, 1, 0], mean 0.5,
+    # std 0.5 -> global [0, 1, -1]; row 2 (rewards 0, soft_with_zero) is pure global: -1
+    # with it: lambda = (1 - 1/4) / log2 4 = 0.375, R = [0.5 (1 - 0.5625), 1, 0] = [0.21875, 1, 0],
+    # mean 0.40625, std sqrt((0.035156 + 0.352539 + 0.165039) / 2) = 0.525706 -> row 2: -0.40625 / 0.525706
+    r = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    ids = torch.tensor([[5, 5, 7, 9], [3, 3, 3, 3], [1, 2, 3, 4]])
+    approx(copo(r, ids)[2], [-1.0] * 4)
+    approx(copo(r, ids, reward_coef=True)[2], [-0.772771] * 4)
+
+
+def test_copo_advantage_blend_equals_the_codes_loss_blend_at_ratio_one_only() -> None:
+    # the code: (1 - w) f(A_global) + w f(A_local), f the dual-clipped PPO surrogate; at rho = 1 no clip is
+    # active, so it equals f(w A_local + (1 - w) A_global): same value and gradient
+    f64 = torch.float64
+    a_loc, a_glob = torch.tensor([1.2, -0.8], dtype=f64), torch.tensor([-0.7, 0.7], dtype=f64)
+    w = torch.tensor([0.3, 0.6], dtype=f64)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    hyper = {"eps_low": 0.2, "eps_high": 0.2, "dual_clip": 3.0}
+
+    def both(shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.full((2, 3), -1.0, dtype=torch.float64, requires_grad=True)
+        old = x.detach() - shift
+        code = sum(c.unsqueeze(-1) * losses.compute("ppo_clip", x, old, a, mask, **hyper)[0]
+                   for c, a in ((1 - w, a_glob), (w, a_loc)))  # fmt: skip
+        ours = losses.compute("ppo_clip", x, old, w * a_loc + (1 - w) * a_glob, mask, **hyper)[0]
+        g_code, g_ours = (torch.autograd.grad(v.sum(), x)[0] for v in (code, ours))
+        return (code - ours).abs().max() + (g_code - g_ours).abs().max(), g_code
+
+    assert both(0.0)[0] < 1e-12  # rho = 1 (the trainer's first epoch)
+    assert both(0.5)[0] > 1e-3  # rho = e^0.5 > 1.2: clipped tokens, opposite-sign parts: not equal
