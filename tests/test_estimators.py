@@ -404,20 +404,19 @@ def test_copo_gives_signal_to_all_same_groups_and_is_grpo_on_diverse_correct_ans
 
 
 def _spo_step(
-    state: E.ValueTracker, rewards: torch.Tensor, ids: torch.Tensor, c: torch.Tensor
+    state: E.ValueTracker, rewards: torch.Tensor, ids: torch.Tensor, drift: torch.Tensor
 ) -> torch.Tensor:
-    ctx = {"state": state, "prompt_ids": ids, "seq_log_ratio": c, "lengths": torch.ones_like(rewards)}
-    return E.compute("single_stream", rewards, ctx)
+    return compute("single_stream", rewards, {"state": state, "prompt_ids": ids, "spo_drift": drift})
 
 
 def test_single_stream_tracker_learns_per_prompt_success_rate() -> None:
     state = E.make_state("single_stream")
     ids = torch.tensor([7, 11])
     for _ in range(60):
-        _spo_step(state, torch.tensor([[1.0], [0.0]]), ids, torch.zeros(2, 1))
+        _spo_step(state, torch.tensor([[1.0], [0.0]]), ids, torch.zeros(2))
     assert state.value(7) > 0.95 and state.value(11) < 0.05
     # a prompt that always succeeds now gets a smaller advantage than a surprising success
-    a = _spo_step(state, torch.tensor([[1.0], [1.0]]), ids, torch.zeros(2, 1))
+    a = _spo_step(state, torch.tensor([[1.0], [1.0]]), ids, torch.zeros(2))
     assert a[1, 0] > a[0, 0]
 
 
@@ -426,9 +425,9 @@ def test_single_stream_gives_signal_without_groups_and_adapts_faster_after_polic
     slow, fast = E.make_state("single_stream"), E.make_state("single_stream")
     for s in (slow, fast):
         for _ in range(20):
-            _spo_step(s, torch.ones(1, 2), ids, torch.zeros(1, 2))
-    _spo_step(slow, torch.zeros(1, 2), ids, torch.zeros(1, 2))  # policy unchanged: rho = rho_max
-    _spo_step(fast, torch.zeros(1, 2), ids, torch.full((1, 2), 1.0))  # big shift: rho = rho_min
+            _spo_step(s, torch.ones(1, 2), ids, torch.zeros(1))
+    _spo_step(slow, torch.zeros(1, 2), ids, torch.zeros(1))  # policy unchanged: rho = rho_max
+    _spo_step(fast, torch.zeros(1, 2), ids, torch.full((1,), 1.0))  # big drift: rho = rho_min
     assert fast.value(0) < slow.value(0)
 
 
@@ -437,12 +436,12 @@ def test_single_stream_state_round_trips_exactly_through_state_dict() -> None:
     gen = torch.Generator().manual_seed(0)
     for _ in range(5):
         ids = torch.randperm(6, generator=gen)[:3]
-        _spo_step(state, torch.rand(3, 4, generator=gen), ids, torch.randn(3, 4, generator=gen))
+        _spo_step(state, torch.rand(3, 4, generator=gen), ids, torch.rand(3, generator=gen) * 0.02)
     sd = state.state_dict()
     assert all(isinstance(v, torch.Tensor) for v in sd.values())
     restored = E.make_state("single_stream")
     restored.load_state_dict({k: v.clone() for k, v in sd.items()})
-    r, ids, c = torch.rand(3, 4, generator=gen), torch.tensor([0, 1, 9]), torch.randn(3, 4, generator=gen)
+    r, ids, c = torch.rand(3, 4, generator=gen), torch.tensor([0, 1, 9]), torch.rand(3, generator=gen) * 0.02
     assert torch.equal(_spo_step(state, r, ids, c), _spo_step(restored, r, ids, c))
     assert all(
         torch.equal(a, b)

@@ -321,3 +321,37 @@ def test_copo_advantage_blend_equals_the_codes_loss_blend_at_ratio_one_only() ->
 
     assert both(0.0)[0] < 1e-12  # rho = 1 (the trainer's first epoch)
     assert both(0.5)[0] > 1e-3  # rho = e^0.5 > 1.2: clipped tokens, opposite-sign parts: not equal
+
+
+# ------------------------------------------------------------------ single-stream SPO (verl recipe spo)
+
+
+def spo(state: E.ValueTracker, rewards: torch.Tensor, ids: list[int], drift: list[float] | None = None):
+    ctx = {"state": state, "prompt_ids": torch.tensor(ids)}
+    hyper = {} if drift is None else {"spo_drift": torch.tensor(drift)}
+    if "spo_drift" in E.CONTEXT_NAMES:
+        ctx.update(hyper)
+        hyper = {}
+    return E.compute("single_stream", rewards, ctx, **hyper)
+
+
+def test_spo_prior_whitening_and_kl_adaptive_update_by_hand() -> None:
+    state = E.make_state("single_stream")
+    # step 1, first visits: prior alpha = beta = 0.5, p_hat = 0.5; A = r - 0.5 = [0.5, -0.5], whitened:
+    # mean 0, unbiased std sqrt(0.5) = 0.707107 -> [0.707107, -0.707107]
+    approx(spo(state, torch.tensor([[1.0], [0.0]]), [7, 11]), [0.707107, -0.707107])
+    # no drift measured: D = 0, rho = clip(2^0, 0.875, 0.96) = 0.96
+    # prompt 7: alpha = 0.96 * 0.5 + 1 = 1.48, beta = 0.48 -> 1.48 / 1.96 = 0.755102; prompt 11: 0.244898
+    assert state.value(7) == pytest.approx(0.755102, abs=1e-6) and state.value(11) == pytest.approx(0.244898, abs=1e-6)
+    # step 2: D = 0.006 -> rho = 2^(-0.1) = 0.933033 (inside the clip); D = 1 -> 2^(-16.7) -> clipped to 0.875
+    # rewards 0: prompt 7: alpha = 0.933033 * 1.48 = 1.380889, beta = 0.933033 * 0.48 + 1 = 1.447856
+    #   -> 0.488163;  prompt 11: alpha = 0.875 * 0.48 = 0.42, beta = 0.875 * 1.48 + 1 = 2.295 -> 0.154696
+    spo(state, torch.tensor([[0.0], [0.0]]), [7, 11], drift=[0.006, 1.0])
+    assert state.value(7) == pytest.approx(0.488163, abs=1e-6) and state.value(11) == pytest.approx(0.154696, abs=1e-6)
+
+
+def test_spo_whitening_over_three_prompts() -> None:
+    # p_hat = 0.5 for all: A = [0.5, 0.5, -0.5], mean 1/6, deviations [1/3, 1/3, -2/3],
+    # unbiased var = (1/9 + 1/9 + 4/9) / 2 = 1/3, std 0.577350 -> [0.577350, 0.577350, -1.154701]
+    a = spo(E.make_state("single_stream"), torch.tensor([[1.0], [1.0], [0.0]]), [1, 2, 3])
+    approx(a, [0.577350, 0.577350, -1.154701])
