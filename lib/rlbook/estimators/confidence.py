@@ -79,12 +79,15 @@ def canon(
     A_intra, divided by the group std (+ eps) when ``scale``.  No direction of the metric is presumed:
     whichever half has the higher mean reward is pushed up.  If a half is empty both terms fall back
     to r - group mean.
-    Source: "Conditional Advantage Estimation for Reinforcement Learning in Large Reasoning Models"
-    (CANON, 2025), abstract.  No public code was found: the two-term form and the median split are
-    our reading of "regroups the sampled responses into two groups based on the higher or lower value
-    of a target metric, measures which metric trend contributes to better performance through
-    inter-group comparison, and identifies the better response within the same group".  The paper's
-    main metric is token entropy, which the trainer does not pass: ``metric`` is ``"length"`` or
+    Source: Chen et al., "Conditional Advantage Estimation for Reinforcement Learning in Large Reasoning
+    Models" (CANON, 2025, arXiv 2509.23962).  Written from the abstract and NOT yet aligned with the public
+    code, github.com/biuboomc/CANON (commit 7d6f814) ``verl/trainer/ppo/core_algos.py::
+    compute_dr_length_on_mean_group_outcome_advantage`` (and the entropy variants).  Differences from that
+    code: it splits each group by sorted rank (the first n // 2 by length are "short"), we by the
+    median (ties go low); it has an extra asymmetry ``alpha`` and offset ``beta`` (1 and 0 by default, which
+    give our form) and divides by the constant ``max_length`` instead of the group std (Dr. GRPO style);
+    ``scripts/setups.sh`` uses ``_lambda`` (our ``inter_weight``) = 1.0, our default is 0.5.  The paper's
+    main metric is per-token entropy, which the trainer does not pass: ``metric`` is ``"length"`` or
     ``"log_ratio"`` (per-token log-ratio to the reference).
     """
     if metric == "length":
