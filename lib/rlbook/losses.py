@@ -475,16 +475,18 @@ def gtpo(
         weight = shaped * delta.to(logp.dtype) / n_conflict.unsqueeze(-1)
     safe = torch.where(m, logp, torch.zeros_like(logp))
     rho = torch.exp(safe - safe.detach())
-    loss = -rho * weight
+    return _finish(-rho * weight, mask), _gtpo_info(m, conflict, delta, keep)
+
+
+def _gtpo_info(m: Tensor, conflict: Tensor, delta: Tensor, keep: Tensor) -> dict[str, Tensor]:
     has_tokens = m.any(-1)
     gated = ((delta == 0) | ~keep.unsqueeze(-1)) & m
-    info = {
-        "clip_frac": masked_mean(gated.float(), mask),
-        "conflict_frac": masked_mean(conflict.float(), mask),
-        "skipped_frac": masked_mean((delta == 0).float(), mask),
+    return {
+        "clip_frac": masked_mean(gated.float(), m),
+        "conflict_frac": masked_mean(conflict.float(), m),
+        "skipped_frac": masked_mean((delta == 0).float(), m),
         "entropy_drop_frac": ((~keep) & has_tokens).float().sum() / has_tokens.sum().clamp(min=1),
     }
-    return _finish(loss, mask), info
 
 
 def _drpo_pg_tokens(
