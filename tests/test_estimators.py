@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -15,7 +16,7 @@ torch.set_num_threads(1)
 
 REQUIRED = {
     "reinforce", "reinforce_baseline", "rloo", "grpo", "dr_grpo", "reinforce_pp", "reinforce_pp_baseline",
-    "lite_ppo", "bnpo", "ngrpo", "a_grae", "single_stream", "stratified", "ace", "drpo", "dvao",
+    "lite_ppo", "bnpo", "ngrpo", "a_grae", "single_stream", "stratified", "ace", "dvao",
     "conditional", "copo", "canon", "arm",
 }  # fmt: skip
 FAST = settings(max_examples=25, deadline=None)
@@ -33,7 +34,27 @@ def reward_matrix(draw: st.DrawFn, binary: bool = False, min_g: int = 2) -> torc
 def ctx_for(name: str, p: int, g: int, seed: int = 0) -> dict:
     ctx = E.example_context(p, g, seed=seed)
     ctx["state"] = E.make_state(name)
+    ctx["answer_ids"] = (ctx["reward_parts"][..., 0] >= 1).long()  # correct answers share one answer
     return ctx
+
+
+# rewards of the "continuous" case lie in [0, 1.5]: estimators that map rewards by declared bounds
+BOUNDED = {"bnpo", "a_grae", "single_stream"}
+
+
+def compute(name: str, rewards: torch.Tensor, ctx: dict, **hyper: object) -> torch.Tensor:
+    """E.compute, passing the context entries the registry does not list yet (answer_ids, spo_drift) as
+    the keyword arguments they are until the trainer provides them as context."""
+    ctx = dict(ctx)
+    params = inspect.signature(E.get(name)).parameters
+    for key in ("answer_ids", "spo_drift"):
+        value = ctx.pop(key, None)
+        if key in params and value is not None:
+            if key in E.CONTEXT_NAMES:
+                ctx[key] = value
+            else:
+                hyper[key] = value
+    return E.compute(name, rewards, ctx, **hyper)
 
 
 def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
@@ -90,7 +111,8 @@ def test_every_estimator_returns_finite_float32_of_shape_pg(name: str, kind: str
     }[kind]
     if kind != "continuous":  # keep the context consistent with the scalar reward
         ctx.update(reward_parts=rewards.unsqueeze(-1), part_weights=torch.ones(1), correct=rewards >= 1)
-    adv = E.compute(name, rewards, ctx)
+    hyper = {"max_value": 1.5} if kind == "continuous" and name in BOUNDED else {}
+    adv = compute(name, rewards, ctx, **hyper)
     assert adv.shape == (p, g) and adv.dtype == torch.float32
     assert torch.isfinite(adv).all()
     if kind in ("all_zero", "all_one") and name in {
@@ -107,7 +129,7 @@ def test_every_estimator_returns_finite_float32_of_shape_pg(name: str, kind: str
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_every_estimator_handles_a_single_sample_group(name: str) -> None:
     ctx = ctx_for(name, 3, 1)
-    adv = E.compute(name, ctx["reward_parts"][..., 0], ctx)
+    adv = compute(name, ctx["reward_parts"][..., 0], ctx)
     assert adv.shape == (3, 1) and torch.isfinite(adv).all()
 
 
@@ -137,20 +159,19 @@ def test_rloo_is_unbiased_and_equals_scaled_centered_reward(r: torch.Tensor) -> 
 
 
 @FAST
-@given(reward_matrix())
-def test_reinforce_pp_whitens_the_whole_batch(r: torch.Tensor) -> None:
-    a = E.compute("reinforce_pp", r)
-    if r.std() > 1e-2:
-        assert abs(float(a.mean())) < 1e-3 and abs(float(a.std()) - 1.0) < 1e-2
-
-
-@FAST
 @given(reward_matrix(), st.floats(-5, 5))
 def test_reinforce_pp_baseline_ignores_per_prompt_offsets(r: torch.Tensor, shift: float) -> None:
     offsets = torch.arange(r.shape[0], dtype=torch.float32).unsqueeze(1) * shift
+    lengths = {"lengths": (torch.arange(r.numel()).reshape(r.shape) % 5 + 1).float()}
     assert close(
-        E.compute("reinforce_pp_baseline", r + offsets), E.compute("reinforce_pp_baseline", r), tol=1e-3
-    )
+        E.compute("reinforce_pp_baseline", r + offsets, lengths), E.compute("reinforce_pp_baseline", r, lengths),
+        tol=1e-3,
+    )  # fmt: skip
+
+
+def test_reinforce_pp_needs_the_completion_lengths() -> None:
+    with pytest.raises(ParamError, match="needs context 'lengths'"):
+        E.compute("reinforce_pp", torch.rand(2, 4), {})
 
 
 # ---------------------------------------------------------------- group family
@@ -234,15 +255,15 @@ def test_bnpo_all_same_batches_are_zero_and_advantage_sign_follows_reward(r: tor
     assert (torch.sign(a) == torch.sign(centred)).all() | (a.abs() < 1e-6).all()
 
 
-def test_bnpo_decomposes_multi_part_rewards_into_weighted_per_part_advantages() -> None:
+def test_bnpo_decomposes_multi_part_rewards_into_the_mean_of_per_part_advantages() -> None:
     ctx = E.example_context(6, 8, K=3, seed=1)
     parts, w = ctx["reward_parts"], ctx["part_weights"]
     r = (parts * w).sum(-1)
-    a = E.compute("bnpo", r, ctx)
-    per_part = sum(float(w[k]) * E.compute("bnpo", parts[..., k]) for k in range(3))
+    a = E.compute("bnpo", r, ctx, decompose=True)
+    per_part = sum(E.compute("bnpo", parts[..., k]) for k in range(3)) / 3
     assert close(a, per_part)
-    assert not close(a, E.compute("bnpo", r.clamp(0, 1)))  # differs from normalising the sum
-    assert close(E.compute("bnpo", r, ctx, decompose=False), E.compute("bnpo", r))
+    assert not close(a, E.compute("bnpo", r, max_value=2.0))  # differs from normalising the sum
+    assert close(E.compute("bnpo", r, ctx, max_value=2.0), E.compute("bnpo", r, max_value=2.0))  # default off
 
 
 def test_a_grae_scales_down_positive_advantages_asymmetrically() -> None:
@@ -326,23 +347,6 @@ def test_conditional_efficiency_channel_only_acts_among_correct_samples() -> Non
     assert float(scalar[0, 0] - scalar[0, 1]) < 0.05
 
 
-def test_drpo_never_gives_correct_sample_negative_advantage() -> None:
-    for seed in range(20):
-        ctx = E.example_context(6, 8, seed=seed)
-        r = ctx["reward_parts"][..., 0]
-        a = E.compute("drpo", r, ctx)
-        ok = ctx["correct"]
-        assert (a[ok] > 0).all()
-        assert (a[~ok] <= 0).all()
-
-
-def test_drpo_prefers_shorter_correct_answers_even_in_all_correct_groups() -> None:
-    correct = torch.ones(1, 4, dtype=torch.bool)
-    lengths = torch.tensor([[4.0, 8.0, 16.0, 32.0]])
-    a = E.compute("drpo", correct.float(), {"correct": correct, "lengths": lengths, "max_new_tokens": 32})
-    assert (a > 0).all() and (a[0, :-1] > a[0, 1:]).all()
-
-
 # ---------------------------------------------------------------- confidence / metric / consistency
 
 
@@ -386,32 +390,33 @@ def test_canon_with_no_inter_weight_is_within_half_centring() -> None:
     assert close(a, torch.tensor([[0.5, -0.5, 0.0, 0.0]]))
 
 
-def test_copo_gives_signal_to_all_same_groups_and_equals_grpo_on_balanced_groups() -> None:
+def test_copo_gives_signal_to_all_same_groups_and_is_grpo_on_diverse_correct_answers() -> None:
     r = torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 0], [1, 1, 0, 0]])
-    a = E.compute("copo", r)
-    assert (a[0] > 0).all() and (a[1] < 0).all()
-    assert close(a[2], E.compute("grpo", r)[2])
-    assert close(E.compute("copo", torch.ones(3, 4)), torch.zeros(3, 4))  # nothing to compare in the batch
+    ids = torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1], [2, 3, 4, 5]])  # consistent, consistent, 2 bits
+    a = compute("copo", r, {"answer_ids": ids})
+    assert (a[0] > 0).all() and (a[1] < 0).all()  # GRPO gives 0 there
+    assert close(a[2, :2], E.compute("grpo", r)[2, :2], tol=1e-3)  # w = sigmoid(20 * 1.5) ~ 1 where r != 0
+    with pytest.raises(ParamError, match="answer_ids"):
+        E.compute("copo", r)
 
 
 # ---------------------------------------------------------------- stateful
 
 
 def _spo_step(
-    state: E.ValueTracker, rewards: torch.Tensor, ids: torch.Tensor, c: torch.Tensor
+    state: E.ValueTracker, rewards: torch.Tensor, ids: torch.Tensor, drift: torch.Tensor
 ) -> torch.Tensor:
-    ctx = {"state": state, "prompt_ids": ids, "seq_log_ratio": c, "lengths": torch.ones_like(rewards)}
-    return E.compute("single_stream", rewards, ctx)
+    return compute("single_stream", rewards, {"state": state, "prompt_ids": ids, "spo_drift": drift})
 
 
 def test_single_stream_tracker_learns_per_prompt_success_rate() -> None:
     state = E.make_state("single_stream")
     ids = torch.tensor([7, 11])
     for _ in range(60):
-        _spo_step(state, torch.tensor([[1.0], [0.0]]), ids, torch.zeros(2, 1))
+        _spo_step(state, torch.tensor([[1.0], [0.0]]), ids, torch.zeros(2))
     assert state.value(7) > 0.95 and state.value(11) < 0.05
     # a prompt that always succeeds now gets a smaller advantage than a surprising success
-    a = _spo_step(state, torch.tensor([[1.0], [1.0]]), ids, torch.zeros(2, 1))
+    a = _spo_step(state, torch.tensor([[1.0], [1.0]]), ids, torch.zeros(2))
     assert a[1, 0] > a[0, 0]
 
 
@@ -420,9 +425,9 @@ def test_single_stream_gives_signal_without_groups_and_adapts_faster_after_polic
     slow, fast = E.make_state("single_stream"), E.make_state("single_stream")
     for s in (slow, fast):
         for _ in range(20):
-            _spo_step(s, torch.ones(1, 2), ids, torch.zeros(1, 2))
-    _spo_step(slow, torch.zeros(1, 2), ids, torch.zeros(1, 2))  # policy unchanged: rho = rho_max
-    _spo_step(fast, torch.zeros(1, 2), ids, torch.full((1, 2), 1.0))  # big shift: rho = rho_min
+            _spo_step(s, torch.ones(1, 2), ids, torch.zeros(1))
+    _spo_step(slow, torch.zeros(1, 2), ids, torch.zeros(1))  # policy unchanged: rho = rho_max
+    _spo_step(fast, torch.zeros(1, 2), ids, torch.full((1,), 1.0))  # big drift: rho = rho_min
     assert fast.value(0) < slow.value(0)
 
 
@@ -431,12 +436,12 @@ def test_single_stream_state_round_trips_exactly_through_state_dict() -> None:
     gen = torch.Generator().manual_seed(0)
     for _ in range(5):
         ids = torch.randperm(6, generator=gen)[:3]
-        _spo_step(state, torch.rand(3, 4, generator=gen), ids, torch.randn(3, 4, generator=gen))
+        _spo_step(state, torch.rand(3, 4, generator=gen), ids, torch.rand(3, generator=gen) * 0.02)
     sd = state.state_dict()
     assert all(isinstance(v, torch.Tensor) for v in sd.values())
     restored = E.make_state("single_stream")
     restored.load_state_dict({k: v.clone() for k, v in sd.items()})
-    r, ids, c = torch.rand(3, 4, generator=gen), torch.tensor([0, 1, 9]), torch.randn(3, 4, generator=gen)
+    r, ids, c = torch.rand(3, 4, generator=gen), torch.tensor([0, 1, 9]), torch.rand(3, generator=gen) * 0.02
     assert torch.equal(_spo_step(state, r, ids, c), _spo_step(restored, r, ids, c))
     assert all(
         torch.equal(a, b)

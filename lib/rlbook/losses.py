@@ -9,7 +9,8 @@ tensors averaged over the unmasked tokens, at least ``clip_frac`` (the share of 
 clipped or gated).
 
 Context (passed by :func:`compute` only when the signature names it): ``entropy[B, T]``, ``token_ids[B, T]``,
-``ref_logp[B, T]`` and the per-row ``group_ids[B]``, ``rewards[B]``, ``correct[B]``, ``lengths[B]``.  Every other keyword-only parameter is a hyper-parameter and is
+``group_ids[B]``, ``ref_logp[B, T] | None``, ``rewards[B]``, ``correct[B]`` (bool, the verifier's verdict),
+``lengths[B]`` (completion tokens).  Every other keyword-only parameter is a hyper-parameter and is
 passed strictly: an unknown one is a :class:`~rlbook.config.ParamError` that lists the allowed ones.
 
 Padding safety: every loss forms the log-ratio as ``where(mask, logp - old_logp, 0)`` *before*
@@ -19,6 +20,7 @@ gradients; the returned ``token_loss`` is ``where(mask, ., 0)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +34,7 @@ LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 KL_KINDS = ("k1", "k2", "k3")
 # What the trainer can hand a loss (each passed only when the signature names it).  Token-aligned ones
 # ([B, T], cut to each micro-batch's width): entropy, token_ids, ref_logp; per-row ones ([B]): the rest.
-CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp", "rewards", "correct", "lengths")
+CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp", "rewards", "correct", "lengths", "max_new_tokens")
 TOKEN_CONTEXT = frozenset({"entropy", "token_ids", "ref_logp"})
 LOSSES = Registry("loss", leading=("logp", "old_logp", "advantages", "mask"), context=CONTEXT_KEYS)
 # Aggregation modes: fn(token_loss[B, T], mask[B, T], *, max_tokens, n_seqs, n_tokens) -> scalar.
@@ -323,24 +325,20 @@ def _right_align(x: Tensor, lengths: Tensor, fill: Any) -> Tensor:
     return torch.where(k < lengths.unsqueeze(1), out, torch.full_like(out, fill))
 
 
-def gtpo_conflicts(
-    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor, scope: str = "runs"
-) -> Tensor:
-    """GTPO's conflict tokens, [B, T] bool.
+def gtpo_conflict_runs(
+    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """GTPO's conflict positions: (any, forward run, backward run), each [B, T] bool.
 
-    ``scope="position"``: token v at position t of completion i is a conflict token when some completion j of
-    the same group with advantage of the opposite sign also has v at position t (the paper's definition).
-    ``scope="runs"`` (the official code's ``build_conflict_mask``): only the leading run of such positions
-    counted from the start, plus the trailing run counted from each completion's end (positions aligned at
-    the end), i.e. shared openings and closings such as format tags.  Assumes left-aligned completions.
+    ``any``: token v at position t of completion i also sits at position t of a completion j of the same
+    group whose advantage has the opposite sign (completions with A = 0 take no part).  ``forward``: the
+    leading run of such positions counted from the start.  ``backward``: the same with positions counted
+    from each completion's end (completions aligned at their last token), its leading run mapped back.
+    The official code (``build_conflict_mask``) uses the two runs.  Assumes left-aligned completions.
     """
-    if scope not in ("runs", "position"):
-        raise ParamError(f"conflict_scope={scope!r} is not allowed; allowed: runs, position")
     sign = torch.sign(seq_adv)
     m = mask.bool()
-    fwd = _conflict_any(token_ids, m, sign, group_ids)
-    if scope == "position":
-        return fwd & m
+    fwd_any = _conflict_any(token_ids, m, sign, group_ids) & m
     lengths = m.sum(-1)
     rev_ids = _right_align(token_ids, lengths, -1)
     rev_mask = _right_align(m, lengths, False)
@@ -349,7 +347,39 @@ def gtpo_conflicts(
     t_idx = torch.arange(m.shape[1], device=m.device).unsqueeze(0)
     k = (lengths.unsqueeze(1) - 1 - t_idx).clamp(min=0)
     bwd = bwd_rev.gather(1, k) & (t_idx < lengths.unsqueeze(1))
-    return (_leading_run(fwd) | bwd) & m
+    return fwd_any, _leading_run(fwd_any) & m, bwd & m
+
+
+def gtpo_conflicts(
+    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor, scope: str = "runs"
+) -> Tensor:
+    """GTPO's conflict tokens, [B, T] bool: ``scope="runs"`` the union of the forward and backward runs of
+    :func:`gtpo_conflict_runs` (the official code), ``scope="position"`` every conflict position (the
+    paper's definition)."""
+    if scope not in ("runs", "position"):
+        raise ParamError(f"conflict_scope={scope!r} is not allowed; allowed: runs, position")
+    any_pos, fwd, bwd = gtpo_conflict_runs(token_ids, mask, seq_adv, group_ids)
+    return any_pos if scope == "position" else fwd | bwd
+
+
+def _conflict_weight(run: Tensor, pos: Tensor, neg: Tensor, w: float) -> Tensor:
+    """1 off the run; on it ``w`` for a positive completion, 0 for a negative one (1 if A = 0)."""
+    d = torch.ones(run.shape, dtype=torch.float32, device=run.device)
+    d = torch.where(run & pos.unsqueeze(-1), torch.full_like(d, w), d)
+    return torch.where(run & neg.unsqueeze(-1), torch.zeros_like(d), d)
+
+
+def _gtpo_delta(
+    token_ids: Tensor, mask: Tensor, seq_adv: Tensor, group_ids: Tensor, scope: str, w: float
+) -> tuple[Tensor, Tensor]:
+    """(conflict tokens, token weights delta) of GTPO for ``conflict_scope`` ``scope``."""
+    if scope not in ("runs", "position"):
+        raise ParamError(f"conflict_scope={scope!r} is not allowed; allowed: runs, position")
+    any_pos, fwd, bwd = gtpo_conflict_runs(token_ids, mask, seq_adv, group_ids)
+    pos, neg = seq_adv > 0, seq_adv < 0
+    if scope == "position":
+        return any_pos, _conflict_weight(any_pos, pos, neg, w)
+    return fwd | bwd, _conflict_weight(fwd, pos, neg, w) * _conflict_weight(bwd, pos, neg, w)
 
 
 @register("gtpo")
@@ -362,58 +392,168 @@ def gtpo(
     token_ids: Tensor,
     group_ids: Tensor,
     entropy: Tensor,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
     entropy_threshold: float = 0.7,
     conflict_weight: float = 2.0,
     conflict_scope: str = "runs",
-    entropy_coef: float = 0.0,
+    entropy_coef: float = 0.1,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """GTPO: protect conflict tokens from negative updates and drop high-entropy completions.
+    """GTPO: shield conflict tokens from negative updates, amplify them on positive ones, drop chaotic outputs.
+
+    Per completion i with advantage A_i (sign taken before shaping), mean token entropy H_i and token
+    weights delta_i,t, the code's per-token loss is
+      token_loss_i,t = - rho_i,t * A'_i * delta_i,t / n_i,    rho = exp(logp - sg(logp))  (value 1)
+      A'_i = A_i - entropy_coef * H_i  if H_i <= entropy_threshold, else 0
+      delta = d_fwd * d_bwd: d = 1 off a conflict run, ``conflict_weight`` (2) on a positive completion's
+              run, 0 on a negative completion's run (a token in both runs of a positive completion gets 4)
+      n_i = number of the completion's tokens in either run (at least 1).
+    Use aggregation ``seq_mean_token_mean`` (the code's per-completion ``(loss * mask).sum() / n_tok``).
+    ``conflict_scope="position"``: every conflict position (the paper's definition), one weight d.
 
     Source: "GTPO: Trajectory-Based Policy Optimization in Large Language Models" (Simoni, Fontana,
-    Rossolini, Saracino, 2025, arXiv:2508.03772), official code ``gtpo/gtpo_training.py`` in
-    github.com/winstonsmith1897/GTPO (``build_conflict_mask``, ``UnslothEfficientGTPO.forward``):
+    Rossolini, Saracino, 2025, arXiv:2508.03772); code github.com/winstonsmith1897/GTPO (commit 5d33811)
+    ``gtpo/gtpo_training.py``: ``build_conflict_mask``, ``gtpo_compute_loss`` and
+    ``UnslothEfficientGTPO.forward`` (constants ``W_RAW = 2``, ``ENT_THRESHOLD = 0.7``, ``ENT_SCALE = 0.1``).
+    The code pairs it with A = r - group mean (no std: ``_prepare_inputs``), i.e. estimator ``dr_grpo``.
+    No importance ratio and no clipping: ``old_logp`` is not used, as in the code (its ratio is
+    pi / sg[pi]); with ``inner_epochs > 1`` every pass is a plain on-sample policy-gradient step.  No KL.
 
-    * conflict tokens (:func:`gtpo_conflicts`): the same token at the same position in completions of one
-      group with opposite-sign advantages.  On negative completions their update is skipped (weight 0); on
-      positive completions it is amplified (``conflict_weight``, the code's ``W_RAW = 2``).
-    * entropy filter: a completion whose mean token entropy exceeds ``entropy_threshold`` (nats; the code's
-      ``ENT_THRESHOLD = 0.7``) gets advantage 0.  The paper derives the threshold; we take the code's value.
-    * the code also subtracts ``ENT_SCALE·H_i`` (0.1) from the kept completions' advantages; here that is
-      ``entropy_coef`` and off by default, because it adds a signal to zero-advantage groups.
-
-    Differences: the code has no clipping (ratio = π/sg[π], on-policy); we wrap the weighted advantage in
-    PPO's clipped surrogate (identical at ρ = 1, and safe for ``inner_epochs > 1``).  The code divides each
-    completion's loss by its number of conflict tokens and multiplies the forward and backward weights (a
-    token in both runs gets 4); we do neither.  Token-level advantages [B, T] are accepted: the sign of a
-    completion is that of its masked mean advantage.  No KL term (GTPO is reference-free; set kl_coef=0).
+    Differences: the code sums the completions' losses, we average them (a constant factor 1/B); the
+    code's H_i is the entropy of the logits without the sampling temperature, ours the trainer's
+    ``entropy`` (temperature applied).  Token-level advantages [B, T]: a completion's sign is that of its
+    masked mean advantage, the shaping is applied per token.  ``clip_frac``: share of tokens zeroed
+    (negative conflict tokens, dropped completions).
     """
-    _check_eps(eps_low, eps_high)
     if conflict_weight < 0:
         raise ParamError(f"conflict_weight={conflict_weight!r} must be >= 0")
     m = mask.bool()
     adv = _token_adv(advantages, logp)
     seq_adv = advantages.to(logp.dtype) if advantages.dim() == 1 else masked_mean_rows(adv, m)
     with torch.no_grad():
-        conflict = gtpo_conflicts(token_ids, m, seq_adv, group_ids, conflict_scope)
-        pos = (seq_adv > 0).unsqueeze(-1)
-        neg = (seq_adv < 0).unsqueeze(-1)
-        delta = torch.ones_like(logp)
-        delta = torch.where(conflict & neg, torch.zeros_like(delta), delta)
-        delta = torch.where(conflict & pos, torch.full_like(delta, conflict_weight), delta)
+        conflict, delta = _gtpo_delta(token_ids, m, seq_adv, group_ids, conflict_scope, conflict_weight)
+        n_conflict = (conflict & m).sum(-1).clamp(min=1).to(logp.dtype)
         seq_entropy = masked_mean_rows(entropy.to(logp.dtype), m)
         keep = seq_entropy <= entropy_threshold
-        shaped = adv - entropy_coef * seq_entropy.unsqueeze(-1)
-        eff_adv = torch.where(keep.unsqueeze(-1), shaped, torch.zeros_like(adv)) * delta
-    ratio = torch.exp(_log_ratio(logp, old_logp, mask))
-    loss, clipped, _ = _clipped_surrogate(ratio, eff_adv, 1.0 - eps_low, 1.0 + eps_high)
+        shaped = torch.where(
+            keep.unsqueeze(-1), adv - entropy_coef * seq_entropy.unsqueeze(-1), torch.zeros_like(adv)
+        )
+        weight = shaped * delta.to(logp.dtype) / n_conflict.unsqueeze(-1)
+    safe = torch.where(m, logp, torch.zeros_like(logp))
+    rho = torch.exp(safe - safe.detach())
+    return _finish(-rho * weight, mask), _gtpo_info(m, conflict, delta, keep)
+
+
+def _gtpo_info(m: Tensor, conflict: Tensor, delta: Tensor, keep: Tensor) -> dict[str, Tensor]:
     has_tokens = m.any(-1)
-    info = {
-        "clip_frac": masked_mean(clipped.float(), mask),
-        "conflict_frac": masked_mean(conflict.float(), mask),
-        "skipped_frac": masked_mean((conflict & neg).float(), mask),
+    gated = ((delta == 0) | ~keep.unsqueeze(-1)) & m
+    return {
+        "clip_frac": masked_mean(gated.float(), m),
+        "conflict_frac": masked_mean(conflict.float(), m),
+        "skipped_frac": masked_mean((delta == 0).float(), m),
         "entropy_drop_frac": ((~keep) & has_tokens).float().sum() / has_tokens.sum().clamp(min=1),
+    }
+
+
+def _drpo_pg_tokens(
+    logp: Tensor, m: Tensor, correct: Tensor, group_ids: Tensor, max_length: int, tau: float, lam: float
+) -> tuple[Tensor, int]:
+    """Token values whose sum over a micro-batch is -(B_mb / P_mb) * sum_groups J_g (see :func:`drpo`)."""
+    lengths = m.sum(-1).clamp(min=1).to(logp.dtype)
+    safe = torch.where(m, logp, torch.zeros_like(logp))
+    score = safe.sum(-1) / lengths  # s_i: mean log-likelihood of completion i
+    groups = torch.unique(group_ids)
+    scale = m.shape[0] / len(groups)  # B_mb / P_mb
+    out = torch.zeros_like(logp)
+    n_valid = 0
+    for g in groups:
+        idx = group_ids == g
+        pos, neg = idx & correct, idx & ~correct
+        if not (bool(pos.any()) and bool(neg.any())):
+            continue  # all correct or all wrong: no term (but the group counts in P_mb)
+        n_valid += 1
+        w = torch.exp((1.0 - lengths[pos] / max_length) / lam)
+        pos_coef = torch.zeros_like(lengths)
+        pos_coef[pos] = scale * (w / w.sum()) / lengths[pos]
+        neg_scores = score[neg] / tau
+        lme = torch.logsumexp(neg_scores, dim=0) - math.log(int(neg.sum()))
+        share = torch.zeros_like(lengths)  # spreads the group's tau * LME over its negative tokens (sums to 1)
+        share[neg] = (scale * torch.softmax(neg_scores, dim=0) / lengths[neg]).detach()
+        out = out - pos_coef.unsqueeze(-1) * safe + share.unsqueeze(-1) * (tau * lme)
+    return torch.where(m, out, torch.zeros_like(out)), n_valid
+
+
+def _check_drpo(
+    m: Tensor, max_length: int | None, tau: float, lam: float, delta: float, beta: float, kl_kind: str
+) -> None:
+    if max_length is None or max_length <= 0:
+        raise ParamError(
+            "loss 'drpo' needs max_length > 0 (the code's L_max): set loss_kwargs max_length to train.max_new_tokens"
+        )
+    if tau <= 0 or lam <= 0 or beta < 0 or delta < 0:
+        raise ParamError(f"drpo needs tau > 0, Lambda > 0, beta >= 0, delta >= 0; got {tau}, {lam}, {beta}, {delta}")
+    if kl_kind not in ("k1", "k3"):
+        raise ParamError(f"kl_kind={kl_kind!r} is not allowed; allowed: k1, k3")
+    if m.numel() and int(m.sum(-1).max()) > max_length:
+        raise ParamError(f"a completion has {int(m.sum(-1).max())} tokens > max_length={max_length}")
+
+
+@register("drpo")
+def drpo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    group_ids: Tensor,
+    correct: Tensor,
+    max_new_tokens: int | None = None,
+    max_length: int | None = None,
+    tau: float = 10.0,
+    Lambda: float = 0.1,  # the code's name
+    delta: float = 1e-4,
+    beta: float = 1e3,
+    kl_kind: str = "k1",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """DRPO's discriminative objective with length-weighted positives and a KL trust region (not an advantage).
+
+    Per group g with correct and wrong completions (other groups give no term), s_i = mean log-prob of
+    completion i (length L_i), positives weighted w_i = exp((1 - L_i / max_length) / Lambda) normalised
+    within the group (hat w), negatives pushed down through a log-mean-exp:
+      J_g = sum_{i correct} hat w_i s_i - tau * log mean_{j wrong} exp(s_j / tau)
+      loss = -(1/P) sum_g J_g + max(beta (KL - delta), 0) * KL,  KL = token mean of k(old_logp, logp)
+    (P = number of groups, the penalty coefficient detached; k1 = old - logp, the script's ``kl``;
+    ``kl_kind="k3"``: exp(logp - old) - (logp - old) - 1, the code's ``low_var_kl``).
+    Token form: with aggregation ``seq_mean_token_sum`` (token sum per sequence, mean over the B
+    sequences) the aggregate of ``token_loss`` equals the loss above in value and gradient: a positive
+    token carries -(B/P) hat w_i logp_i,t / L_i, the group's (B/P) tau LME_g is split over its negative
+    tokens in detached shares q_j / L_j (q = softmax of s_j / tau over the wrong completions, summing to 1),
+    and every token carries (B/N) coef k_t (N tokens).  Each micro-batch uses its own B, P, N and KL: the
+    sum over micro-batches (whole groups each, as the trainer cuts them for a loss that names
+    ``group_ids``) is sum_mb (B_mb / B) loss_mb, the code's ``loss * len(data) / ppo_mini_batch_size``.
+
+    Source: Li et al., "DRPO: Efficient Reasoning via Decoupled Reward Policy Optimization" (2025); code
+    github.com/Optimization-AI/DRPO (commit 405f702) ``verl/verl/trainer/ppo/core_algos.py::
+    compute_policy_loss_drpo``; defaults from ``scripts/train/run_drpo_1.5b_8k.sh`` (tau 10, Lambda 0.1,
+    delta 1e-4, beta 1e3, ppo_kl_type kl).  ``max_length`` is the code's L_max = the padded response width
+    = ``data.max_response_length``; by default the trainer's ``max_new_tokens`` (context).  ``advantages`` is not used.
+    Differences: positives / negatives are the verifier's ``correct`` (the code tests reward == 1 / == 0,
+    the same for its 0/1 reward); the value of the negative term is the true tau * LME (the code's
+    ``neg_sum_exp / sg(neg_sum_exp)`` has value tau and the same gradient); the code's KL and group count
+    are over its all-gathered micro-batch, ours over the trainer's micro-batch.
+    """
+    m = mask.bool()
+    max_length = max_length if max_length is not None else max_new_tokens
+    _check_drpo(m, max_length, tau, Lambda, delta, beta, kl_kind)
+    assert max_length is not None
+    pg, n_valid = _drpo_pg_tokens(logp, m, correct.bool(), group_ids, max_length, tau, Lambda)
+    k = kl(old_logp, logp, kind=kl_kind, mask=m)  # samples from pi_old: KL(pi_old || pi_theta)
+    n_tok = m.sum().clamp(min=1)
+    kl_mb = k.sum() / n_tok
+    coef = torch.clamp(beta * (kl_mb - delta), min=0.0).detach()
+    loss = pg + (m.shape[0] / n_tok) * coef * k
+    info = {
+        "clip_frac": (kl_mb > delta).float().detach(),
+        "kl_old": kl_mb.detach(),
+        "valid_group_frac": torch.tensor(n_valid / max(len(torch.unique(group_ids)), 1)),
     }
     return _finish(loss, mask), info
 
@@ -454,6 +594,15 @@ def seq_mean_token_sum_norm(x: Tensor, mask: Tensor, *, max_tokens: int | None =
     return (x.sum(-1) / float(max_tokens)).sum() / max(n_seqs if n_seqs is not None else x.shape[0], 1)
 
 
+@AGGREGATIONS.register("seq_mean_token_sum")
+def seq_mean_token_sum(x: Tensor, mask: Tensor, *, n_seqs: int | None = None) -> Tensor:
+    """A sequence's token sum (no length normaliser), then the mean over sequences: verl
+    ``verl/trainer/ppo/core_algos.py::agg_loss`` mode ``"seq-mean-token-sum"``, the mode of BNPO's
+    ``recipe/bnpo/run.sh`` (github.com/changyi7231/BNPO) and the one group-level objectives (``drpo``)
+    spread their per-group value over tokens with."""
+    return x.sum(-1).sum() / max(n_seqs if n_seqs is not None else x.shape[0], 1)
+
+
 def aggregate(
     token_loss: Tensor,
     mask: Tensor,
@@ -463,7 +612,7 @@ def aggregate(
     n_tokens: int | float | None = None,
 ) -> Tensor:
     """Reduce ``token_loss[B, T]`` to a scalar with the registered aggregation ``mode``
-    (:data:`AGGREGATIONS`: seq_mean_token_mean, token_mean, seq_mean_token_sum_norm, ...).
+    (:data:`AGGREGATIONS`: seq_mean_token_mean, token_mean, seq_mean_token_sum_norm, seq_mean_token_sum).
 
     Micro-batching: pass the *whole batch's* ``n_seqs`` (number of sequences) and ``n_tokens`` (number of
     unmasked tokens) and each micro-batch's value is normalised by them, so the micro-batch values sum to

@@ -51,8 +51,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "the -baseline variant: group-mean subtraction, then global batch whitening",
            {"estimator": "reinforce_pp_baseline"}),
     Preset("bnpo", "BNPO: Beta Normalization Policy Optimization (Xiao et al., 2025)",
-           "Beta-normalised advantage; official code github.com/changyi7231/BNPO",
-           {"estimator": "bnpo"}),
+           "official script github.com/changyi7231/BNPO (commit a9c51b9) recipe/bnpo/run.sh: clip 0.2 / 0.28, "
+           "dual clip 10, loss_agg_mode seq-mean-token-sum, no KL, advantage decomposition off",
+           {"estimator": "bnpo", "eps_low": 0.2, "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0},
+            "aggregation": "seq_mean_token_sum", "kl_coef": 0.0},
+           notes="the script's G = 16, 32 prompts and lr 1e-6 are scale, left to the notebook"),
     Preset("dr_grpo", "Understanding R1-Zero-Like Training: A Critical Perspective (Liu et al., 2025)",
            "Sec. 3.2 Dr. GRPO: no std division (Eq. 3), token sums over a constant length normaliser",
            {"estimator": "dr_grpo", "aggregation": "seq_mean_token_sum_norm"}),
@@ -68,8 +71,38 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            notes="at the round limit the official code raises an error; we train on the groups kept and report "
                  "the shortfall"),
     Preset("ngrpo", "NGRPO: Negative-enhanced Group Relative Policy Optimization (Nan et al., 2025)",
-           "official script (github.com/nangongrui-ngr/NGRPO): virtual max-reward sample, asymmetric clipping "
-           "0.16 / 0.24", {"estimator": "ngrpo", "eps_low": 0.16, "eps_high": 0.24}),
+           "official code github.com/nangongrui-ngr/NGRPO (commit e7a3804) train_scripts/"
+           "train_qwen2.5-math-7b_ngrpo.sh and ray_trainer.py: one virtual max-reward sample, clip 0.16 / 0.24, "
+           "token-mean loss, only all-correct groups dropped (all-wrong kept), no KL",
+           {"estimator": "ngrpo", "eps_low": 0.16, "eps_high": 0.24, "aggregation": "token_mean", "kl_coef": 0.0,
+            "filters": [{"name": "drop_all_correct"}]},
+           notes="the code regenerates without a round limit and carries the surplus to the next step; we allow "
+                 "max_sampling_rounds and report the shortfall.  Its config's entropy bonus 0.001 and its 4 "
+                 "mini-batch updates per rollout batch are not reproduced (one optimizer step per batch)"),
+    Preset("gtpo", "GTPO: Trajectory-Based Policy Optimization in Large Language Models (Simoni et al., 2025)",
+           "official code github.com/winstonsmith1897/GTPO (commit 5d33811) gtpo/gtpo_training.py and config.yaml: "
+           "advantage r - group mean (no std), no clipping, no KL, max_grad_norm 0.1, weight decay 0.1",
+           {"estimator": "dr_grpo", "loss": "gtpo", "aggregation": "seq_mean_token_mean", "kl_coef": 0.0,
+            "max_grad_norm": 0.1, "weight_decay": 0.1},
+           notes="its Adam betas (0.999999, 0.999999), cosine schedule and warm-up are not reproduced"),
+    Preset("drpo", "DRPO: Efficient Reasoning via Decoupled Reward Policy Optimization (Li et al., 2025)",
+           "official code github.com/Optimization-AI/DRPO (commit 405f702) core_algos.py::compute_policy_loss_drpo "
+           "and scripts/train/run_drpo_1.5b_8k.sh: tau 10, Lambda 0.1, KL trust region delta 1e-4, beta 1e3",
+           {"loss": "drpo", "aggregation": "seq_mean_token_sum", "kl_coef": 0.0,
+            "loss_kwargs": {"tau": 10.0, "Lambda": 0.1, "delta": 1e-4, "beta": 1e3, "kl_kind": "k1"}},
+           notes="L_max is the trainer's max_new_tokens; the script's 4 mini-batch updates per rollout (where the "
+                 "KL trust region acts) correspond to inner_epochs > 1, left to the notebook"),
+    Preset("copo", "COPO: Consistency-Aware Policy Optimization (Han et al., 2025)",
+           "official code github.com/hijih/copo-code (commit f66883f) run_copo.sh: global/local blend "
+           "w = sigmoid(5 (H - 1)), soft-with-zero, clip 0.2, dual clip 3",
+           {"estimator": "copo", "estimator_kwargs": {"k": 5.0, "b": 1.0, "blend": "soft_with_zero"},
+            "eps_low": 0.2, "eps_high": 0.2, "loss_kwargs": {"dual_clip": 3.0}, "kl_coef": 0.0}),
+    Preset("spo", "Single-stream Policy Optimization (Xu & Ding, 2025)",
+           "verl recipe spo/train.sh and spo_trainer.yaml (github.com/verl-project/verl-recipe, commit e477def): "
+           "one sample per prompt, KL-adaptive value tracker, clip 0.2 / 0.28, dual clip 10, token-mean loss",
+           {"estimator": "single_stream", "group_size": 1, "phases": [{"name": "spo_drift"}], "eps_low": 0.2,
+            "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0}, "aggregation": "token_mean", "kl_coef": 0.0},
+           notes="no offline value initialisation; the prioritised prompt sampler is a separate sampler"),
     Preset("gspo", "Group Sequence Policy Optimization (Zheng et al., 2025)",
            "Eq. 5-7: sequence-level length-normalised ratio clipped at 3e-4 / 4e-4", {"estimator": "grpo", "loss": "gspo"}),
     Preset("sapo", "Soft Adaptive Policy Optimization (Gao et al., 2025)",

@@ -40,6 +40,7 @@ class Rollout:
     completion_mask: torch.Tensor  # [B, Lc] float: 1 through the first EOS, 0 after it
     texts: list[str]  # decoded completions (special tokens removed)
     entropy: torch.Tensor | None = None  # [B, Lc] entropy of the sampling distribution at each token
+    logp: torch.Tensor | None = None  # [B, Lc] log-prob of each sampled token under the sampling distribution
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -49,7 +50,7 @@ class Rollout:
         idx = torch.tensor(rows, device=self.input_ids.device)
         return Rollout(self.input_ids[idx], self.attention_mask[idx], self.prompt_len, self.completion_ids[idx],
                        self.completion_mask[idx], [self.texts[i] for i in rows],
-                       None if self.entropy is None else self.entropy[idx])
+                       None if self.entropy is None else self.entropy[idx], None if self.logp is None else self.logp[idx])
 
     @staticmethod
     def cat(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -62,10 +63,12 @@ class Rollout:
         def pad(x: torch.Tensor, left: int, right: int, value: int) -> torch.Tensor:
             return torch.nn.functional.pad(x, (left, right), value=value)
 
-        ids, att, cids, cmask, ent = [], [], [], [], []
+        def per_token(name: str) -> torch.Tensor | None:
+            xs = [getattr(r, name) for r in parts]
+            return None if any(x is None for x in xs) else torch.cat([pad(x, 0, lc - x.shape[1], 0) for x in xs])
+
+        ids, att, cids, cmask = [], [], [], []
         for r in parts:
-            if r.entropy is not None:
-                ent.append(pad(r.entropy, 0, lc - r.entropy.shape[1], 0))
             left, right = lp - r.prompt_len, lc - r.completion_ids.shape[1]
             ids.append(torch.cat([pad(r.input_ids[:, : r.prompt_len], left, 0, pad_id),
                                   pad(r.completion_ids, 0, right, pad_id)], dim=1))
@@ -74,7 +77,7 @@ class Rollout:
             cids.append(pad(r.completion_ids, 0, right, pad_id))
             cmask.append(pad(r.completion_mask, 0, right, 0))
         return Rollout(torch.cat(ids), torch.cat(att), lp, torch.cat(cids), torch.cat(cmask),
-                       [t for r in parts for t in r.texts], torch.cat(ent) if len(ent) == len(parts) else None)
+                       [t for r in parts for t in r.texts], per_token("entropy"), per_token("logp"))
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
@@ -194,8 +197,9 @@ def generate(
     with merge:
         chunks = _generate_chunks(model, cfg, eos, pad, ids, att, max_new_tokens, do_sample, temperature, group_size)
     model.train(was_training)
-    comp_ids = torch.cat([c for c, _ in chunks])
-    entropy = torch.cat([e for _, e in chunks]) if all(e is not None for _, e in chunks) else None
+    comp_ids = torch.cat([c for c, _, _ in chunks])
+    entropy, logp = (torch.cat([c[k] for c in chunks]) if all(c[k] is not None for c in chunks) else None
+                     for k in (1, 2))
     ids = ids.repeat_interleave(group_size, dim=0)
     att = att.repeat_interleave(group_size, dim=0)
     # Trim columns that no row uses (every row finished earlier).
@@ -205,21 +209,23 @@ def generate(
     texts = tok.batch_decode(comp_ids * mask.long() + pad * (1 - mask.long()), skip_special_tokens=True)
     return Rollout(input_ids=torch.cat([ids, comp_ids], dim=1), attention_mask=torch.cat([att, mask.long()], dim=1),
                    prompt_len=lp, completion_ids=comp_ids, completion_mask=mask, texts=texts,
-                   entropy=None if entropy is None else entropy[:, :width])
+                   entropy=None if entropy is None else entropy[:, :width],
+                   logp=None if logp is None else logp[:, :width])
 
 
 def _generate_chunks(
     model: Any, cfg: TrainConfig, eos: list[int], pad: int, ids: torch.Tensor, att: torch.Tensor,
     max_new_tokens: int, do_sample: bool, temperature: float, group_size: int,
-) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Generation over chunks of about ``gen_batch_size`` rows; completions padded to ``max_new_tokens``."""
+) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+    """Generation over chunks of about ``gen_batch_size`` rows; completions (and, from the rlbook sampler, each
+    token's entropy and log-prob) padded to ``max_new_tokens``."""
     per_chunk = max(1, cfg.gen_batch_size // group_size)  # prompts per chunk
     chunks = []
     for s in range(0, ids.shape[0], per_chunk):
         p_ids, p_att = ids[s : s + per_chunk], att[s : s + per_chunk]
-        ent = None
+        ent = lp = None
         if cfg.generation_backend == "rlbook":
-            comp, _, ent = sample_groups(model, p_ids, p_att, group_size, max_new_tokens, eos, pad,
+            comp, lp, ent = sample_groups(model, p_ids, p_att, group_size, max_new_tokens, eos, pad,
                                          do_sample=do_sample, temperature=temperature, top_p=cfg.top_p,
                                          return_logprobs=True)
         else:
@@ -233,9 +239,9 @@ def _generate_chunks(
         if comp.shape[1] < max_new_tokens:  # generation stopped early: pad to a common width
             fill = torch.full((comp.shape[0], max_new_tokens - comp.shape[1]), pad, device=comp.device)
             comp = torch.cat([comp, fill], dim=1)
-            if ent is not None:
-                ent = torch.nn.functional.pad(ent, (0, max_new_tokens - ent.shape[1]))
-        chunks.append((comp, ent))
+            ent, lp = (None if x is None else torch.nn.functional.pad(x, (0, max_new_tokens - x.shape[1]))
+                       for x in (ent, lp))
+        chunks.append((comp, ent, lp))
     return chunks
 
 

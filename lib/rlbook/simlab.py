@@ -166,6 +166,7 @@ def make_context(batch: Batch, step: int = 0, total_steps: int = 1) -> dict[str,
         "answer_ids": batch.rewards.long(),  # one arm: the right answer and one wrong answer
         "prompt_ids": torch.arange(r.shape[0]),
         "seq_log_ratio": (logp - logp_ref).float(),
+        "spo_drift": torch.zeros(r.shape[0]),  # the bandit keeps no earlier responses: no measured drift
         "max_new_tokens": MAX_NEW_TOKENS,
         "step": step,
         "total_steps": total_steps,

@@ -43,13 +43,14 @@ class UpdateInputs:
 
 
 def _loss_context(inp: UpdateInputs, mb: list[int], ids: torch.Tensor, lc: int, entropy: torch.Tensor | None,
-                  ref: torch.Tensor | None, logp: torch.Tensor, G: int) -> dict[str, Any]:
+                  ref: torch.Tensor | None, logp: torch.Tensor, G: int, max_new_tokens: int) -> dict[str, Any]:
     idx = torch.tensor(mb, device=logp.device)
     ctx: dict[str, Any] = {
         "entropy": entropy if entropy is not None else torch.zeros_like(logp),
         "token_ids": ids[:, -lc:],
         "group_ids": idx // G,
         "ref_logp": ref,
+        "max_new_tokens": max_new_tokens,
     }
     for key, value in inp.row_context.items():
         v = value.to(logp.device).index_select(0, idx)
@@ -73,7 +74,7 @@ def micro_batch_loss(model: Any, cfg: TrainConfig, comp: Components, inp: Update
     a = inp.advantages[mb].to(logp.device)
     a = a[:, :lc] if a.dim() == 2 else a
     ref = torch.stack([inp.ref_logp[r][:lc] for r in mb]) if inp.ref_logp else None
-    context = _loss_context(inp, mb, ids, lc, entropy, ref, logp, cfg.group_size)
+    context = _loss_context(inp, mb, ids, lc, entropy, ref, logp, cfg.group_size, cfg.max_new_tokens)
     token_loss, info = losses.compute(cfg.loss, logp, old, a, cmask, context=context, **comp.loss.kwargs)
     kl_sum = 0.0
     if cfg.kl_coef > 0 and ref is not None:

@@ -6,7 +6,7 @@
 >>> adv = estimators.compute("grpo", rewards, context=estimators.example_context(P, G))  # doctest: +SKIP
 
 Families: ``baselines`` (REINFORCE, RLOO, REINFORCE++), ``group`` (GRPO and its variants, BNPO, NGRPO,
-A-GRAE, Stratified), ``multi`` (DVAO, conditional/HDPO, DRPO), ``confidence`` (ACE, ARM, CANON, COPO),
+A-GRAE, Stratified), ``multi`` (DVAO, conditional/HDPO), ``confidence`` (ACE, ARM, CANON, COPO),
 ``stateful`` (single-stream SPO tracker).  See docs/ARCHITECTURE.md for the contract.
 """
 
@@ -69,6 +69,7 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
                                   torch.randint(1, 4, (P, G), generator=gen)),
         "prompt_ids": torch.randperm(10 * P + 10, generator=gen)[:P],
         "seq_log_ratio": torch.randn(P, G, generator=gen) * 0.5,
+        "spo_drift": torch.rand(P, generator=gen) * 0.1,  # per-token policy drift on each prompt's last response
         "max_new_tokens": max_new_tokens,
         "step": 3,
         "total_steps": 10,

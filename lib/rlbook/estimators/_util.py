@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlbook.config import ParamError
+
 EPS = 1e-6
 
 
@@ -48,8 +50,37 @@ def masked_group_stats(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Te
     return mean, var.sqrt(), n
 
 
-def to_unit(x: Tensor, min_value: float, max_value: float) -> Tensor:
-    """Affine map of ``[min_value, max_value]`` onto ``[0, 1]``, clamped."""
+def to_unit(x: Tensor, min_value: float, max_value: float, name: str = "reward") -> Tensor:
+    """Affine map of the declared range ``[min_value, max_value]`` onto ``[0, 1]``.
+
+    Nothing is clamped: a value outside the declared range is a ``ParamError`` that names the value and
+    the bounds (a reward outside its declared range is a configuration error, not noise to hide).
+    """
     if max_value <= min_value:
-        raise ValueError(f"max_value={max_value} must be > min_value={min_value}")
-    return ((x - min_value) / (max_value - min_value)).clamp(0.0, 1.0)
+        raise ParamError(f"max_value={max_value!r} must be > min_value={min_value!r}")
+    unit = (x - min_value) / (max_value - min_value)
+    bad = (unit < -1e-6) | (unit > 1 + 1e-6) | ~torch.isfinite(unit)
+    if bool(bad.any()):
+        value = float(x[bad].flatten()[0])
+        raise ParamError(
+            f"{name} value {value!r} is outside the declared range [min_value={min_value!r}, "
+            f"max_value={max_value!r}]; declare bounds that contain every {name}"
+        )
+    return unit.clamp(0.0, 1.0)  # only float rounding (|excess| <= 1e-6) is removed here
+
+
+def token_weighted_whiten(values: Tensor, lengths: Tensor, eps: float = 1e-8) -> Tensor:
+    """Whiten per-sample ``values`` over all completion *tokens* of the batch (verl ``masked_whiten``).
+
+    Each sample's value is repeated on each of its ``lengths`` tokens, so with N = sum(lengths):
+    mean = sum(L_i x_i) / N, var = [sum(L_i (x_i - mean)^2) / N] * N / (N - 1) (Bessel over tokens), and
+    the result is (x - mean) / sqrt(var + eps), eps = 1e-8 inside the root as in verl.  With fewer than two
+    tokens in the batch (verl raises there) every advantage is 0.
+    """
+    w = lengths.to(values.dtype).clamp(min=0.0)
+    n = w.sum()
+    if float(n) < 2.0:
+        return torch.zeros_like(values)
+    mean = (w * values).sum() / n
+    var = (w * (values - mean) ** 2).sum() / n * (n / (n - 1.0))
+    return (values - mean) * torch.rsqrt(var + eps)

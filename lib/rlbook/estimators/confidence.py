@@ -11,7 +11,7 @@ from torch import Tensor
 from rlbook.config import ParamError
 
 from ._registry import register
-from ._util import EPS, grpo_advantage, masked_group_stats, whiten
+from ._util import EPS, grpo_advantage, masked_group_stats
 
 
 @register("ace")
@@ -79,12 +79,15 @@ def canon(
     A_intra, divided by the group std (+ eps) when ``scale``.  No direction of the metric is presumed:
     whichever half has the higher mean reward is pushed up.  If a half is empty both terms fall back
     to r - group mean.
-    Source: "Conditional Advantage Estimation for Reinforcement Learning in Large Reasoning Models"
-    (CANON, 2025), abstract.  No public code was found: the two-term form and the median split are
-    our reading of "regroups the sampled responses into two groups based on the higher or lower value
-    of a target metric, measures which metric trend contributes to better performance through
-    inter-group comparison, and identifies the better response within the same group".  The paper's
-    main metric is token entropy, which the trainer does not pass: ``metric`` is ``"length"`` or
+    Source: Chen et al., "Conditional Advantage Estimation for Reinforcement Learning in Large Reasoning
+    Models" (CANON, 2025, arXiv 2509.23962).  Written from the abstract and NOT yet aligned with the public
+    code, github.com/biuboomc/CANON (commit 7d6f814) ``verl/trainer/ppo/core_algos.py::
+    compute_dr_length_on_mean_group_outcome_advantage`` (and the entropy variants).  Differences from that
+    code: it splits each group by sorted rank (the first n // 2 by length are "short"), we by the
+    median (ties go low); it has an extra asymmetry ``alpha`` and offset ``beta`` (1 and 0 by default, which
+    give our form) and divides by the constant ``max_length`` instead of the group std (Dr. GRPO style);
+    ``scripts/setups.sh`` uses ``_lambda`` (our ``inter_weight``) = 1.0, our default is 0.5.  The paper's
+    main metric is per-token entropy, which the trainer does not pass: ``metric`` is ``"length"`` or
     ``"log_ratio"`` (per-token log-ratio to the reference).
     """
     if metric == "length":
@@ -115,32 +118,71 @@ def canon(
     return adv
 
 
+def answer_entropy_bits(answer_ids: Tensor, eps: float = 1e-8) -> Tensor:
+    """Base-2 entropy of each group's extracted-answer distribution, ``[P]``: -sum_a p_a log2(p_a + 1e-8).
+
+    p_a = share of the group's completions with answer id a (COPO's ``entropy_from_list``, eps as there).
+    """
+    out = []
+    for row in answer_ids:
+        counts = torch.unique(row, return_counts=True)[1].double()
+        probs = counts / counts.sum()
+        out.append(-(probs * torch.log2(probs + eps)).sum())
+    return torch.stack(out).to(torch.float32).to(answer_ids.device)
+
+
 @register("copo")
 def copo(
     rewards: Tensor,
     *,
-    min_value: float = 0.0,
-    max_value: float = 1.0,
+    answer_ids: Tensor | None = None,
+    k: float = 20.0,
+    b: float = 0.5,
+    blend: str = "soft_with_zero",
+    reward_coef: bool = False,
     eps: float = EPS,
 ) -> Tensor:
-    """Consistency-aware advantage: local GRPO blended by outcome entropy with a global, batch-level term.
+    """COPO: the group (local) advantage blended with a batch-level (global) one by answer entropy.
 
-    p = group mean reward mapped to [0, 1]; the global term gives every sample of a prompt the batch
-    z-score of p (all-correct, consistent groups up, all-wrong groups down; over the batch's prompts);
-    the blend weight is the normalised binary entropy h(p) = H(p) / ln 2 of the group's outcomes:
-    A = h(p) A_GRPO + (1 - h(p)) A_global.  Mixed groups (h = 1 at p = 0.5) are pure GRPO; all-same
-    groups (h = 0), whose GRPO advantage is 0, get the global signal.
-    Source: Han et al., "COPO: Consistency-Aware Policy Optimization" (2025), arXiv 2508.04138,
-    abstract: a structured global reward based on outcome consistency and an entropy-based soft
-    blending of local and global optimisation.  The code (github.com/hijih/copo-code) is not in the
-    store we could reach; the global reward (the group's consistency-weighted accuracy p, z-scored
-    over the batch) and the weight h(p) are our assumptions.  The paper blends two losses; we blend
-    advantages (equivalent for losses linear in the advantage).
+    H_g = base-2 entropy of group g's extracted answers (``answer_ids``: equal ids = equal answers),
+    A_local = GRPO advantage, R_g = group mean reward (x (1 - lambda H_g), lambda = (1 - 1/G) / log2 G, if
+    ``reward_coef``), A_global = (R_g - mean_g R) / (std_g R + eps) (unbiased std over the batch's groups,
+    the same for every completion of the group), w = sigmoid(k (H_g - b)), with ``blend="soft_with_zero"``
+    w_i = w [r_i != 0] (a completion with reward 0 gets the global term only) and ``blend="only_soft"``
+    w_i = w.  Advantage: A_i = w_i A_local,i + (1 - w_i) A_global,g.
+
+    Source: Han et al., "COPO: Consistency-Aware Policy Optimization" (2025, arXiv 2508.04138); code
+    github.com/hijih/copo-code ``verl/trainer/ppo/core_algos.py`` (commit f66883f):
+    ``compute_score_global`` / ``compute_grpo_outcome_advantage_with_global`` (H, R, A_global) and
+    ``compute_policy_loss_with_global`` (w, the ``global_flg`` modes ``soft-with-zero`` / ``only-soft``).
+    Loss level vs advantage level: the code blends two PPO losses, L = (1-w) f(A_global, rho) + w f(A_local,
+    rho), with f the clipped (and dual-clipped) surrogate.  Wherever no clip is active, i.e. rho in
+    [1 - eps_low, 1 + eps_high] (and rho < dual_clip), f(A, rho) = -A rho for both signs of A, so
+    L = -rho (w A_local + (1-w) A_global) = f(A_i, rho) in value and gradient.  The trainer's first epoch has
+    rho = 1 exactly (old log-probs are the same forward), so with ``inner_epochs = 1`` this estimator with
+    ``ppo_clip`` (or ``cispo``, linear in A) is exactly the code's loss.  With ``inner_epochs > 1`` they can
+    differ on clipped tokens of completions whose local and global advantages have opposite signs.
+    Defaults: k = 20, b = 0.5 as the issue states (the function default in the code is k = 1, b = 0.5;
+    ``run_copo.sh`` uses k = 5, b = 1, soft-with-zero, no reward_coef; ``run_wo_onlyZero.sh`` k = 20,
+    b = 1.5, only-soft).  Differences: a single prompt gets A_global = 0 (the code's std of one value is
+    NaN); the code's extracted answer is a string (a missing answer falls back to the text's tail), ours
+    the trainer's ids (a missing answer has its own id).
     """
-    if max_value <= min_value:
-        raise ParamError(f"max_value={max_value!r} must be > min_value={min_value!r}")
+    if answer_ids is None:
+        raise ParamError("estimator 'copo' needs context 'answer_ids' (equal ids = equal extracted answers)")
+    if blend not in ("soft_with_zero", "only_soft"):
+        raise ParamError(f"blend={blend!r} is not allowed; allowed: soft_with_zero, only_soft")
     local = grpo_advantage(rewards, eps=eps)
-    p = ((rewards.mean(dim=1, keepdim=True) - min_value) / (max_value - min_value)).clamp(0.0, 1.0)
-    glob = whiten(p, eps=eps).expand_as(rewards)
-    h = -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)) / math.log(2.0)
-    return h * local + (1 - h) * glob
+    h = answer_entropy_bits(answer_ids).to(rewards.device)
+    r_group = rewards.mean(dim=1)
+    g = rewards.shape[1]
+    if reward_coef and g > 1:
+        r_group = r_group * (1.0 - (1.0 - 1.0 / g) / math.log2(g) * h)
+    if r_group.numel() > 1:
+        glob = (r_group - r_group.mean()) / (r_group.std(correction=1) + eps)
+    else:
+        glob = torch.zeros_like(r_group)
+    w = torch.sigmoid(k * (h - b)).unsqueeze(1).expand_as(rewards)
+    if blend == "soft_with_zero":
+        w = w * (rewards != 0).to(rewards.dtype)
+    return w * local + (1.0 - w) * glob.unsqueeze(1)

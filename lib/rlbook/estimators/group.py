@@ -49,18 +49,20 @@ def lite_ppo(rewards: Tensor, *, eps: float = EPS) -> Tensor:
 def ngrpo(rewards: Tensor, *, max_reward: float = 1.0, n_virtual: int = 1, eps: float = EPS) -> Tensor:
     """GRPO whose group mean and std also count ``n_virtual`` virtual samples of reward ``max_reward``.
 
-    An all-wrong group then gets negative advantages instead of zeros (advantage calibration).
+    An all-wrong group then gets negative advantages instead of zeros (advantage calibration); a group
+    of one gets A = r (mean 0, std 1, no virtual sample: the code's convention).
     Source: Nan et al., "NGRPO: Negative-enhanced Group Relative Policy Optimization" (2025); code:
-    github.com/nangongrui-ngr/NGRPO ``verl/trainer/ppo/core_algos.py::compute_ngrpo_outcome_advantage``
-    (mean and unbiased std over the group plus ``add_max_reward_num`` copies of ``max_reward``).
-    Same as the code; the paper's asymmetric clipping is a loss setting (looser upper clip for
-    positive advantages, stricter lower clip for negative ones: ``eps_high`` > ``eps_low``, the
-    official script uses 0.24 / 0.16), not part of this estimator.
+    github.com/nangongrui-ngr/NGRPO (commit e7a3804) ``verl/trainer/ppo/core_algos.py::
+    compute_ngrpo_outcome_advantage`` (mean and unbiased std over the group plus ``add_max_reward_num``
+    copies of ``max_reward``; eps 1e-6 added to the std).  Same as the code.  The rest of the method is
+    trainer settings, not this estimator: asymmetric clipping (``train_scripts/train_qwen2.5-math-7b_ngrpo.sh``:
+    clip_ratio_low 0.16, clip_ratio_high 0.24), token-mean aggregation, and the filter that drops only
+    all-correct groups (``filter_groups.strategy=all_correct``).
     """
     if n_virtual < 0:
         raise ParamError(f"n_virtual={n_virtual!r} must be >= 0")
     p, g = rewards.shape
-    if g == 1 and n_virtual == 0:
+    if g == 1:
         return rewards.clone()
     virtual = torch.full((p, n_virtual), float(max_reward), dtype=rewards.dtype, device=rewards.device)
     aug = torch.cat([rewards, virtual], dim=1)
@@ -102,33 +104,44 @@ def bnpo(
     part_weights: Tensor | None = None,
     min_value: float = 0.0,
     max_value: float = 1.0,
+    part_bounds: list[list[float]] | None = None,
     max_weight: float = 1e6,
-    decompose: bool = True,
+    decompose: bool = False,
 ) -> Tensor:
     """Beta-normalised advantage A_i = (r_i - p) / Beta_pdf(p; alpha, beta).
 
-    p = group mean of the rewards mapped to [0, 1] by (min_value, max_value); a Beta is fitted to the
-    batch's group means by moments: m = mean(p), v = var(p) (unbiased), a = (m(1-m)/v - 1) m,
-    b = (m(1-m)/v - 1)(1-m), alpha = max(1, 1 + a/3), beta = max(1, 1 + b/3); 1/pdf is capped at
-    ``max_weight``.  With ``reward_parts`` of K > 1 parts and ``decompose``, each part is normalised
-    separately (mapped by the same min/max) and the advantages are summed with ``part_weights``
-    (the paper's advantage decomposition).
+    r is mapped to [0, 1] by the declared bounds (min_value, max_value); a reward outside them is a
+    ``ParamError`` (never clamped).  p = group mean of the mapped rewards (0 for a group of one); a Beta is
+    fitted to the batch's group means by moments: m = mean(p), v = var(p) (unbiased; m = 0, v = 1 for a
+    single prompt), a = (m(1-m)/v - 1) m, b = (m(1-m)/v - 1)(1-m), alpha = max(1, 1 + a/3),
+    beta = max(1, 1 + b/3); 1/pdf is capped at ``max_weight``.
 
-    Source: Xiao et al., "BNPO: Beta Normalization Policy Optimization" (2025), Eq. for alpha/beta and
-    Sec. "advantage decomposition"; code: github.com/changyi7231/BNPO
-    ``recipe/bnpo/src/bnpo_ray_trainer.py::compute_bnpo_outcome_advantage``.  Differs from the code
-    only where the code divides by zero: when all group means are equal (v = 0, e.g. an all-0 or
-    all-1 batch) we use alpha = beta = 1, i.e. A = r - p.
+    Advantage decomposition (``decompose=True``, off by default as in the code): each reward part k of
+    ``reward_parts`` (those with a non-zero ``part_weights`` entry) is mapped by its own bounds
+    ``part_bounds[k] = [min, max]`` (default [0, 1] each), normalised separately, and the advantage is the
+    *unweighted mean* of the per-part advantages, A = (1/K) sum_k A_k.
+
+    Source: Xiao et al., "BNPO: Beta Normalization Policy Optimization" (2025), alpha/beta moment fit and
+    "advantage decomposition"; code: github.com/changyi7231/BNPO (commit a9c51b9)
+    ``recipe/bnpo/src/bnpo_ray_trainer.py::compute_bnpo_outcome_advantage`` and, for the decomposition,
+    ``RayBNPOTrainer.fit`` (``use_advantage_decomposition``: the advantages of every ``*reward_tensor``
+    part are summed and divided by their count; ``run.sh`` sets it False).  Differences: the code asserts
+    only that each group mean lies in [0, 1], we check every mapped reward; the code calls the per-part
+    estimator with the default bounds [0, 1] (it has no per-part bounds); where the code divides by zero
+    (all group means equal, v = 0, e.g. an all-0 or all-1 batch) we use alpha = beta = 1, i.e. A = r - p.
     """
-    if reward_parts is not None and decompose and reward_parts.dim() == 3 and reward_parts.shape[-1] > 1:
-        k = reward_parts.shape[-1]
-        w = part_weights if part_weights is not None else torch.ones(k, device=rewards.device)
-        parts = [
-            _bnpo_single(to_unit(reward_parts[..., i].float(), min_value, max_value), max_weight)
-            for i in range(k)
-        ]
-        return sum(float(w[i]) * parts[i] for i in range(k))
-    return _bnpo_single(to_unit(rewards, min_value, max_value), max_weight)
+    k = reward_parts.shape[-1] if reward_parts is not None and reward_parts.dim() == 3 else 1
+    if not decompose or k == 1:
+        return _bnpo_single(to_unit(rewards, min_value, max_value), max_weight)
+    if part_bounds is not None and len(part_bounds) != k:
+        raise ParamError(f"part_bounds has {len(part_bounds)} entries for {k} reward parts; give one [min, max] each")
+    used = [i for i in range(k) if part_weights is None or float(part_weights[i]) != 0.0]
+    per_part = []
+    for i in used:
+        lo, hi = part_bounds[i] if part_bounds is not None else (0.0, 1.0)
+        unit = to_unit(reward_parts[..., i].float(), float(lo), float(hi), name=f"reward part {i}")
+        per_part.append(_bnpo_single(unit, max_weight))
+    return torch.stack(per_part).mean(dim=0)
 
 
 @register("a_grae")
@@ -140,25 +153,32 @@ def a_grae(
     curriculum: str = "accuracy",
     positive_alpha: float = 1.0,
     norm_std: bool = True,
+    min_value: float = 0.0,
+    max_value: float = 1.0,
     eps: float = EPS,
 ) -> Tensor:
     """Asymmetric GRAE: GRPO advantage reweighted for difficulty and with positive advantages scaled down.
 
-    With p = group accuracy (rewards in [0, 1]) and t in [0, 1] the training progress:
+    With A the GRPO advantage, p = group accuracy (group mean of the rewards mapped to [0, 1] by the
+    declared bounds; outside them is a ``ParamError``), m = batch mean of p and t in [0, 1] the progress:
       A' = 0.5 A [ (1 - t) / (1 - sqrt(p) + eps) + t / (sqrt(p) + eps) ]   (easy first, hard later)
-      A' <- A' * min(1, m / positive_alpha)   where A' > 0, m = batch mean accuracy.
-    Source: "Unveiling Implicit Advantage Symmetry: Why GRPO Struggles with Exploration and Difficulty
-    Adaptation" (2026); code: github.com/Yu7-code/A-GRAE ``verl/trainer/ppo/core_algos.py::
-    compute_grpo_outcome_advantage`` (``grpo_weight == 2.0`` branch).  The code uses the batch mean
-    accuracy m as the progress t (``curriculum="accuracy"``, the default, as the code);
-    ``curriculum="step"`` uses step / total_steps instead (our addition: the code's trainer also
-    anneals a ``grpo_weight`` from 2 to 1 with steps, but that only gates the branch on/off).
-    ``positive_alpha`` is the code's ``alpha`` (1 for math).
+      A' <- A' * min(1, m / positive_alpha)   where A' > 0.
+    Source: Yu et al., "Unveiling Implicit Advantage Symmetry: Why GRPO Struggles with Exploration and
+    Difficulty Adaptation" (2026, arXiv 2602.05548): the asymmetric suppression of correct trajectories and
+    the easy-to-hard shift guided by the batch mean reward.  The formula above is the ``grpo_weight == 2.0``
+    branch of github.com/Yu7-code/A-GRAE (commit 5f129ef) ``verl/trainer/ppo/core_algos.py::
+    compute_grpo_outcome_advantage`` (t = m, ``alpha = 1`` for math).  The released trainer never runs that
+    branch: ``ray_trainer.py`` passes grpo_weight = cfg + (global_steps / total_steps) * (1 - cfg), and with
+    cfg = 2.0 (``run_qwen2.5-math-7b-grpo-agrae.sh``) and global_steps >= 1 this is never exactly 2.0, so the
+    released code trains plain GRPO.  We implement what the paper states (the branch), not what the released
+    trainer runs.  ``curriculum="accuracy"`` (default) uses t = m as the branch does; ``curriculum="step"``
+    uses t = step / total_steps (our addition).  A group of one uses p = its own mapped reward (the code's
+    group mean would be 0).
     """
     if curriculum not in ("accuracy", "step"):
         raise ParamError(f"curriculum={curriculum!r} is not allowed; allowed: accuracy, step")
     adv = grpo_advantage(rewards, eps=eps, scale=norm_std)
-    p = rewards.mean(dim=1, keepdim=True).clamp(0.0, 1.0)
+    p = to_unit(rewards, min_value, max_value).mean(dim=1, keepdim=True)
     m = p.mean()
     t = m if curriculum == "accuracy" else torch.tensor(min(max(step / max(total_steps, 1), 0.0), 1.0))
     sq = p.sqrt()

@@ -1,4 +1,6 @@
-"""Estimators for several reward channels: variance-adaptive mixing, conditional channels, decoupled length."""
+"""Estimators for several reward channels: variance-adaptive mixing and conditional channels.
+
+DRPO's decoupled length reward is a loss (``rlbook.losses`` ``drpo``), not an advantage."""
 
 from __future__ import annotations
 
@@ -89,39 +91,3 @@ def conditional(
     mean, std, _ = masked_group_stats(score, ok)
     eff = torch.where(ok, (score - mean) / (std + eps), torch.zeros_like(score))
     return acc + weight * eff
-
-
-@register("drpo")
-def drpo(
-    rewards: Tensor,
-    *,
-    correct: Tensor,
-    lengths: Tensor,
-    max_new_tokens: int = 1,
-    tau: float = 0.5,
-    min_positive: float = 0.1,
-    eps: float = EPS,
-) -> Tensor:
-    """Decoupled length reward: correct samples are weighted by length only among themselves, never negative.
-
-    Â = GRPO advantage of correctness (``correct`` as 0/1).  Incorrect samples keep Â (<= 0).  Correct
-    samples get A_i = w_i * max(Â_i, min_positive), with importance weights from the closed-form
-    optimal positive distribution q(y) ∝ pi(y) exp(r_len(y) / tau), r_len = -length / max_new_tokens,
-    self-normalised over the group's correct samples: w_i = n_c * softmax_correct(r_len / tau)_i
-    (mean 1, always > 0).  So a long correct answer gets a smaller but still positive advantage.
-    Source: Li et al., "DRPO: Efficient Reasoning via Decoupled Reward Policy Optimization" (2025),
-    abstract and the closed-form positive distribution with importance weighting.  Ours is an
-    advantage-level approximation of the paper's discriminative objective: ``min_positive`` (our
-    addition) keeps a length signal in all-correct groups, where GRPO's Â is 0; ``tau`` plays the role
-    of the paper's KL-regularisation strength.
-    """
-    ok = correct.bool()
-    base = grpo_advantage(ok.float(), eps=eps)
-    r_len = -lengths.float() / max(int(max_new_tokens), 1)
-    logits = torch.where(ok, r_len / tau, torch.full_like(r_len, float("-inf")))
-    n_ok = ok.sum(dim=1, keepdim=True).float()
-    any_ok = n_ok > 0
-    soft = torch.softmax(torch.where(any_ok, logits, torch.zeros_like(logits)), dim=1)
-    w = soft * n_ok
-    pos = w * torch.clamp(base, min=min_positive)
-    return torch.where(ok, pos, base)
