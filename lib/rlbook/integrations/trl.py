@@ -330,8 +330,11 @@ class RlbookGRPOTrainer(GRPOTrainer):
             "total_steps": int(self.state.max_steps or 1),
             "state": self.rlbook_state,
         }
-        if "seq_log_ratio" in inspect.signature(estimators.get(self.rlbook_estimator)).parameters:
-            context["seq_log_ratio"] = self._seq_log_ratio(out).to(parts.device).view(P, group)
+        wanted = inspect.signature(estimators.get(self.rlbook_estimator)).parameters.get("seq_log_ratio")
+        if wanted is not None:
+            ratio = self._seq_log_ratio(out, required=wanted.default is inspect.Parameter.empty)
+            if ratio is not None:
+                context["seq_log_ratio"] = ratio.to(parts.device).view(P, group)
         adv = estimators.compute(self.rlbook_estimator, reward, context=context, **self.rlbook_estimator_kwargs)
         return adv.reshape(n, *adv.shape[2:])
 
@@ -344,8 +347,12 @@ class RlbookGRPOTrainer(GRPOTrainer):
             return torch.arange(P, device=device)
         return torch.tensor([int(ids[g * group]) for g in range(P)], device=device)
 
-    def _seq_log_ratio(self, out: Mapping[str, Any]) -> Tensor:
-        """Sum over completion tokens of log pi_theta - log pi_ref, gathered over processes, ``[N]``."""
+    def _seq_log_ratio(self, out: Mapping[str, Any], required: bool) -> Tensor | None:
+        """Sum over completion tokens of log pi_theta - log pi_ref, gathered over processes, ``[N]``.
+
+        ``None`` when there is no reference policy (no PEFT adapter, ``beta == 0``) and the estimator can do
+        without it; a ParamError when it cannot.
+        """
         ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         att = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
         width = out["completion_ids"].shape[1]
@@ -356,15 +363,19 @@ class RlbookGRPOTrainer(GRPOTrainer):
                 cur = self._get_per_token_logps_and_entropies(self.model, ids, att, width, batch_size=size)[0]
             ref = out.get("ref_per_token_logps")
             if ref is None:
-                ref = self._reference_logps(ids, att, width, size)
+                ref = self._reference_logps(ids, att, width, size, required)
+            if ref is None:
+                return None
         mask = self._loss_mask(out).to(cur.dtype)
         return self.accelerator.gather(((cur - ref) * mask).sum(1))
 
-    def _reference_logps(self, ids: Tensor, att: Tensor, width: int, size: int) -> Tensor:
+    def _reference_logps(self, ids: Tensor, att: Tensor, width: int, size: int, required: bool) -> Tensor | None:
         if getattr(self, "ref_model", None) is not None:
             return self._get_per_token_logps_and_entropies(self.ref_model, ids, att, width, batch_size=size)[0]
         unwrapped = self.accelerator.unwrap_model(self.model)
         if not hasattr(unwrapped, "peft_config"):
+            if not required:
+                return None
             raise ParamError(f"estimator {self.rlbook_estimator!r} needs the reference policy: train a PEFT adapter "
                              "(the reference is the adapter disabled) or set GRPOConfig(beta > 0)")
         with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
