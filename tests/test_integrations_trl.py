@@ -190,6 +190,11 @@ def test_grpo_config_kwargs_maps_rlbook_settings():
     assert (kw["num_generations"], kw["num_iterations"], kw["beta"], kw["epsilon"], kw["epsilon_high"]) == (2, 2, 0.01, 0.2, 0.28)
     assert (kw["max_completion_length"], kw["learning_rate"], kw["max_steps"]) == (64, 1e-5, 7)
     assert kw["use_bias_correction_kl"] is False and dropped == {}
+    # on 4 processes: 3 samples each, one micro-batch of 3, the same global batch of 12
+    kw4, _ = rt.grpo_config_kwargs(train, num_processes=4)
+    assert (kw4["generation_batch_size"], kw4["per_device_train_batch_size"], kw4["gradient_accumulation_steps"]) == (12, 3, 1)
+    with pytest.raises(ParamError, match="over 5 processes"):
+        rt.grpo_config_kwargs(train, num_processes=5)
     dapo = {**train, **method_train("dapo")}
     assert rt.grpo_config_kwargs(dapo)[1] == {"dynamic_sampling": True}
     assert rt.trainer_kwargs(dapo)["aggregation"] == "token_mean"

@@ -144,24 +144,28 @@ def _micro_batch(batch: int, wanted: int) -> int:
     return max(d for d in range(1, min(batch, wanted) + 1) if batch % d == 0)
 
 
-def grpo_config_kwargs(train: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def grpo_config_kwargs(train: Mapping[str, Any], num_processes: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(GRPOConfig kwargs, rlbook settings TRL cannot apply)`` for rlbook train settings (``TrainConfig`` fields).
 
-    One optimizer step is ``prompts_per_step x group_size`` samples, trained in equal micro-batches of at most
-    ``micro_batch_size`` on one process (with N processes ``accelerate`` runs N such batches per step: divide
-    ``prompts_per_step`` by N to keep the global batch).  The rlbook-specific settings (estimator, loss,
+    One optimizer step is ``prompts_per_step x group_size`` samples over all ``num_processes`` processes, as
+    one rlbook step: each process trains ``batch / num_processes`` of them in equal micro-batches of at most
+    ``micro_batch_size`` (gradient accumulation over the rest).  TRL's ``generation_batch_size`` is global, so
+    one generation feeds exactly one optimizer step.  The rlbook-specific settings (estimator, loss,
     aggregation, kl_kind) go to :class:`RlbookGRPOTrainer`, see :func:`trainer_kwargs`.
     """
     from rlbook.config import TrainConfig, build
 
     cfg = build(TrainConfig, dict(train), "train")
     batch = cfg.prompts_per_step * cfg.group_size
-    micro = _micro_batch(batch, cfg.micro_batch_size)
+    if num_processes < 1 or batch % num_processes:
+        raise ParamError(f"prompts_per_step x group_size = {batch} samples cannot be split over {num_processes} "
+                         "processes; make it a multiple of the number of processes")
+    micro = _micro_batch(batch // num_processes, cfg.micro_batch_size)
     kwargs = {
         "num_generations": cfg.group_size,
         "generation_batch_size": batch,
         "per_device_train_batch_size": micro,
-        "gradient_accumulation_steps": batch // micro,
+        "gradient_accumulation_steps": batch // num_processes // micro,
         "max_completion_length": cfg.max_new_tokens,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
