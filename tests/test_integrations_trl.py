@@ -119,6 +119,13 @@ def test_one_trl_step_gives_rlbook_trainers_advantages(tmp_path, tok, task, esti
         by_hand = r - (r.sum(1, keepdim=True) - r) / (G - 1)
         assert torch.allclose(adv, by_hand.view(-1), atol=1e-6)
     assert trainer.state.global_step == 1
+    if estimator == "single_stream":  # the tracker's state goes into TRL's checkpoint and comes back on resume
+        trainer._save_checkpoint(trainer.model, None)
+        saved = trainer.rlbook_state.state_dict()
+        assert len(saved["prompt_ids"]) == P
+        trainer.rlbook_state.table.clear()
+        trainer._load_optimizer_and_scheduler(str(tmp_path / "checkpoint-1"))
+        torch.testing.assert_close(trainer.rlbook_state.state_dict(), saved, equal_nan=True, rtol=0, atol=0)
 
 
 def test_estimator_with_the_reference_log_ratio_under_a_peft_adapter(tmp_path, tok, task):

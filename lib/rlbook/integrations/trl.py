@@ -35,12 +35,16 @@ Semantics that differ from TRL's own GRPO (all on purpose, so a method means the
   micro-batch holds the whole generation batch.
 * rlbook settings without a TRL twin (``dynamic_sampling``, ``sampler``) are listed by
   :func:`grpo_config_kwargs` and not applied.
+* a stateful estimator's state (``single_stream``) is saved in each TRL checkpoint
+  (``rlbook_estimator_state.pt``) and restored on resume; evaluation works on a copy of it.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -332,7 +336,8 @@ class RlbookGRPOTrainer(GRPOTrainer):
             "max_new_tokens": self.max_completion_length,
             "step": int(self.state.global_step),
             "total_steps": int(self.state.max_steps or 1),
-            "state": self.rlbook_state,
+            # evaluation must not move a stateful estimator's memory (rlbook's trainer computes none there)
+            "state": self.rlbook_state if self.model.training else copy.deepcopy(self.rlbook_state),
         }
         wanted = inspect.signature(estimators.get(self.rlbook_estimator)).parameters.get("seq_log_ratio")
         if wanted is not None:
@@ -384,6 +389,24 @@ class RlbookGRPOTrainer(GRPOTrainer):
                              "(the reference is the adapter disabled) or set GRPOConfig(beta > 0)")
         with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
             return self._get_per_token_logps_and_entropies(self.model, ids, att, width, batch_size=size)[0]
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    STATE_FILE = "rlbook_estimator_state.pt"
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """TRL's checkpoint plus a stateful estimator's state (as TRL saves its entropy controller's)."""
+        super()._save_checkpoint(model, trial)
+        if self.rlbook_state is not None and self.args.should_save:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            torch.save(self.rlbook_state.state_dict(), os.path.join(folder, self.STATE_FILE))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, self.STATE_FILE) if checkpoint is not None else None
+        if self.rlbook_state is not None and path is not None and os.path.exists(path):
+            self.rlbook_state.load_state_dict(torch.load(path, weights_only=True))
 
     # ------------------------------------------------------------------------------------------ loss
     def _normalisers(self, inputs: Mapping[str, Any], mask: Tensor, mode: str) -> tuple[float | None, Any]:
