@@ -6,6 +6,7 @@ The central check: one TRL step with an rlbook estimator gives the advantages th
 
 from __future__ import annotations
 
+import inspect
 import math
 import string
 
@@ -15,6 +16,7 @@ import torch
 pytest.importorskip("trl")
 
 from conftest import SPECIALS  # noqa: E402
+from rlbook import rewards  # noqa: E402
 from rlbook.config import ParamError  # noqa: E402
 from rlbook.integrations import trl as rt  # noqa: E402
 from rlbook.models import LoraConfig, tiny_llama, wrap_lora  # noqa: E402
@@ -184,6 +186,17 @@ def test_rewards_as_trl_reward_functions(task):
         correct([p.messages], [right])
     data = rt.task_dataset(task, "eval")
     assert data.column_names == ["prompt", "problem_index", "split", "answer"] and len(data) == 4
+
+
+def test_every_registered_reward_works_as_a_trl_reward_function(task):
+    texts, ids = ["12", "<answer>5</answer>"], [[5, 6], [7] * 8]
+    problems = [task.train[0], task.train[1]]
+    for name in rewards.available():
+        fn = rt.reward_function(name, task, max_new_tokens=8)
+        got = fn([p.messages for p in problems], texts, completion_ids=ids, problem_index=[0, 1])
+        accepts = inspect.signature(rewards.get(name)).parameters
+        extra = {k: v for k, v in {"lengths": [2, 8], "max_new_tokens": 8}.items() if k in accepts}
+        assert got == rewards.get(name)(texts, problems, task=task, **extra), name
 
 
 def test_grpo_config_kwargs_maps_rlbook_settings():

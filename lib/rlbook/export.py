@@ -83,10 +83,12 @@ def _pick(notebook: str, params: dict[str, Any], method: str | None) -> tuple[st
     for label, value in methods.items():
         if isinstance(value, str) and value == method:
             return label, method_train(value)
-    if method in method_names():
+    try:
         return method, method_train(method)
-    known = [*methods, *method_names()]
-    raise ParamError(f"method {method!r} is neither a method of {notebook!r} nor a preset; allowed: {', '.join(known)}")
+    except ParamError:
+        known = [*methods, *method_names()]
+        raise ParamError(f"method {method!r} is neither a method of {notebook!r} nor a preset; "
+                         f"allowed: {', '.join(known)}") from None
 
 
 def method_spec(notebook: str, method: str | None = None, profile: str | None = None,

@@ -30,9 +30,13 @@ def method_train(method: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def method_names() -> list[str]:
-    """Names of the method presets."""
+    """Names of the method presets (for messages)."""
     try:
-        from rlbook.presets import METHODS  # type: ignore[import-not-found]
+        from rlbook import presets  # type: ignore[attr-defined]
+
+        names = getattr(presets, "METHODS", None)
     except ImportError:
-        from rlbook.experiments import METHODS
-    return sorted(METHODS)
+        names = None
+    if names is None:
+        from rlbook.experiments import METHODS as names
+    return sorted(names)
