@@ -1,4 +1,4 @@
-"""``rlbook run / list / resume``: execute notebooks into run folders and list them.
+"""``rlbook run / list / resume / export``: execute notebooks into run folders, list them, export a method.
 
 ``rlbook run NOTEBOOK [--profile P] [--params FILE] [-p key=value ...] [--outputs DIR]`` resolves the
 parameters (:mod:`rlbook.params`; a bad one is a one-line error, exit 2, nothing written), makes a
@@ -324,6 +324,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return resume(args.run_folder, None, args.outputs)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``rlbook export NOTEBOOK --method NAME --to trl|verl``: the logic is :mod:`rlbook.export`."""
+    from rlbook.export import export
+
+    try:
+        root = P.find_root()
+        names = P.available(root / "notebooks")
+        if args.notebook not in names:
+            return _error(f"unknown notebook {args.notebook!r}; available: {', '.join(names) or '(none)'}")
+        path = export(args.notebook, args.method, args.to, args.out, args.profile, args.p, params_dir=root / "params")
+    except ParamError as e:
+        return _error(str(e))
+    print(f"rlbook: wrote {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--outputs", type=Path, help="outputs folder (default: outputs/ at the repo root)")
@@ -345,6 +361,14 @@ def parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", parents=[common], help="continue an interrupted or failed run in its folder")
     res.add_argument("run_folder")
     res.set_defaults(func=cmd_resume)
+    exp = sub.add_parser("export", help="write a notebook's method as a TRL script or a verl config (scale out)")
+    exp.add_argument("notebook", help="name of notebooks/NOTEBOOK.ipynb")
+    exp.add_argument("--method", help="a label of the notebook's methods, or a method preset name")
+    exp.add_argument("--to", required=True, choices=("trl", "verl"), help="the engine")
+    exp.add_argument("--profile", help="a profile of params/NOTEBOOK.yaml (smoke, cpu, gpu)")
+    exp.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override (YAML value)")
+    exp.add_argument("--out", help="file (trl) or folder (verl) to write; default exports/NOTEBOOK-METHOD-ENGINE")
+    exp.set_defaults(func=cmd_export)
     return top
 
 

@@ -35,8 +35,8 @@ def available() -> list[str]:
 class TaskSpec:
     """Which reasoning-gym dataset, its config, split sizes and seed."""
 
-    name: str = "chain_sum"
-    config: dict[str, Any] = field(default_factory=dict)  # passed to reasoning_gym.create_dataset
+    name: str = "chain_sum"  # a reasoning-gym task, or "hub:ID" / "file:PATH" (rlbook.hub)
+    config: dict[str, Any] = field(default_factory=dict)  # reasoning_gym.create_dataset kwargs, or rlbook.hub.CONFIG
     train_size: int = 1000
     eval_size: int = 200
     seed: int = 0
@@ -45,9 +45,13 @@ class TaskSpec:
     system_prompt: str | None = "You are a concise assistant."  # None: the chat template's default
 
     def __post_init__(self) -> None:
-        names = available()
-        if self.name not in names:
-            raise ParamError(f"task.name={self.name!r} is not a reasoning-gym task; available: {', '.join(names)}")
+        from rlbook import hub
+
+        if hub.is_hub_name(self.name):  # "hub:owner/name" or "file:path": a data set (rlbook.hub)
+            hub.check_spec(self.name, self.config)
+        elif self.name not in (names := available()):
+            raise ParamError(f"task.name={self.name!r} is not a reasoning-gym task; available: {', '.join(names)}; "
+                             "or a data set 'hub:ID' / 'file:PATH' (rlbook.hub)")
         for key, n in (("train_size", self.train_size), ("eval_size", self.eval_size)):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ParamError(f"task.{key}={n!r} must be an integer >= 1")
@@ -151,6 +155,9 @@ class Task:
 
 
 def make_task(spec: TaskSpec | dict[str, Any]) -> Task:
+    """The task a spec names: a reasoning-gym task, or a hub / local data set (``rlbook.hub.HubTask``)."""
+    from rlbook import hub
     from rlbook.config import build
 
-    return Task(build(TaskSpec, spec, "task"))
+    spec = build(TaskSpec, spec, "task")
+    return hub.HubTask(spec) if hub.is_hub_name(spec.name) else Task(spec)  # type: ignore[return-value]

@@ -1,0 +1,231 @@
+"""rlbook inside TRL's GRPOTrainer on CPU: the tiny Llama, the character tokenizer, nothing downloaded.
+
+The central check: one TRL step with an rlbook estimator gives the advantages that rlbook's own
+``Trainer.step()`` computes from the same rollout and rewards (and, for RLOO, the hand formula).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import string
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+from conftest import SPECIALS  # noqa: E402
+from rlbook import rewards  # noqa: E402
+from rlbook.config import ParamError  # noqa: E402
+from rlbook.integrations import trl as rt  # noqa: E402
+from rlbook.models import LoraConfig, tiny_llama, wrap_lora  # noqa: E402
+from rlbook.tasks import TaskSpec, make_task  # noqa: E402
+from rlbook.trainer import Rollout, Trainer  # noqa: E402
+from trl import GRPOConfig  # noqa: E402
+
+P, G, MAX_NEW = 2, 4, 6
+TRAIN = {
+    "prompts_per_step": P, "group_size": G, "max_new_tokens": MAX_NEW, "micro_batch_size": 4, "steps": 1,
+    "rewards": [{"name": "correct", "weight": 1.0}, {"name": "length_penalty", "weight": 0.5}],
+}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        monkeypatch.setenv(key, "1")
+
+
+@pytest.fixture(scope="module")
+def task():
+    cfg = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+    return make_task(TaskSpec(name="chain_sum", config=cfg, train_size=16, eval_size=4))
+
+
+def eos_heavy_model(tok):
+    """The tiny Llama with every lowercase letter also an end token, so completion lengths (and the
+    length reward) vary between samples of a group."""
+    torch.manual_seed(0)
+    model = tiny_llama(vocab_size=len(SPECIALS) + 95)
+    letters = [tok.convert_tokens_to_ids(c) for c in string.ascii_lowercase]
+    model.generation_config.eos_token_id = [tok.eos_token_id, *letters]
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model
+
+
+def trl_step(tmp_path, tok, task, train: dict, peft_config=None) -> tuple[rt.RlbookGRPOTrainer, dict]:
+    """One TRL optimizer step with RlbookGRPOTrainer; returns the trainer and the generation batch."""
+    kw, dropped = rt.grpo_config_kwargs(train)
+    assert not dropped
+    funcs, weights = rt.reward_functions(train["rewards"], task, kw["max_completion_length"])
+    args = GRPOConfig(output_dir=str(tmp_path), reward_weights=weights, use_cpu=True, report_to="none",
+                      save_strategy="no", logging_strategy="no", disable_tqdm=True, bf16=False,
+                      activation_checkpointing=False, **kw)
+    trainer = rt.RlbookGRPOTrainer(eos_heavy_model(tok), funcs, args, train_dataset=rt.task_dataset(task),
+                                   processing_class=tok, peft_config=peft_config, **rt.trainer_kwargs(train))
+    seen: dict = {}
+    generate = trainer._generate_and_score_completions
+
+    def capture(inputs):
+        out = generate(inputs)
+        seen.update(out=out, parts=trainer._rlbook_parts.clone(), index=[x["problem_index"] for x in inputs])
+        return out
+
+    trainer._generate_and_score_completions = capture
+    trainer.train()
+    return trainer, seen
+
+
+def rlbook_trainer_advantages(tok, task, train: dict, seen: dict, model=None) -> torch.Tensor:
+    """rlbook's own Trainer.step() on TRL's rollout and reward parts; returns the advantages it trains on."""
+    out = seen["out"]
+    roll = Rollout(
+        input_ids=torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1),
+        attention_mask=torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1),
+        prompt_len=out["prompt_ids"].shape[1],
+        completion_ids=out["completion_ids"],
+        completion_mask=out["completion_mask"].float(),
+        texts=tok.batch_decode(out["completion_ids"], skip_special_tokens=True),
+    )
+    indices = seen["index"][::G]
+    if model is None:
+        model = wrap_lora(tiny_llama(vocab_size=len(SPECIALS) + 95), LoraConfig(r=2, target_modules=["q_proj"]))
+    trainer = Trainer(model, tok, task, train, progress=False)
+    trainer._sample_groups = lambda p, g: (indices, roll, seen["parts"], {"gen_tokens": 0, "groups": p, "dropped": 0})
+    got: dict = {}
+
+    def update(roll, rows, adv, ref_logp, n_tokens):
+        got["adv"] = adv.clone()
+        return {"loss": 0.0, "clip_frac": 0.0, "entropy": math.nan, "kl": math.nan, "grad_norm": 0.0,
+                "trained_tokens": 0, "skipped_step": 0}
+
+    trainer._update = update
+    trainer.step()
+    return got["adv"]
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "bnpo", "single_stream"])
+def test_one_trl_step_gives_rlbook_trainers_advantages(tmp_path, tok, task, estimator):
+    train = {**TRAIN, "estimator": estimator}
+    trainer, seen = trl_step(tmp_path, tok, task, train)
+    adv = seen["out"]["advantages"]
+    lengths = seen["out"]["completion_mask"].sum(1).float()
+    parts = seen["parts"]
+    # the rewards are what rlbook's rewards give: correct (0 for the random model) and -length / max_new_tokens
+    assert torch.allclose(parts[:, 1], -lengths / MAX_NEW)
+    assert lengths.unique().numel() > 1, "lengths must vary for the test to mean something"
+    assert torch.allclose(adv, rlbook_trainer_advantages(tok, task, train, seen), atol=1e-6)
+    if estimator == "rloo":  # by hand: A_i = r_i - (sum of the group - r_i) / (G - 1), r = correct + 0.5 * length
+        r = (parts[:, 0] + 0.5 * parts[:, 1]).view(P, G)
+        by_hand = r - (r.sum(1, keepdim=True) - r) / (G - 1)
+        assert torch.allclose(adv, by_hand.view(-1), atol=1e-6)
+    assert trainer.state.global_step == 1
+    if estimator == "single_stream":  # the tracker's state goes into TRL's checkpoint and comes back on resume
+        trainer._save_checkpoint(trainer.model, None)
+        saved = trainer.rlbook_state.state_dict()
+        assert len(saved["prompt_ids"]) == P
+        trainer.rlbook_state.table.clear()
+        trainer._load_optimizer_and_scheduler(str(tmp_path / "checkpoint-1"))
+        torch.testing.assert_close(trainer.rlbook_state.state_dict(), saved, equal_nan=True, rtol=0, atol=0)
+
+
+def test_estimator_with_the_reference_log_ratio_under_a_peft_adapter(tmp_path, tok, task):
+    # ACE scales negative GRPO advantages by 1 + softplus(c), c = log pi(y) - log pi_ref(y): TRL's model is a
+    # random (non-zero) LoRA adapter, the reference is the adapter disabled, as in rlbook.  With lr = 0 the
+    # step leaves the weights as they were, so rlbook's trainer on the same model sees the same log-ratios.
+    from peft import LoraConfig as PeftLoraConfig
+
+    lora = PeftLoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"],
+                          init_lora_weights=False, task_type="CAUSAL_LM")
+    train = {**TRAIN, "estimator": "ace", "lr": 0.0}
+    trainer, seen = trl_step(tmp_path, tok, task, train, peft_config=lora)
+    adv = seen["out"]["advantages"]
+    assert torch.allclose(adv, rlbook_trainer_advantages(tok, task, train, seen, model=trainer.model), atol=1e-5)
+    r = (seen["parts"][:, 0] + 0.5 * seen["parts"][:, 1]).view(P, G)
+    grpo = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-6)).view(-1)
+    neg = grpo < -1e-3
+    c = torch.log(torch.expm1(adv[neg] / grpo[neg] - 1.0))  # the log-ratio ACE saw
+    assert neg.any() and c.abs().max() > 1e-3
+
+
+def test_loss_over_micro_batches_adds_up_to_the_aggregation_over_the_batch(tmp_path, tok, task):
+    # Two micro-batches of 4 with gradient accumulation 2.  At the first pass the ratio is 1, so rlbook's
+    # PPO token loss is -A: the batch losses are, by hand, seq_mean_token_mean: -mean_i(A_i);
+    # token_mean: -sum_i(A_i n_i) / sum_i(n_i); seq_mean_token_sum_norm: -sum_i(A_i n_i) / (MAX_NEW * B).
+    trainer, seen = trl_step(tmp_path, tok, task, {**TRAIN, "estimator": "rloo"})
+    out = seen["out"]
+    A, n = out["advantages"], out["completion_mask"].sum(1).float()
+    expected = {"seq_mean_token_mean": -A.mean(), "token_mean": -(A * n).sum() / n.sum(),
+                "seq_mean_token_sum_norm": -(A * n).sum() / (MAX_NEW * A.numel())}
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 2
+    assert len(trainer._buffered_inputs) == 2
+    for mode, value in expected.items():
+        trainer.rlbook_aggregation = mode
+        with torch.no_grad():
+            total = sum(trainer._compute_loss(trainer.model, mb) for mb in trainer._buffered_inputs)
+        assert abs(float(total) - float(value)) < 1e-5, mode
+
+
+def test_rewards_as_trl_reward_functions(task):
+    p = task.train[0]
+    right, wrong = p.answer, str(int(p.answer) + 1)
+    correct = rt.reward_function("correct", task)
+    assert correct.__name__ == "correct"
+    conversational = [[{"role": "assistant", "content": right}], [{"role": "assistant", "content": wrong}]]
+    assert correct([p.messages] * 2, conversational, problem_index=[0, 0], split=["train"] * 2) == [1.0, 0.0]
+    # length_penalty: -n / max_new_tokens with n = completion tokens: -2/8, -4/8
+    penalty = rt.reward_function("length_penalty", task, max_new_tokens=8)
+    assert penalty(["", ""], ["ab", "abcd"], completion_ids=[[1, 2], [1, 2, 3, 4]], problem_index=[0, 1]) == [-0.25, -0.5]
+    ev = task.eval[1]
+    assert correct([ev.messages], [ev.answer], problem_index=[1], split=["eval"]) == [1.0]
+    with pytest.raises(ParamError, match="max_new_tokens"):
+        rt.reward_function("overlong", task)
+    with pytest.raises(ParamError, match="problem_index"):
+        correct([p.messages], [right])
+    data = rt.task_dataset(task, "eval")
+    assert data.column_names == ["prompt", "problem_index", "split", "answer"] and len(data) == 4
+
+
+def test_every_registered_reward_works_as_a_trl_reward_function(task):
+    texts, ids = ["12", "<answer>5</answer>"], [[5, 6], [7] * 8]
+    problems = [task.train[0], task.train[1]]
+    for name in rewards.available():
+        fn = rt.reward_function(name, task, max_new_tokens=8)
+        got = fn([p.messages for p in problems], texts, completion_ids=ids, problem_index=[0, 1])
+        accepts = inspect.signature(rewards.get(name)).parameters
+        extra = {k: v for k, v in {"lengths": [2, 8], "max_new_tokens": 8}.items() if k in accepts}
+        assert got == rewards.get(name)(texts, problems, task=task, **extra), name
+
+
+def test_grpo_config_kwargs_maps_rlbook_settings():
+    from rlbook.integrations import method_train
+
+    train = {"prompts_per_step": 6, "group_size": 2, "micro_batch_size": 8, "inner_epochs": 2, "kl_coef": 0.01,
+             "eps_low": 0.2, "eps_high": 0.28, "max_new_tokens": 64, "lr": 1e-5, "steps": 7}
+    kw, dropped = rt.grpo_config_kwargs(train)
+    # 12 samples in equal micro-batches of at most 8: 6 x 2
+    assert (kw["generation_batch_size"], kw["per_device_train_batch_size"], kw["gradient_accumulation_steps"]) == (12, 6, 2)
+    assert (kw["num_generations"], kw["num_iterations"], kw["beta"], kw["epsilon"], kw["epsilon_high"]) == (2, 2, 0.01, 0.2, 0.28)
+    assert (kw["max_completion_length"], kw["learning_rate"], kw["max_steps"]) == (64, 1e-5, 7)
+    assert kw["use_bias_correction_kl"] is False and dropped == {}
+    # on 4 processes: 3 samples each, one micro-batch of 3, the same global batch of 12
+    kw4, _ = rt.grpo_config_kwargs(train, num_processes=4)
+    assert (kw4["generation_batch_size"], kw4["per_device_train_batch_size"], kw4["gradient_accumulation_steps"]) == (12, 3, 1)
+    with pytest.raises(ParamError, match="over 5 processes"):
+        rt.grpo_config_kwargs(train, num_processes=5)
+    dapo = {**train, **method_train("dapo")}
+    assert rt.grpo_config_kwargs(dapo)[1] == {"dynamic_sampling": True}
+    assert rt.trainer_kwargs(dapo)["aggregation"] == "token_mean"
+
+
+def test_unsupported_trl_options_and_bad_names_are_refused(tmp_path, tiny_model, tok, task):
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", top_entropy_quantile=0.5,
+                      num_generations=2, per_device_train_batch_size=2)
+    with pytest.raises(ParamError, match="top_entropy_quantile"):
+        rt.RlbookGRPOTrainer(tiny_model, [rt.reward_function("correct", task)], args, processing_class=tok)
+    with pytest.raises(ParamError, match="estimator='nope'"):
+        rt.RlbookGRPOTrainer(tiny_model, None, args, estimator="nope")
+    with pytest.raises(ParamError, match="unknown hyper-parameter"):
+        rt.RlbookGRPOTrainer(tiny_model, None, args, loss="gspo", loss_kwargs={"eps": 1.0})
