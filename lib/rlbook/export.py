@@ -2,7 +2,7 @@
 
 The method's settings are resolved as the notebook resolves them (``params/<notebook>.yaml``, a profile,
 ``-p key=value`` overrides; the method is a label of the notebook's ``methods``, a preset name it uses, or any
-preset of ``rlbook.experiments.METHODS`` applied to the notebook's base ``train``), then written as:
+preset of ``rlbook.presets.PRESETS`` applied to the notebook's base ``train``), then written as:
 
 * ``--to trl``: one ready-to-edit Python script (``SETTINGS`` at the top) that trains the method with
   :class:`rlbook.integrations.trl.RlbookGRPOTrainer`; run it with ``python`` on one device or with
@@ -268,7 +268,7 @@ def verl_config(spec: MethodSpec) -> dict[str, Any]:
                  "train_batch_size": t["prompts_per_step"], "max_prompt_length": 1024,
                  "max_response_length": t["max_new_tokens"], "filter_overlong_prompts": True},
         "algorithm": {"adv_estimator": "rlbook_method", "use_kl_in_reward": False,
-                      "filter_groups": {"enable": bool(t["dynamic_sampling"]), "metric": "reward"}},
+                      "filter_groups": _filter_groups(t)},
         "actor_rollout_ref": {
             "model": model, "actor": actor,
             "rollout": {"name": "vllm", "n": t["group_size"], "temperature": t["temperature"], "top_p": t["top_p"],
@@ -392,3 +392,14 @@ def verl_files(spec: MethodSpec) -> dict[str, str]:
         "reward.py": REWARD,
         "run.sh": RUN.format(command=spec.command("verl"), method=shlex.quote(method)),
     }
+
+
+def _filter_groups(t: dict[str, Any]) -> dict[str, Any]:
+    """verl's ``algorithm.filter_groups`` for DAPO's dynamic sampling filter (verl has no other group filter)."""
+    ds = [f for f in t["filters"] if f["name"] == "dynamic_sampling"]
+    others = [f["name"] for f in t["filters"] if f["name"] != "dynamic_sampling"]
+    if others:
+        raise ParamError(f"filters {others} have no verl counterpart; verl's filter_groups is DAPO's dynamic sampling")
+    metric = (ds[0].get("kwargs") or {}).get("metric", "acc") if ds else "acc"
+    return {"enable": bool(ds), "metric": "acc" if metric == "acc" else "seq_reward",
+            "max_num_gen_batches": t["max_sampling_rounds"]}

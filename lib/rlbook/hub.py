@@ -77,7 +77,7 @@ def _local_path(source: str) -> Path:
     if path.is_absolute() or path.exists():
         return path
     try:  # a path relative to the repository (notebooks run with their own folder as working directory)
-        from rlbook.params import find_root
+        from rlbook.paths import find_root
 
         return find_root() / path
     except ParamError:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,20 +28,9 @@ from typing import Any
 import yaml
 
 from rlbook.config import ParamError, TrainConfig, build
+from rlbook.paths import find_root  # noqa: F401  (re-exported: rlbook.params.find_root)
 
 RESERVED = ("run_dir", "profile")  # injected by the run machinery, never listed in a params file
-
-
-def find_root(start: Path | None = None) -> Path:
-    """The repo root: ``$RLBOOK_ROOT``, else the first folder up from ``start`` (cwd) holding
-    both ``params/`` and ``notebooks/``."""
-    if os.environ.get("RLBOOK_ROOT"):
-        return Path(os.environ["RLBOOK_ROOT"]).expanduser().resolve()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
-            return folder
-    raise ParamError(f"no rlbook root above {here} (a folder with params/ and notebooks/); set RLBOOK_ROOT")
 
 
 def available(notebooks_dir: Path | None = None) -> list[str]:

@@ -399,7 +399,7 @@ def start(
 
 
 def _root() -> Path:
-    from rlbook.params import find_root
+    from rlbook.paths import find_root
 
     try:
         return find_root()

@@ -21,22 +21,14 @@ from typing import Any
 
 
 def method_train(method: str | Mapping[str, Any]) -> dict[str, Any]:
-    """The trainer settings of a method preset (``rlbook.presets`` when present, else ``rlbook.experiments``)."""
-    try:
-        from rlbook.presets import method_train as resolve  # type: ignore[import-not-found]
-    except ImportError:
-        from rlbook.experiments import method_train as resolve
+    """The trainer settings of a method preset (:func:`rlbook.presets.method_train`)."""
+    from rlbook.presets import method_train as resolve
+
     return resolve(method)
 
 
 def method_names() -> list[str]:
     """Names of the method presets (for messages)."""
-    try:
-        from rlbook import presets  # type: ignore[attr-defined]
+    from rlbook.presets import PRESETS
 
-        names = getattr(presets, "METHODS", None)
-    except ImportError:
-        names = None
-    if names is None:
-        from rlbook.experiments import METHODS as names
-    return sorted(names)
+    return sorted(PRESETS)

@@ -33,7 +33,7 @@ Semantics that differ from TRL's own GRPO (all on purpose, so a method means the
 * a loss that compares the samples of a group (``group_ids``, e.g. GTPO) sees only the rows of its group that
   fall in the same micro-batch (TRL shuffles the generation batch before splitting it); it is exact when one
   micro-batch holds the whole generation batch.
-* rlbook settings without a TRL twin (``dynamic_sampling``, ``sampler``) are listed by
+* rlbook settings without a TRL twin (``filters``, ``sampler``, ``phases``) are listed by
   :func:`grpo_config_kwargs` and not applied.
 * a stateful estimator's state (``single_stream``) is saved in each TRL checkpoint
   (``rlbook_estimator_state.pt``) and restored on resume; evaluation works on a copy of it.
@@ -52,7 +52,8 @@ import torch
 from torch import Tensor
 
 from rlbook import estimators, losses, rewards
-from rlbook.config import AGGREGATIONS, KL_KINDS, ParamError
+from rlbook.config import KL_KINDS, ParamError
+from rlbook.losses import AGGREGATIONS
 
 try:
     from accelerate.utils import gather_object
@@ -63,8 +64,9 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 # rlbook train settings that TRL's GRPOTrainer has no twin for (only settings that change results).
 NOT_IN_TRL = {
-    "dynamic_sampling": False,  # DAPO's dynamic sampling: TRL 1.16 GRPOTrainer does not refill all-equal groups
+    "filters": [],  # group filters (DAPO's dynamic sampling, ...): TRL 1.16 GRPOTrainer does not drop and refill groups
     "sampler": "uniform",  # prompt curricula: TRL draws prompts uniformly (RepeatSampler)
+    "phases": [],  # extra stages of a step (a reward model's update, ...)
 }
 
 
@@ -95,14 +97,17 @@ def completion_text(completion: Any) -> str:
 def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, **kwargs: Any) -> Callable[..., list[float]]:
     """rlbook reward ``name`` as a TRL reward function (``__name__`` is ``name``, TRL logs it under that).
 
-    The dataset must carry ``problem_index`` and ``split`` (:func:`task_dataset`).  Lengths are the number of
-    completion tokens TRL passes (through the first EOS, as in rlbook); ``max_new_tokens`` is needed by rewards
-    that take it (``overlong``, ``length_penalty``): pass ``GRPOConfig.max_completion_length``.
+    The dataset must carry ``problem_index`` and ``split`` (:func:`task_dataset`).  The reward gets the context
+    its signature names, as in rlbook's trainer: ``task``, ``lengths`` (the number of completion tokens TRL
+    passes, through the first EOS), ``correct`` (the task's verifier), ``max_new_tokens`` (pass
+    ``GRPOConfig.max_completion_length``), ``prompt_ids`` and, for a stateful reward, its own ``state`` object
+    (kept by this function across calls).
     """
-    fn = rewards.get(name)
-    accepts = set(inspect.signature(fn).parameters)
-    if "max_new_tokens" in accepts and max_new_tokens is None:
+    entry = rewards.REWARDS.entry(name)
+    rewards.REWARDS.check_hyper(name, kwargs)
+    if "max_new_tokens" in entry.needs and max_new_tokens is None:
         raise ParamError(f"reward {name!r} needs max_new_tokens (GRPOConfig.max_completion_length)")
+    state = rewards.REWARDS.make_state(name)
 
     def reward(
         prompts: list[Any],
@@ -117,15 +122,13 @@ def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, 
                              "(build it with rlbook.integrations.trl.task_dataset)")
         splits = split or ["train"] * len(problem_index)
         problems = [(task.train if s == "train" else task.eval)[i] for i, s in zip(problem_index, splits, strict=True)]
-        extra: dict[str, Any] = {}
-        if "lengths" in accepts:
-            if completion_ids is None:
-                raise ParamError(f"reward {name!r} needs completion lengths; TRL passes completion_ids")
-            extra["lengths"] = [len(ids) for ids in completion_ids]
-        if "max_new_tokens" in accepts:
-            extra["max_new_tokens"] = max_new_tokens
+        if "lengths" in entry.needs and completion_ids is None:
+            raise ParamError(f"reward {name!r} needs completion lengths; TRL passes completion_ids")
         texts = [completion_text(c) for c in completions]
-        return [float(v) for v in fn(texts, problems, task=task, **extra, **kwargs)]
+        context = {"task": task, "max_new_tokens": max_new_tokens, "prompt_ids": list(problem_index), "state": state,
+                   "lengths": None if completion_ids is None else [len(ids) for ids in completion_ids],
+                   "correct": [task.score(p, t) >= 1.0 for p, t in zip(problems, texts, strict=True)]}
+        return [float(v) for v in rewards.REWARDS.call(name, texts, problems, context=context, **kwargs)]
 
     reward.__name__ = name
     reward.__qualname__ = name
@@ -236,7 +239,7 @@ class RlbookGRPOTrainer(GRPOTrainer):
 
     ``estimator`` / ``estimator_kwargs``: any :func:`rlbook.estimators.available` name and its hyper-parameters;
     ``loss`` / ``loss_kwargs``: any :func:`rlbook.losses.available` name; ``aggregation``: one of
-    ``rlbook.config.AGGREGATIONS``; ``kl_kind``: the KL estimator used when ``args.beta > 0``.  Everything else
+    ``rlbook.losses.AGGREGATIONS``; ``kl_kind``: the KL estimator used when ``args.beta > 0``.  Everything else
     (generation, vLLM, accelerate / DeepSpeed / FSDP, logging, checkpoints) is TRL's.  The estimator's context is
     built as ``rlbook.trainer.Trainer`` builds it: rewards ``[P, G]`` from the weighted reward functions,
     ``reward_parts`` their unweighted scores, ``correct`` the ``correct`` reward >= 1 (else the reward >= 1),
@@ -277,7 +280,7 @@ class RlbookGRPOTrainer(GRPOTrainer):
     def _check_rlbook_settings(self, loss_kwargs: dict[str, Any]) -> None:
         for key, value, allowed in (("estimator", self.rlbook_estimator, estimators.available()),
                                     ("loss", self.rlbook_loss, losses.available()),
-                                    ("aggregation", self.rlbook_aggregation, list(AGGREGATIONS)),
+                                    ("aggregation", self.rlbook_aggregation, AGGREGATIONS.available()),
                                     ("kl_kind", self.rlbook_kl_kind, list(KL_KINDS))):
             if value not in allowed:
                 raise ParamError(f"{key}={value!r} is not allowed; allowed: {', '.join(allowed)}")
