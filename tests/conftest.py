@@ -54,3 +54,31 @@ def tiny_model():
 def _one_thread():
     torch.set_num_threads(1)
     yield
+
+
+class Factory:
+    """Counts model loads; the sweep must load once per sweep and only when something must be trained."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        torch.manual_seed(0)
+        return tiny_llama(vocab_size=len(SPECIALS) + 95, hidden=16, layers=1, heads=2), char_tokenizer()
+
+
+@pytest.fixture
+def count_trainers(monkeypatch):
+    """Counts Trainer constructions (base evals included)."""
+    from rlbook import trainer as trainer_mod
+
+    made = []
+    original = trainer_mod.Trainer.__init__
+
+    def counting(self, *a, **k):
+        made.append(1)
+        original(self, *a, **k)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "__init__", counting)
+    return made

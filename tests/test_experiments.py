@@ -7,10 +7,9 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import SPECIALS, char_tokenizer
+from conftest import Factory
 from rlbook import experiments, report
 from rlbook.experiments import RunSpec
-from rlbook.models import tiny_llama
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 20, "eval_size": 4, "system_prompt": None}
@@ -21,34 +20,6 @@ LORA = {"r": 2, "alpha": 4}
 
 def spec(label: str = "GRPO", **train) -> RunSpec:
     return RunSpec(label=label, train={**TRAIN, **train}, task=TASK, lora=LORA, model="tiny")
-
-
-class Factory:
-    """Counts model loads; the sweep must load once per sweep and only when something must be trained."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        torch.manual_seed(0)
-        return tiny_llama(vocab_size=len(SPECIALS) + 95, hidden=16, layers=1, heads=2), char_tokenizer()
-
-
-@pytest.fixture
-def count_trainers(monkeypatch):
-    """Counts Trainer constructions (base evals included)."""
-    from rlbook import trainer as trainer_mod
-
-    made = []
-    original = trainer_mod.Trainer.__init__
-
-    def counting(self, *a, **k):
-        made.append(1)
-        original(self, *a, **k)
-
-    monkeypatch.setattr(trainer_mod.Trainer, "__init__", counting)
-    return made
 
 
 def test_key_is_stable_and_depends_on_seed_and_config():

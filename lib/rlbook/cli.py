@@ -320,6 +320,30 @@ def resume(run_folder: str | Path, notebook: str | None = None, outputs: Path | 
         write_index(Path(outputs).expanduser().resolve() if outputs else run_dir.parent.parent)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """``rlbook cache [--prune [--all]]``: list the cached training runs (stale ones marked), or prune them."""
+    from rlbook import cache, experiments
+
+    root = Path(args.root).expanduser().resolve() if args.root else experiments.cache_root()
+    if args.prune:
+        gone = cache.prune(root, everything=args.all)
+        freed = sum(e["bytes"] for e in gone) / 1e6
+        print(f"pruned {len(gone)} entries ({freed:.1f} MB) from {root}")
+        return 0
+    rows = [["key", "label", "seed", "state", "MB", "finished"]]
+    for e in cache.entries(root):
+        rows.append([e["key"], str(e["label"]), str(e["seed"]), e["state"], f"{e['bytes'] / 1e6:.1f}",
+                     e["finished"] or "-"])
+    if len(rows) == 1:
+        print(f"no cached runs under {root}")
+        return 0
+    print(_table(rows))
+    stale = sum(1 for r in rows[1:] if r[3] != "ok")
+    print(f"{len(rows) - 1} entries under {root}; current code version {cache.code_version()}"
+          + (f"; {stale} stale or unfinished: `rlbook cache --prune` deletes them" if stale else ""))
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     return resume(args.run_folder, None, args.outputs)
 
@@ -361,6 +385,11 @@ def parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", parents=[common], help="continue an interrupted or failed run in its folder")
     res.add_argument("run_folder")
     res.set_defaults(func=cmd_resume)
+    cch = sub.add_parser("cache", help="list the cached training runs; --prune deletes stale and unfinished ones")
+    cch.add_argument("--root", help="the cache folder (default: $RLBOOK_RUNS_CACHE or outputs/_cache/runs)")
+    cch.add_argument("--prune", action="store_true", help="delete stale (made by other code) and unfinished entries")
+    cch.add_argument("--all", action="store_true", help="with --prune: delete every entry")
+    cch.set_defaults(func=cmd_cache)
     exp = sub.add_parser("export", help="write a notebook's method as a TRL script or a verl config (scale out)")
     exp.add_argument("notebook", help="name of notebooks/NOTEBOOK.ipynb")
     exp.add_argument("--method", help="a label of the notebook's methods, or a method preset name")

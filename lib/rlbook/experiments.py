@@ -2,22 +2,23 @@
 
 A :class:`RunSpec` is everything that determines a training run except its seed: the model, the task,
 the LoRA settings, the trainer config and the evaluation settings.  ``spec.key(seed)`` is the sha256 of
-the canonical JSON of the *resolved* config (dataclass defaults filled in, ``train.seed = seed``); the
-label is not part of it, so two notebooks that train the same baseline share one cached run.
+the canonical JSON of the *resolved* config (dataclass defaults filled in, ``train.seed = seed``) and of
+the training code's version (:func:`rlbook.cache.code_version`: the source of the training path and the
+versions of torch, transformers, peft, reasoning-gym); the label is not part of it, so two notebooks that
+train the same baseline share one cached run, and a change to the training code is never hidden by a run
+made with the old code (``rlbook cache`` lists such stale entries, ``rlbook cache --prune`` deletes them).
 
 Cache layout (``cache_root()``: ``$RLBOOK_RUNS_CACHE``, else ``<outputs>/_cache/runs``)::
 
-    <key>/config.json           the resolved config (what the key hashes) and the label it was first run under
+    <key>/config.json           the resolved config and code version (what the key hashes), and the first label
     <key>/metrics.csv           the trainer's per-step metrics
     <key>/eval.json             base and final held-out greedy eval: accuracy, lengths, completions
     <key>/adapter.safetensors   the final LoRA weights (peft state dict)
     <key>/DONE                  written last, atomically: only a folder with DONE is a finished run
     base-<hash>/eval.json       the base model's eval, shared by every run of the same model/task/eval
 
-A folder without ``DONE`` (a crash, Ctrl-C) is never read as finished: it is wiped and retrained (there
-is no mid-run checkpoint to resume from yet).  **The key does not include the training code**: after a
-change to the trainer, an estimator or a loss that alters results, pass ``force=True`` or point
-``$RLBOOK_RUNS_CACHE`` at a fresh folder.
+A folder without ``DONE`` (a crash, Ctrl-C) is never read as finished: it resumes from its newest checkpoint
+when it has one, else it is wiped and retrained.
 
 In a notebook::
 
@@ -49,6 +50,7 @@ NOT_IN_KEY = ("checkpoint_every",)  # train settings that do not change a run's 
 ModelFactory = Callable[[], tuple[Any, Any]]  # () -> (base model without adapter, tokenizer)
 
 # Method presets live in rlbook.presets (each quoting its paper's settings); re-exported here.
+from rlbook.cache import code_version  # noqa: E402
 from rlbook.presets import METHODS, method_train  # noqa: E402, F401  (re-exported)
 
 # ---------------------------------------------------------------------------------------- specs
@@ -92,16 +94,17 @@ class RunSpec:
         return {"model": self.model, "task": task, "lora": lora, "train": train, "eval": ev}
 
     def key(self, seed: int) -> str:
-        """Content address of the run: sha256 of the canonical JSON of :meth:`resolved` (24 hex digits),
-        leaving out settings that do not change the result (:data:`NOT_IN_KEY`)."""
+        """Content address of the run: sha256 of the canonical JSON of :meth:`resolved` and the training code's
+        version (:func:`rlbook.cache.code_version`; 24 hex digits), leaving out settings that do not change the
+        result (:data:`NOT_IN_KEY`)."""
         cfg = self.resolved(seed)
         cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in NOT_IN_KEY}
-        return _sha(cfg)[:24]
+        return _sha({**cfg, "code": code_version()})[:24]
 
     def base_key(self) -> str:
-        """Address of the base model's eval (model, task and eval settings only)."""
+        """Address of the base model's eval (model, task and eval settings, and the code)."""
         r = self.resolved(0)
-        return "base-" + _sha({"model": r["model"], "task": r["task"], "eval": r["eval"]})[:16]
+        return "base-" + _sha({"model": r["model"], "task": r["task"], "eval": r["eval"], "code": code_version()})[:16]
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -249,7 +252,7 @@ def _train_one(spec: RunSpec, seed: int, folder: Path, base: Any, tok: Any, base
     if folder.exists() and checkpoint.latest(ckpt) is None:
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "config.json", {"label": spec.label, "seed": seed, **cfg})
+    _write_json(folder / "config.json", {"label": spec.label, "seed": seed, "code": code_version(), **cfg})
     task = make_task(cfg["task"])
     with _adapter(base, cfg["lora"], seed) as model:
         trainer = Trainer(model, tok, task, cfg["train"], metrics_path=folder / "metrics.csv", progress=False)
@@ -283,6 +286,7 @@ def _base_eval(spec: RunSpec, root: Path, base: Any, tok: Any, force: bool) -> d
     with _adapter(base, cfg["lora"], 0) as model:  # a fresh adapter (B = 0) is the base model
         trainer = Trainer(model, tok, make_task(cfg["task"]), cfg["train"], progress=False)
         out = evaluate(trainer, cfg["eval"]["size"], cfg["eval"]["max_new_tokens"])
+    _write_json(folder / "config.json", {"label": "base eval", "code": code_version(), **cfg})
     _write_json(folder / "eval.json", out)
     _write_text_atomic(folder / DONE, time.strftime("%Y-%m-%dT%H:%M:%S"))
     return json.loads((folder / "eval.json").read_text())

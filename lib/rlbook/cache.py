@@ -1,0 +1,97 @@
+"""The run cache cannot lie: its keys include the code that trains, and stale entries are listed and pruned.
+
+:func:`code_version` hashes the source of every module on the training path (every ``.py`` file of the
+``rlbook`` package except the ones listed in :data:`NOT_TRAINING`, which only read, report or export runs)
+together with the versions of the packages that compute a run (torch, transformers, peft, reasoning-gym).
+:class:`rlbook.experiments.RunSpec` puts it into every run's key, so after a change to an estimator, a loss,
+the trainer or a task the same config gets a new key: the old run is never reused, it becomes *stale*.
+``rlbook cache`` lists the entries (stale ones marked), ``rlbook cache --prune`` deletes the stale and the
+unfinished ones, ``--all`` every entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+PACKAGE = Path(__file__).resolve().parent
+# Modules that never change what a training run computes: they read, test, report or export runs.
+NOT_TRAINING = ("cli.py", "export.py", "report.py", "stats.py", "study.py", "simlab.py", "probe.py", "cache.py",
+                "measure.py", "integrations/")
+PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "math-verify")
+
+
+def training_sources(package: Path = PACKAGE) -> list[Path]:
+    """The ``.py`` files on the training path, sorted."""
+    files = sorted(p for p in Path(package).rglob("*.py") if "__pycache__" not in p.parts)
+    rel = [(p, p.relative_to(package).as_posix()) for p in files]
+    return [p for p, r in rel if not any(r == n or (n.endswith("/") and r.startswith(n)) for n in NOT_TRAINING)]
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def code_version(package: Path = PACKAGE) -> str:
+    """sha256 (16 hex digits) of the training path's source and the versions of the packages that compute a run."""
+    return _code_version(str(Path(package).resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _code_version(package: str) -> str:
+    h = hashlib.sha256()
+    for path in training_sources(Path(package)):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(json.dumps(_versions(), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def entries(root: str | Path) -> list[dict[str, Any]]:
+    """Every entry of the cache at ``root``: key, label, seed, code version, state (ok / stale / unfinished),
+    size in bytes and the time it finished."""
+    current = code_version()
+    out = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
+        cfg = _read(folder / "config.json")
+        done = (folder / "DONE").is_file()
+        code = cfg.get("code")
+        state = "unfinished" if not done else "ok" if code == current else "stale"
+        out.append({"key": folder.name, "label": cfg.get("label", "base eval" if folder.name.startswith("base-") else ""),
+                    "seed": cfg.get("seed"), "code": code, "state": state, "bytes": _size(folder),
+                    "finished": (folder / "DONE").read_text().strip() if done else None, "path": folder})
+    return out
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def prune(root: str | Path, everything: bool = False) -> list[dict[str, Any]]:
+    """Delete the stale and unfinished entries (or, with ``everything``, all); returns the deleted entries.
+    An unfinished entry younger than an hour may belong to a run in progress and is kept."""
+    gone = []
+    for e in entries(root):
+        young = time.time() - e["path"].stat().st_mtime < 3600
+        if everything or e["state"] == "stale" or (e["state"] == "unfinished" and not young):
+            shutil.rmtree(e["path"], ignore_errors=True)
+            gone.append(e)
+    return gone

@@ -1,0 +1,49 @@
+"""The run cache cannot lie: a change to the training code changes every key, the old run is never reused,
+``rlbook cache`` lists it as stale and ``--prune`` deletes it; reporting code does not invalidate runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest import Factory
+from rlbook import cache, cli, experiments
+from test_experiments import spec
+
+
+def _copy_package(tmp_path: Path) -> Path:
+    dst = tmp_path / "rlbook"
+    shutil.copytree(cache.PACKAGE, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def test_a_change_to_training_code_changes_the_code_version_but_reporting_code_does_not(tmp_path):
+    pkg = _copy_package(tmp_path)
+    before = cache.code_version(pkg)
+    assert before == cache.code_version(cache.PACKAGE)  # same source, same version
+    (pkg / "report.py").write_text((pkg / "report.py").read_text() + "\n# a reporting change\n")
+    cache._code_version.cache_clear()
+    assert cache.code_version(pkg) == before
+    grpo = pkg / "estimators" / "group.py"
+    grpo.write_text(grpo.read_text().replace("return grpo_advantage(rewards, eps=eps)", "return -grpo_advantage(rewards, eps=eps)"))
+    cache._code_version.cache_clear()
+    assert cache.code_version(pkg) != before
+    assert pkg / "trainer.py" in cache.training_sources(pkg) and pkg / "study.py" not in cache.training_sources(pkg)
+
+
+def test_a_cached_run_made_by_other_code_is_never_reused_and_is_pruned_as_stale(tmp_path, monkeypatch, count_trainers):
+    root = tmp_path / "cache"
+    experiments.sweep([spec("GRPO")], seeds=1, cache=root, model_factory=Factory(), progress=False)
+    assert len(count_trainers) == 2  # the run and the base eval
+    old_key = spec("GRPO").key(0)
+    monkeypatch.setattr(experiments, "code_version", lambda: "0123456789abcdef")  # the training code changed
+    monkeypatch.setattr(cache, "code_version", lambda: "0123456789abcdef")
+    assert spec("GRPO").key(0) != old_key
+    res = experiments.sweep([spec("GRPO")], seeds=1, cache=root, model_factory=Factory(), progress=False)
+    assert res.trained == 1 and len(count_trainers) == 4  # trained again, base eval again
+    states = {e["key"]: e["state"] for e in cache.entries(root)}
+    assert states[old_key] == "stale" and states[spec("GRPO").key(0)] == "ok"
+    assert sorted(states.values()).count("stale") == 2  # the old run and the old base eval
+    assert cli.main(["cache", "--root", str(root)]) == 0
+    assert cli.main(["cache", "--root", str(root), "--prune"]) == 0
+    assert {e["state"] for e in cache.entries(root)} == {"ok"} and not (root / old_key).exists()
