@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import string
-
 import pytest
 import torch
 from hypothesis import settings
-from rlbook.models import tiny_llama
-from tokenizers import Tokenizer, models, pre_tokenizers
+from rlbook.models import CHAT_TEMPLATE, SPECIALS, char_tokenizer, tiny_llama  # noqa: F401  (re-exported to tests)
 from transformers import PreTrainedTokenizerFast
 
 # Property tests draw the same examples on every run, so CI cannot fail by the luck of a draw.
 settings.register_profile("rlbook", derandomize=True, deadline=None)
 settings.load_profile("rlbook")
-
-SPECIALS = ["<unk>", "<bos>", "<eos>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<bos>{{ m['role'] }}:{{ m['content'] }}<eos>{% endfor %}"
-    "{% if add_generation_prompt %}<bos>assistant:{% endif %}"
-)
-
-
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per printable character; ids 0-2 are <unk>, <bos>, <eos> (pad = eos, as in SmolLM2)."""
-    vocab = {t: i for i, t in enumerate(SPECIALS + list(string.printable[:95]))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<bos>", eos_token="<eos>", pad_token="<eos>"
-    )
-    fast.add_special_tokens({"additional_special_tokens": []})
-    fast.chat_template = CHAT_TEMPLATE
-    fast.padding_side = "left"
-    from tokenizers import decoders
-
-    fast.backend_tokenizer.decoder = decoders.Fuse()
-    return fast
-
 
 @pytest.fixture
 def tok() -> PreTrainedTokenizerFast:

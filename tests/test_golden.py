@@ -1,6 +1,7 @@
 """The trainer reproduces, number for number, the per-step metrics of the trainer before the refactor into
 phases and registries (commit 3421196), on the tiny model: plain GRPO, and ACE + KL + two inner epochs +
-periodic evaluation (reference pass, log-ratio pass, clipping).  Wall-clock columns are left out."""
+periodic evaluation (reference pass, log-ratio pass, clipping).  Wall-clock columns are left out; columns added
+since (:data:`ADDED`) are allowed, every old column keeps its value and its place in the order."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "trainer_metrics_342119
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 40, "eval_size": 8, "system_prompt": None}
 WALL = {"gen_s", "gen_tok_s", "train_s", "train_tok_s", "step_s"}
+ADDED = {"truncated_frac", "clip_frac_late"}  # diagnostics added after the refactor (issue: claims need them)
 CONFIGS = {"grpo": {}, "kl_ace_2epochs": {"estimator": "ace", "kl_coef": 0.05, "inner_epochs": 2, "eval_every": 2}}
 
 
@@ -44,7 +46,9 @@ def test_trainer_metrics_equal_those_before_the_refactor(name):
     history = Trainer(model, char_tokenizer(), make_task(TASK), cfg, progress=False).fit()
     expected = json.loads(GOLDEN.read_text())[name]
     got = [{k: v for k, v in m.items() if k not in WALL} for m in history]
-    assert [list(m) for m in got] == [list(m) for m in expected]  # same columns in the same order
+    for g, e in zip(got, expected, strict=True):
+        assert set(g) - set(e) <= ADDED, set(g) - set(e)
+        assert [k for k in g if k in e] == list(e)  # the old columns, in the old order
     for step, (g, e) in enumerate(zip(got, expected, strict=True), 1):
         bad = {k: (g[k], e[k]) for k in e if not _same(g[k], e[k])}
         assert not bad, f"step {step}: {bad}"

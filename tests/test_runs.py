@@ -208,9 +208,9 @@ def test_run_object_figure_results_log(tmp_path: Path) -> None:
     assert path == run_dir / "figures" / "line.png" and path.stat().st_size > 0
     run.save_results({"acc": np.float32(0.5), "n": 3, "ok": True, "curve": np.arange(2), "bad": float("nan")})
     merged = run.save_results({"acc": 0.75})
-    assert merged == {"acc": 0.75, "n": 3.0, "ok": True, "curve": [0.0, 1.0], "bad": None}
+    assert merged == {"acc": 0.75, "n": 3, "ok": True, "curve": [0, 1], "bad": None}
     assert json.loads(run.results_path.read_text()) == merged
-    assert type(json.loads(run.results_path.read_text())["n"]) is float
+    assert type(json.loads(run.results_path.read_text())["n"]) is int  # counts stay integers (n_seeds)
     run.log("hello")
     assert "hello" in (run_dir / "run.log").read_text()
     assert run.metrics_path == run_dir / "metrics.csv"

@@ -72,13 +72,42 @@ def kernel_name() -> str:
     return "rlbook" if "rlbook" in KernelSpecManager().find_kernel_specs() else "python3"
 
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[\d")  # a tqdm bar or counter
+
+
+def clean_outputs(nb: Any) -> Any:
+    """The notebook as a reader wants it in the report: no stderr (warnings, loader logs, progress bars), no
+    progress widgets, no progress-bar lines in printed output; what the cells computed stays."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                if out.name == "stderr":
+                    continue
+                lines = [ln for ln in out.text.replace("\r", "\n").split("\n") if not _PROGRESS.search(ln)]
+                out.text = "\n".join(ln for ln in lines if ln.strip()) + "\n"
+                if not out.text.strip():
+                    continue
+            data = out.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                continue
+            kept.append(out)
+        cell.outputs = kept
+    return nb
+
+
 def write_report(notebook_path: Path, out: Path) -> None:
-    """Render an executed notebook to a self-contained ``report.html``."""
+    """Render an executed notebook to a self-contained ``report.html``: code cells folded, outputs cleaned."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    exporter = HTMLExporter(template_name="rlbook_report", extra_template_basedirs=[str(TEMPLATES)],
+                            embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    nb = clean_outputs(nbformat.read(notebook_path, as_version=4))
+    body, _ = exporter.from_notebook_node(nb)
     out.write_text(body, encoding="utf-8")
 
 

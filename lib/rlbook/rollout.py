@@ -41,6 +41,7 @@ class Rollout:
     texts: list[str]  # decoded completions (special tokens removed)
     entropy: torch.Tensor | None = None  # [B, Lc] entropy of the sampling distribution at each token
     logp: torch.Tensor | None = None  # [B, Lc] log-prob of each sampled token under the sampling distribution
+    finished: torch.Tensor | None = None  # [B] bool: the completion ended with an EOS (else it was truncated)
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -50,7 +51,8 @@ class Rollout:
         idx = torch.tensor(rows, device=self.input_ids.device)
         return Rollout(self.input_ids[idx], self.attention_mask[idx], self.prompt_len, self.completion_ids[idx],
                        self.completion_mask[idx], [self.texts[i] for i in rows],
-                       None if self.entropy is None else self.entropy[idx], None if self.logp is None else self.logp[idx])
+                       None if self.entropy is None else self.entropy[idx], None if self.logp is None else self.logp[idx],
+                       None if self.finished is None else self.finished[idx])
 
     @staticmethod
     def cat(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -77,7 +79,8 @@ class Rollout:
             cids.append(pad(r.completion_ids, 0, right, pad_id))
             cmask.append(pad(r.completion_mask, 0, right, 0))
         return Rollout(torch.cat(ids), torch.cat(att), lp, torch.cat(cids), torch.cat(cmask),
-                       [t for r in parts for t in r.texts], per_token("entropy"), per_token("logp"))
+                       [t for r in parts for t in r.texts], per_token("entropy"), per_token("logp"),
+                       None if any(r.finished is None for r in parts) else torch.cat([r.finished for r in parts]))
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
@@ -204,13 +207,14 @@ def generate(
     att = att.repeat_interleave(group_size, dim=0)
     # Trim columns that no row uses (every row finished earlier).
     mask = completion_mask(comp_ids, eos)
+    finished = torch.isin(comp_ids, torch.tensor(eos, device=comp_ids.device)).any(-1)
     width = max(1, int(mask.sum(-1).max().item()))
     comp_ids, mask = comp_ids[:, :width], mask[:, :width]
     texts = tok.batch_decode(comp_ids * mask.long() + pad * (1 - mask.long()), skip_special_tokens=True)
     return Rollout(input_ids=torch.cat([ids, comp_ids], dim=1), attention_mask=torch.cat([att, mask.long()], dim=1),
                    prompt_len=lp, completion_ids=comp_ids, completion_mask=mask, texts=texts,
                    entropy=None if entropy is None else entropy[:, :width],
-                   logp=None if logp is None else logp[:, :width])
+                   logp=None if logp is None else logp[:, :width], finished=finished)
 
 
 def _generate_chunks(

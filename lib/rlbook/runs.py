@@ -67,7 +67,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """JSON-ready copy: numbers become plain floats (non-finite ones None), numpy arrays lists."""
+    """JSON-ready copy: ints stay ints, floats plain floats (non-finite ones None), numpy arrays lists."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, dict):
@@ -76,8 +76,10 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if hasattr(value, "tolist") and not isinstance(value, (int, float)):
         return plain(value.tolist())  # numpy / torch scalars and arrays
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     return str(value)
 
 

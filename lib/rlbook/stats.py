@@ -444,7 +444,8 @@ def evaluate_claim(claim: str, metric: str, effects: SeedEffects, *, method: str
     (for a scalar metric ``run_se`` is NaN: check its margin yourself).  ``n_boot=0`` skips the descriptive
     two-level bootstrap (``boot_low`` / ``boot_high`` NaN)."""
     _check_direction(direction, margin)
-    if direction in MARGIN_DIRECTIONS:
+    failed = [reason for passed, reason in checks if not passed]
+    if direction in MARGIN_DIRECTIONS and not failed:  # an untestable claim needs no valid margin
         check_margin(margin, effects.run_se, claim)
     test = seed_t_test(effects.effects, effects.within_var, direction, margin, alpha)
     boot = two_level_bootstrap(effects.units, n_boot, boot_seed) if n_boot else np.array([math.nan])
@@ -455,7 +456,6 @@ def evaluate_claim(claim: str, metric: str, effects: SeedEffects, *, method: str
                            "boot_low": float(boot_low), "boot_high": float(boot_high),
                            "run_se": effects.run_se, "verdict": None, "reason": ""}
     row.update({key: (float(val) if key != "df" else int(val)) for key, val in test.items()})
-    failed = [reason for passed, reason in checks if not passed]
     if failed:
         row.update(verdict="untestable in this regime", reason="; ".join(failed))
     elif row["n_seeds"] < MIN_SEEDS:

@@ -433,6 +433,8 @@ def step_metrics(batch: Batch, inp: UpdateInputs, train: dict[str, Any], comp: C
         "skipped_tokens": int(lengths.sum()) - int(lengths[inp.rows].sum()) if inp.rows else int(lengths.sum()),
         "sampled_groups": s["groups"], "dropped_groups": s["dropped"],
     }
+    if batch.roll.finished is not None:  # share of completions cut at max_new_tokens (no EOS)
+        m["truncated_frac"] = 1.0 - batch.roll.finished.float().mean().item()
     if comp.filters:
         m.update(sampling_rounds=s["rounds"], shortfall=s["shortfall"])
     m.update({"step_s": 0.0, **train})

@@ -25,7 +25,7 @@ from rlbook.errors import TrainingError
 from rlbook.rollout import Rollout, forward_logprobs, slice_rows
 
 EMPTY = {"loss": 0.0, "clip_frac": 0.0, "entropy": float("nan"), "kl": float("nan"), "grad_norm": 0.0,
-         "trained_tokens": 0, "skipped_step": 0}
+         "trained_tokens": 0, "skipped_step": 0}  # an update with no row to train on
 
 
 @dataclass
@@ -122,9 +122,10 @@ def policy_update(model: Any, cfg: TrainConfig, comp: Components, params: list[t
                   step: int) -> dict[str, Any]:
     """``cfg.inner_epochs`` passes over ``inp``'s micro-batches, one optimizer step each; returns metrics."""
     if not inp.rows:  # every group has zero advantage: nothing to learn from this batch
-        return dict(EMPTY)
+        return {**EMPTY, **({"clip_frac_late": 0.0} if cfg.inner_epochs > 1 else {})}
     model.train()
     sums = {"loss": 0.0, "clip_frac": 0.0, "entropy": 0.0, "kl": 0.0, "grad_norm": 0.0}
+    late: list[float] = []  # clip (or gate) fraction of epochs >= 2, where the ratio can leave 1
     trained_tokens, skipped = 0, 0
     for epoch in range(cfg.inner_epochs):
         parts = [micro_batch_loss(model, cfg, comp, inp, mb, epoch) for mb in inp.batches]
@@ -135,7 +136,12 @@ def policy_update(model: Any, cfg: TrainConfig, comp: Components, params: list[t
         sums["loss"] += tot["loss"] / cfg.inner_epochs
         sums["clip_frac"] += tot["clip"] / max(tot["tokens"], 1.0) / cfg.inner_epochs
         sums["grad_norm"] += grad_norm / cfg.inner_epochs
+        if epoch > 0:
+            late.append(tot["clip"] / max(tot["tokens"], 1.0))
         if epoch == 0:
             sums["entropy"] = tot["entropy"] / max(tot["tokens"], 1.0)
             sums["kl"] = tot["kl"] / max(tot["tokens"], 1.0) if cfg.kl_coef > 0 else float("nan")
-    return {**sums, "trained_tokens": trained_tokens, "skipped_step": skipped}
+    out = {**sums, "trained_tokens": trained_tokens, "skipped_step": skipped}
+    if cfg.inner_epochs > 1:
+        out["clip_frac_late"] = sum(late) / len(late)
+    return out

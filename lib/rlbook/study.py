@@ -1,0 +1,437 @@
+"""Notebooks from a study spec: a method notebook is narrative + a :class:`Study` + plots; this module runs
+the sweep, measures the claims, checks each mechanism's regime, decides the verdicts and writes the results.
+
+A notebook::
+
+    STUDY = study.Study("bnpo", claims=[
+        study.Claim("BNPO's accuracy is at least GRPO's", "final_accuracy", "BNPO", "GRPO", "not_less", margin=0.08,
+                    requires=[("baseline_beats_base", {})], paper="no accuracy loss (abstract)"),
+    ])
+    run = study.start(STUDY, globals())        # the run folder; parameters read from the notebook's namespace
+    res = study.sweep(STUDY, run)             # every (method, seed), cached, with held-out per-problem outcomes
+    res.curves(); res.accuracy_table()        # figures and tables
+    res.finish(extra={...})                   # claim table, verdicts, results.json, the conclusion (Markdown)
+
+Claims are data: a metric (:data:`METRICS`: held-out per-problem metrics, per-run training metrics, or a
+measurement the notebook passes as a long table ``method, seed[, unit], value``), a direction (greater, less,
+not_less, equivalent), a baseline, a margin, and regime checks (:data:`CHECKS`) that must hold for the
+mechanism to act at all; otherwise the verdict is ``untestable in this regime`` with the reason.  Intervals,
+Holm correction, minimum detectable effects and the ``underpowered`` rule (< 3 seeds) are :mod:`rlbook.stats`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rlbook import experiments, report, runs, stats
+from rlbook.errors import ParamError
+from rlbook.params import load_file
+
+DIRECTIONS = ("greater", "less", "not_less", "equivalent")
+DEFAULT_CURVES = (("accuracy", "train accuracy"), ("reward_mean", "train reward"),
+                  ("response_length", "response length (tokens)"), ("zero_adv_group_frac", "zero-advantage groups"),
+                  ("entropy", "token entropy"), ("eval_accuracy", "held-out accuracy"))
+SPEC_KEYS = ("model", "task", "lora", "train", "eval_size", "eval_max_new_tokens")
+
+
+@dataclass
+class Claim:
+    """One claim of a paper, as data.
+
+    ``metric``: a :data:`METRICS` name (``final_accuracy``, ``final_length``, ``accuracy_gain``, ``eval_auc``,
+    ``train:<column>:<mean|last3|first|max|min>``, ...) or the name of a measurement passed to
+    :meth:`StudyResult.finish` as a table.  ``requires``: regime checks ``(name, kwargs)`` of :data:`CHECKS`.
+    ``paper``: what the paper reports (quoted), shown next to our number.
+    """
+
+    text: str
+    metric: str
+    method: str
+    baseline: str | None = None
+    direction: str = "greater"
+    margin: float = 0.0
+    requires: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    paper: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ParamError(f"claim {self.text!r}: direction={self.direction!r}; allowed: {', '.join(DIRECTIONS)}")
+        for name, _ in self.requires:
+            if name not in CHECKS:
+                raise ParamError(f"claim {self.text!r}: unknown regime check {name!r}; allowed: {', '.join(CHECKS)}")
+
+
+@dataclass
+class Study:
+    """A notebook's study: its name (= notebook), claims, learning-curve panels and title."""
+
+    name: str
+    claims: list[Claim] = field(default_factory=list)
+    curves: Sequence[tuple[str, str]] = DEFAULT_CURVES
+    title: str = ""
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def start(study: Study, namespace: Mapping[str, Any]) -> runs.Run:
+    """The notebook's run folder; its parameters are the notebook's variables named in
+    ``params/<name>.yaml`` (``defaults``), read from ``namespace`` (pass ``globals()``)."""
+    defaults = load_file(study.name)["defaults"]
+    missing = [k for k in defaults if k not in namespace]
+    if missing:
+        raise ParamError(f"{study.name}: parameters {missing} are not defined in the notebook")
+    params = {k: namespace[k] for k in defaults}
+    pd.set_option("display.max_colwidth", None)  # whole problem texts in tables
+    run = runs.start(study.name, namespace.get("run_dir"), params, profile=namespace.get("profile"))
+    print("run folder:", run.dir)
+    return run
+
+
+def margin_check(claim: Claim, eval_size: int) -> tuple[bool, str] | None:
+    """For a non-inferiority or parity claim on a held-out metric: its margin must exceed one run's evaluation
+    standard error (at 50% accuracy, the largest), or the claim cannot tell "as good" from noise."""
+    if claim.direction not in ("not_less", "equivalent") or claim.metric not in ("final_accuracy", "accuracy_gain"):
+        return None
+    se = stats.eval_standard_error(0.5, eval_size)
+    return claim.margin > se, f"margin {claim.margin:g} vs one run's evaluation standard error {se:.3f} ({eval_size} problems)"
+
+
+def _eval_size(p: Mapping[str, Any]) -> int:
+    return int(p.get("eval_size") or p["task"].get("eval_size", 100))
+
+
+def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None, **overrides: Any) -> StudyResult:
+    """Train every (method, seed) of the run's parameters (cached, shared with other notebooks) and read the
+    results back.  ``methods`` / ``overrides`` (e.g. ``train={...}``) replace the parameters' for a second
+    sweep in the same notebook (an ablation on another reward, say)."""
+    p = {**run.params, **overrides}
+    base = {k: p[k] for k in SPEC_KEYS if k in p}
+    specs = experiments.make_specs(methods if methods is not None else p["methods"], base)
+    for c in study.claims:
+        ok = margin_check(c, _eval_size(p))
+        if ok is not None and not ok[0]:
+            print(f"note: claim {c.text!r} will be untestable here: {ok[1]}")
+    res = experiments.sweep(specs, p["seeds"], cache=experiments.cache_root(run))
+    out = StudyResult(study, run, res, specs, p)
+    if methods is None and not overrides:
+        res.metrics.to_csv(run.metrics_path, index=False)
+    print(f"{res.trained} runs trained, {res.reused} reused from the cache: {len(specs)} methods x {p['seeds']} seeds")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def outcomes(res: experiments.SweepResult, which: str = "final") -> pd.DataFrame:
+    """Per-problem held-out outcomes, one row per (method, seed, problem): correct, length, formatted,
+    truncated (``which="base"``: the base model's, the same for every method)."""
+    rows = []
+    for (method, seed), ev in res.evals.items():
+        e = ev[which]
+        n = len(e["correct"])
+        for unit in range(n):
+            rows.append({"method": method, "seed": seed, "unit": unit, "correct": float(e["correct"][unit]),
+                         "length": float(e["lengths"][unit]),
+                         "formatted": float(e.get("formatted", [math.nan] * n)[unit]),
+                         "truncated": float(e.get("truncated", [math.nan] * n)[unit])})
+    return pd.DataFrame(rows)
+
+
+def _held_out(column: str) -> Callable[[experiments.SweepResult], pd.DataFrame]:
+    def metric(res: experiments.SweepResult) -> pd.DataFrame:
+        return outcomes(res).rename(columns={column: "value"})[["method", "seed", "unit", "value"]]
+
+    return metric
+
+
+def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
+    final, base = outcomes(res, "final"), outcomes(res, "base")
+    return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
+
+
+def _eval_auc(res: experiments.SweepResult) -> pd.DataFrame:
+    """Area under the held-out accuracy curve: the mean over the evaluations made during training (``eval_every``)
+    and the final one, per run (a speed-and-level summary)."""
+    m = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
+    rows = []
+    for (method, seed), part in m.groupby(["method", "seed"], sort=False):
+        final = res.evals[(method, seed)]["final"]["accuracy"]
+        rows.append({"method": method, "seed": seed, "value": float(np.mean([*part["eval_accuracy"], final]))})
+    if not rows:
+        raise ParamError("eval_auc needs held-out curves: set train.eval_every > 0")
+    return pd.DataFrame(rows)
+
+
+AGGS: dict[str, Callable[[pd.Series], float]] = {
+    "mean": lambda s: float(s.mean()), "first": lambda s: float(s.iloc[0]), "last3": lambda s: float(s.iloc[-3:].mean()),
+    "max": lambda s: float(s.max()), "min": lambda s: float(s.min()),
+}
+
+
+def _train_metric(res: experiments.SweepResult, column: str, agg: str) -> pd.DataFrame:
+    if column not in res.metrics:
+        raise ParamError(f"training metric {column!r} is not in the runs' metrics; have: {', '.join(res.metrics)}")
+    if agg not in AGGS:
+        raise ParamError(f"aggregation {agg!r} is not allowed; allowed: {', '.join(AGGS)}")
+    rows = [{"method": m, "seed": s, "value": AGGS[agg](part[column].dropna())}
+            for (m, s), part in res.metrics.groupby(["method", "seed"], sort=False) if part[column].notna().any()]
+    return pd.DataFrame(rows)
+
+
+METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
+    "final_accuracy": _held_out("correct"),
+    "final_length": _held_out("length"),
+    "final_format": _held_out("formatted"),
+    "final_truncated": _held_out("truncated"),
+    "accuracy_gain": _accuracy_gain,
+    "eval_auc": _eval_auc,
+}
+
+
+def metric_table(res: experiments.SweepResult, metric: str, extra: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The long table ``method, seed[, unit], value`` of ``metric`` (a :data:`METRICS` name, ``train:<col>:<agg>``,
+    or a name in ``extra``)."""
+    if extra and metric in extra:
+        return extra[metric]
+    if metric in METRICS:
+        return METRICS[metric](res)
+    if metric.startswith("train:"):
+        _, column, agg = (metric.split(":") + ["mean"])[:3]
+        return _train_metric(res, column, agg)
+    raise ParamError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}, train:<column>:<agg>, "
+                     f"or a measurement passed as extra ({', '.join(extra or {}) or 'none given'})")
+
+
+# ------------------------------------------------------------------------------------- regime checks
+# fn(result, claim, **kwargs) -> (passed, what was measured): the conditions under which a mechanism can act.
+
+
+def _runs_of(res: StudyResult, method: str) -> pd.DataFrame:
+    m = res.sweep.metrics
+    return m[m["method"] == method]
+
+
+def check_clip_active(res: StudyResult, claim: Claim, method: str | None = None, min_frac: float = 0.005,
+                      ) -> tuple[bool, str]:
+    """Ratio clipping (or a gate) acts only after the first inner epoch (the first epoch's ratio is exactly 1):
+    the clip/gate fraction measured in epochs >= 2 must reach ``min_frac``."""
+    runs_ = _runs_of(res, method or claim.method)
+    if "clip_frac_late" not in runs_ or runs_["clip_frac_late"].isna().all():
+        return False, f"{method or claim.method}: one inner epoch, so the importance ratio is exactly 1 and no clip acts"
+    frac = float(runs_["clip_frac_late"].mean())
+    return frac >= min_frac, f"{method or claim.method}: clip/gate fraction in epochs >= 2 is {frac:.4f} (needs >= {min_frac})"
+
+
+def check_truncation_below(res: StudyResult, claim: Claim, max_frac: float = 0.05) -> tuple[bool, str]:
+    """Length claims need room to move: the base model's share of truncated held-out answers below ``max_frac``."""
+    base = outcomes(res.sweep, "base")
+    frac = float(base["truncated"].mean())
+    return frac < max_frac, f"base model truncates {frac:.1%} of held-out answers at max_new_tokens (needs < {max_frac:.0%})"
+
+
+def check_lengths_can_grow(res: StudyResult, claim: Claim, max_share: float = 0.7) -> tuple[bool, str]:
+    """A length bias can show only if lengths can grow: base mean length below ``max_share`` of the limit."""
+    base = outcomes(res.sweep, "base")
+    limit = int(res.params["train"].get("max_new_tokens", 32))
+    share = float(base["length"].mean()) / limit
+    return share < max_share, f"base mean length is {share:.0%} of max_new_tokens={limit} (needs < {max_share:.0%})"
+
+
+def check_base_accuracy_between(res: StudyResult, claim: Claim, lo: float = 0.05, hi: float = 0.95) -> tuple[bool, str]:
+    acc = float(outcomes(res.sweep, "base")["correct"].mean())
+    return lo <= acc <= hi, f"base held-out accuracy {acc:.1%} (the mechanism needs {lo:.0%}-{hi:.0%})"
+
+
+def check_sampled_accuracy_between(res: StudyResult, claim: Claim, lo: float, hi: float,
+                                   method: str | None = None) -> tuple[bool, str]:
+    """The training accuracy of the first step (sampled, temperature 1) between ``lo`` and ``hi``."""
+    first = _runs_of(res, method or claim.baseline or claim.method).groupby("seed")["accuracy"].first().mean()
+    return lo <= first <= hi, f"first-step sampled accuracy {first:.1%} (the mechanism needs {lo:.0%}-{hi:.0%})"
+
+
+def check_metric_nonzero(res: StudyResult, claim: Claim, column: str, method: str | None = None,
+                         min_abs: float = 1e-3) -> tuple[bool, str]:
+    """A mechanism that shapes ``column`` must have moved it: its mean over the method's steps is non-zero."""
+    runs_ = _runs_of(res, method or claim.method)
+    val = float(runs_[column].abs().mean()) if column in runs_ else 0.0
+    return val >= min_abs, f"{method or claim.method}: mean |{column}| = {val:.4f} over training (needs >= {min_abs})"
+
+
+def check_baseline_beats_base(res: StudyResult, claim: Claim) -> tuple[bool, str]:
+    """Before a non-inferiority claim: the baseline improved on the base model (else 'as good as the baseline'
+    says nothing about learning)."""
+    gain = METRICS["accuracy_gain"](res.sweep)
+    row = stats.evaluate_claim("baseline beats base", "accuracy_gain",
+                               stats.seed_level_effects(gain, claim.baseline or claim.method), n_boot=0)
+    ok = row["verdict"] == "replicated"
+    return ok, (f"{claim.baseline}: gain over the base model {row['effect']:+.3f} [{row['ci_low']:+.3f}, "
+                f"{row['ci_high']:+.3f}] ({row['verdict']})")
+
+
+def check_mixed_groups(res: StudyResult, claim: Claim, min_frac: float = 0.1, method: str | None = None,
+                       ) -> tuple[bool, str]:
+    """Group-relative signal exists: the share of groups with non-zero advantage is at least ``min_frac``."""
+    runs_ = _runs_of(res, method or claim.baseline or claim.method)
+    frac = 1.0 - float(runs_["zero_adv_group_frac"].mean())
+    return frac >= min_frac, f"{frac:.1%} of groups carry a non-zero advantage (needs >= {min_frac:.0%})"
+
+
+CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
+    "clip_active": check_clip_active, "truncation_below": check_truncation_below,
+    "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
+    "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
+    "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+}
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+def interval(table: pd.DataFrame, method: str, baseline: str | None = None) -> dict[str, float]:
+    """Mean (or paired difference against ``baseline``) of a long metric table with its calibrated 95% CI
+    (:func:`rlbook.stats.seed_t_test`: t across seeds, floored by the within-seed variance)."""
+    unit = "unit" if "unit" in table.columns else None
+    eff = stats.seed_level_effects(table, method, baseline, unit_col=unit)
+    t = stats.seed_t_test(eff.effects, eff.within_var)
+    return {"mean": float(t["effect"]), "ci_low": float(t["ci_low"]), "ci_high": float(t["ci_high"]),
+            "n_seeds": len(eff.units)}
+
+
+def finite_pairs(table: pd.DataFrame, method: str, baseline: str | None) -> tuple[pd.DataFrame, str]:
+    """The rows of ``method`` and ``baseline`` whose (seed, unit) has a finite value for both; a reason when some
+    were dropped for NaN (e.g. a zero mean gradient: no reward signal) and none remain."""
+    keys = ["seed"] + (["unit"] if "unit" in table.columns else [])
+    names = [method] + ([baseline] if baseline else [])
+    part = table[table["method"].isin(names)]
+    bad = part[~np.isfinite(part["value"].astype(float))]
+    if bad.empty:
+        return part, ""
+    drop = set(map(tuple, bad[keys].to_numpy()))
+    kept = part[[tuple(k) not in drop for k in part[keys].to_numpy()]]
+    if kept.empty or kept["method"].nunique() < len(names):
+        return part.fillna(0.0), (f"no finite values of the metric for {', '.join(sorted(set(bad['method'])))} "
+                                  "(e.g. a zero mean gradient: no reward signal)")
+    return kept, ""
+
+
+@dataclass
+class StudyResult:
+    """A study's trained runs and everything computed from them."""
+
+    study: Study
+    run: runs.Run
+    sweep: experiments.SweepResult
+    specs: list[experiments.RunSpec]
+    params: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        return self.sweep.methods
+
+    def describe(self) -> pd.DataFrame:
+        """What differs between the methods' trainer settings."""
+        return experiments.describe(self.specs)
+
+    def base_accuracy(self) -> float:
+        return float(outcomes(self.sweep, "base")["correct"].mean())
+
+    def curves(self, panels: Sequence[tuple[str, str]] | None = None, name: str = "learning_curves",
+               x: str = "step") -> Any:
+        """Per-step training metrics, mean across seeds with a band, one line per method (saved as a figure)."""
+        fig = report.method_curves(self.sweep.metrics, list(panels or self.study.curves), x=x,
+                                   title=self.study.title or self.study.name)
+        self.run.figure(fig, name)
+        return fig
+
+    def accuracy_table(self, metric: str = "final_accuracy", baseline: str | None = None,
+                       extra: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+        """Per method: mean of ``metric`` with its calibrated 95% CI across seeds and, against ``baseline``, the
+        paired difference (same seeds, same problems) with its CI."""
+        table = metric_table(self.sweep, metric, extra)
+        rows = []
+        for m in self.methods:
+            row = {"method": m, **interval(table, m)}
+            if baseline and m != baseline:
+                d = interval(table, m, baseline)
+                row.update(diff=d["mean"], diff_low=d["ci_low"], diff_high=d["ci_high"])
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("method")
+
+    def pareto(self, name: str = "accuracy_vs_length") -> Any:
+        """Held-out accuracy against mean response length, seed means with intervals in both directions."""
+        fig = report.pareto_plot(self.sweep.final)
+        self.run.figure(fig, name)
+        return fig
+
+    def evaluate(self, extra: Mapping[str, pd.DataFrame] | None = None) -> list[dict[str, Any]]:
+        """Every claim of the study: regime checks, effect, calibrated interval, mde; Holm across them."""
+        rows = []
+        for c in self.study.claims:
+            checks = [CHECKS[name](self, c, **kw) for name, kw in c.requires]
+            margin = margin_check(c, _eval_size(self.params))
+            checks += [margin] if margin is not None else []
+            table, why = finite_pairs(metric_table(self.sweep, c.metric, extra), c.method, c.baseline)
+            checks += [(False, why)] if why else []
+            unit = "unit" if "unit" in table.columns else None
+            eff = stats.seed_level_effects(table, c.method, c.baseline, unit_col=unit)
+            row = stats.evaluate_claim(c.text, c.metric, eff, method=c.method, baseline=c.baseline,
+                                       direction=c.direction, margin=c.margin, checks=checks)
+            row["checks"] = "; ".join(f"{'ok' if ok else 'FAILED'}: {why}" for ok, why in checks)
+            row["paper"] = c.paper
+            rows.append(row)
+        self.rows = stats.assign_verdicts(rows)
+        return self.rows
+
+    def claim_table(self) -> pd.DataFrame:
+        cols = ["claim", "method", "baseline", "metric", "direction", "margin", "effect", "ci_low", "ci_high",
+                "n_seeds", "mde", "verdict", "reason", "checks", "paper"]
+        return stats.claim_table(self.rows)[cols]
+
+    def finish(self, extra: Mapping[str, pd.DataFrame] | None = None, results: Mapping[str, Any] | None = None) -> Any:
+        """Evaluate the claims, save ``results.json`` (headline numbers, tables, every claim row with its
+        ``n_seeds``) and return the conclusion as Markdown, every number computed from the runs."""
+        from IPython.display import Markdown
+
+        self.evaluate(extra)
+        acc = self.accuracy_table()
+        timing = report.timing_table(self.sweep.final)
+        out = {"seeds": int(self.params["seeds"]), "steps": int(self.sweep.metrics["step"].max()),
+               "base_accuracy": self.base_accuracy(),
+               **{f"final_accuracy[{m}]": float(v) for m, v in acc["mean"].items()},
+               **{f"seconds_per_step[{m}]": float(v) for m, v in timing["seconds_per_step"].items()},
+               "runs_trained": self.sweep.trained, "runs_reused": self.sweep.reused,
+               "final_table": acc.reset_index().to_dict("records"), "claims": self.rows, **(results or {})}
+        self.run.save_results(out)
+        return Markdown(conclusion(self.rows, self))
+
+
+def _claim_sentence(r: dict[str, Any]) -> str:
+    vs = f" vs {r['baseline']}" if r.get("baseline") else ""
+    ci = (f"[95% CI {r['ci_low']:+.3g}, {r['ci_high']:+.3g}]" if np.isfinite(r["ci_low"])
+          else "(no interval from one seed)")
+    paper = f" The paper: {r['paper']}." if r.get("paper") else ""
+    why = f" ({r['reason']})" if r["verdict"] in ("untestable in this regime", "underpowered") else ""
+    return (f"- *{r['claim']}* ({r['method']}{vs}, {r['metric']}): effect {r['effect']:+.3g} {ci}, "
+            f"{r['n_seeds']} seeds, smallest detectable effect {r['mde']:.3g}: **{r['verdict']}**{why}.{paper}")
+
+
+def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -> str:
+    """The closing paragraph: verdict counts, then one line per claim with its numbers."""
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in stats.VERDICTS}
+    head = f"**Conclusion.** Of {len(rows)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + "."
+    if res is not None:
+        head += (f" Base model: {res.base_accuracy():.1%} held-out accuracy; {res.params['seeds']} seeds x "
+                 f"{int(res.sweep.metrics['step'].max())} steps per method.")
+    tail = ""
+    if counts.get("inconclusive"):
+        tail = ("\n\n*Inconclusive*: the 95% interval contains both the claimed and the opposite side at this "
+                "scale; the smallest detectable effect says how large an effect these seeds could have shown.")
+    return head + "\n\n" + "\n".join(_claim_sentence(r) for r in rows) + tail
