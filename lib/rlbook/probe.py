@@ -517,3 +517,9 @@ def list_text(results: str | Path | None = None) -> str:
     lines.append(f"\nreasoning-gym tasks ({len(names)}; rlbook tasks --probe NAME -p config.KEY=VALUE):")
     lines += textwrap.wrap(" ".join(names), width=100, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m rlbook.probe [FILE]: the Markdown table of saved probe results
+    import sys
+
+    print(markdown_table(load_results(sys.argv[1] if len(sys.argv) > 1 else RESULTS_FILE)))

@@ -35,12 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlbook.config import ParamError
-from rlbook.tasks import Problem
+from rlbook.tasks import STEP_INSTRUCTION, Problem
 
-INSTRUCTION = (
-    "Add the numbers one at a time from left to right. Write each step on its own line as "
-    "'previous total + next number = new total', then write 'Answer: ' and the final total."
-)
+INSTRUCTION = STEP_INSTRUCTION  # appended to each chain_sum question (preset "sums-steps")
 SUPPORTED = ("chain_sum",)
 _NUM = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 _ANSWER = re.compile(r"(?:<answer>\s*|answer(?: is)?\s*[:=]?\s*)(-?\d+(?:,\d{3})*(?:\.\d+)?)", re.I)
