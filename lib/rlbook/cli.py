@@ -1,8 +1,5 @@
-<<<<<<< HEAD
-"""``rlbook run / list / resume / export``: execute notebooks into run folders, list them, export a method.
-=======
-"""``rlbook run / list / resume / tasks``: execute notebooks into run folders and list them; choose tasks.
->>>>>>> h-tasks
+"""``rlbook run / list / resume / export / tasks``: execute notebooks into run folders, list them, export a
+method, choose tasks.
 
 ``rlbook run NOTEBOOK [--profile P] [--params FILE] [-p key=value ...] [--outputs DIR]`` resolves the
 parameters (:mod:`rlbook.params`; a bad one is a one-line error, exit 2, nothing written), makes a
@@ -385,7 +382,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return resume(args.run_folder, None, args.outputs)
 
 
-<<<<<<< HEAD
 def cmd_export(args: argparse.Namespace) -> int:
     """``rlbook export NOTEBOOK --method NAME --to trl|verl``: the logic is :mod:`rlbook.export`."""
     from rlbook.export import export
@@ -399,7 +395,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ParamError as e:
         return _error(str(e))
     print(f"rlbook: wrote {path}")
-=======
+    return 0
+
+
 # ---------------------------------------------------------------- rlbook tasks
 
 
@@ -433,7 +431,6 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if args.save:
         probe.save_result(res, args.save)
         print(f"saved: {args.save}")
->>>>>>> h-tasks
     return 0
 
 
@@ -458,7 +455,6 @@ def parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resume", parents=[common], help="continue an interrupted or failed run in its folder")
     res.add_argument("run_folder")
     res.set_defaults(func=cmd_resume)
-<<<<<<< HEAD
     cch = sub.add_parser("cache", help="list the cached training runs; --prune deletes stale and unfinished ones")
     cch.add_argument("--root", help="the cache folder (default: $RLBOOK_RUNS_CACHE or outputs/_cache/runs)")
     cch.add_argument("--prune", action="store_true", help="delete stale (made by other code) and unfinished entries")
@@ -472,7 +468,6 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override (YAML value)")
     exp.add_argument("--out", help="file (trl) or folder (verl) to write; default exports/NOTEBOOK-METHOD-ENGINE")
     exp.set_defaults(func=cmd_export)
-=======
     tsk = sub.add_parser("tasks", help="list tasks; --probe NAME measures the base model on one configuration")
     tsk.add_argument("--probe", metavar="NAME", help="a preset or reasoning-gym task to measure")
     tsk.add_argument("-p", action="append", default=[], metavar="KEY=VALUE",
@@ -487,7 +482,6 @@ def parser() -> argparse.ArgumentParser:
     tsk.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     tsk.add_argument("--save", type=Path, help="append the result as one JSON line to this file")
     tsk.set_defaults(func=cmd_tasks)
->>>>>>> h-tasks
     return top
 
 
