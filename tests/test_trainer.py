@@ -278,7 +278,11 @@ def test_optimized_training_pass_gives_the_same_loss_and_gradients_as_the_plain_
 def test_every_registered_estimator_runs_a_real_training_step(tok, name):
     from rlbook.models import tiny_llama
 
-    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3)
+    from rlbook.presets import PRESETS
+
+    # an estimator that reads a phase's signals (process rewards, Monte Carlo values) runs with its preset's phases
+    phases = next((p.train.get("phases", []) for p in PRESETS.values() if p.train.get("estimator") == name), [])
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3, phases=phases)
     m = trainer.step()
     assert math.isfinite(m["loss"]) and math.isfinite(m["adv_std"]) and m["skipped_step"] == 0
 

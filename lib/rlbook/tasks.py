@@ -48,6 +48,7 @@ class TaskSpec:
     answer_format: str = "plain"  # "plain": the answer alone; "tag": inside <answer>...</answer>
     instruction: str | None = None  # appended to every question; None: the answer_format's own
     system_prompt: str | None = "You are a concise assistant."  # None: the chat template's default
+    shots: int = 0  # worked examples shown as earlier chat turns (chain_sum: one running partial sum per line)
 
     def __post_init__(self) -> None:
         from rlbook import hub
@@ -66,6 +67,11 @@ class TaskSpec:
             self.instruction = INSTRUCTIONS[self.answer_format]
         if not isinstance(self.config, dict):
             raise ParamError(f"task.config={self.config!r} must be a mapping")
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
+            raise ParamError(f"task.shots={self.shots!r} must be an integer >= 0")
+        if self.shots and self.name not in SHOT_WRITERS:
+            raise ParamError(f"task.shots={self.shots} needs worked solutions, written only for: "
+                             f"{', '.join(SHOT_WRITERS)} (got task.name={self.name!r})")
 
 
 @dataclass
@@ -118,6 +124,22 @@ def _dataset_kwargs(name: str, config: dict[str, Any]) -> dict[str, Any]:
             ds = DatasetSpec(name=ds["name"], weight=float(ds.get("weight", 1.0)), config=dict(ds.get("config") or {}))
         specs.append(ds)
     return {**config, "datasets": specs}
+
+
+def chain_sum_solution(entry: dict[str, Any]) -> str:
+    """A worked chain_sum solution, one running partial sum per line, then the answer (``rlbook.steps``'
+    format): ``"6 + 2 - 5"`` -> ``"6 + 2 = 8\\n8 - 5 = 3\\nAnswer: 3"``."""
+    tokens = entry["metadata"]["expression"].split()
+    total, lines = int(tokens[0]), []
+    for op, term in zip(tokens[1::2], tokens[2::2], strict=True):
+        new = total + int(term) if op == "+" else total - int(term)
+        lines.append(f"{total} {op} {term} = {new}")
+        total = new
+    return "\n".join([*lines, f"Answer: {total}"])
+
+
+# task name -> worked-solution writer, for few-shot prompts (TaskSpec.shots)
+SHOT_WRITERS = {"chain_sum": chain_sum_solution}
 
 
 def extract_answer(completion: str, numeric: bool = True) -> str | None:
@@ -177,15 +199,31 @@ class Task:
                 f"task {spec.name!r} with config {spec.config} has only {len(entries)} distinct questions; "
                 f"task.eval_size={spec.eval_size} must be smaller so that some remain for training"
             )
+        self.shots = self._shots(entries[spec.eval_size + spec.train_size:])
         # Held-out questions first, then training questions: the two never share a question.
         self.eval = [self._problem(i, e) for i, e in enumerate(entries[: spec.eval_size])]
         train = entries[spec.eval_size : spec.eval_size + spec.train_size]
         self.train = [self._problem(i, e) for i, e in enumerate(train)]
         self.numeric = all(_NUMBER.fullmatch(p.answer.strip()) for p in self.train[:50])
 
+    def _shots(self, unused: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """``spec.shots`` worked examples as chat turns, from questions in neither split."""
+        n = self.spec.shots
+        if n == 0:
+            return []
+        if len(unused) < n:
+            raise ParamError(f"task.shots={n}: only {len(unused)} questions are left outside the train and eval "
+                             "splits; lower task.train_size or task.eval_size")
+        write = SHOT_WRITERS[self.spec.name]
+        turns = []
+        for entry in unused[:n]:
+            turns += [{"role": "user", "content": f"{entry['question']} {self.spec.instruction}".strip()},
+                      {"role": "assistant", "content": write(entry)}]
+        return turns
+
     def _problem(self, index: int, entry: dict[str, Any]) -> Problem:
         content = f"{entry['question']} {self.spec.instruction}".strip()
-        messages = [{"role": "user", "content": content}]
+        messages = [*self.shots, {"role": "user", "content": content}]
         if self.spec.system_prompt is not None:
             messages.insert(0, {"role": "system", "content": self.spec.system_prompt})
         return Problem(index=index, question=entry["question"], answer=str(entry["answer"]), messages=messages,
