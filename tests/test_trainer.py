@@ -277,7 +277,6 @@ def test_optimized_training_pass_gives_the_same_loss_and_gradients_as_the_plain_
 @pytest.mark.parametrize("name", estimators.available())
 def test_every_registered_estimator_runs_a_real_training_step(tok, name):
     from rlbook.models import tiny_llama
-
     from rlbook.presets import PRESETS
 
     # an estimator that reads a phase's signals (process rewards, Monte Carlo values) runs with its preset's phases
