@@ -96,6 +96,16 @@ def test_step_potential_probes_every_step(tok):
     assert m["spae_probes"] == sum(len(e) for e in lay.ends)
     phi = batch.context["step_values"]
     assert bool(((phi >= -1.0) & (phi <= 1.0)).all()) and bool((phi[batch.context["step_mask"]] != 0).any())
+    # the first probe by one plain forward pass of prompt + head + answer (no shared prompt)
+    from rlbook.rollout import token_logprobs
+
+    phase = credit.StepPotential(trainer)
+    heads, answers, where = phase.probes(trainer, batch, lay)
+    seq = torch.tensor([trainer.prompt_ids(batch.problems[0]) + heads[0] + answers[0]])
+    with torch.no_grad():
+        lp, ent = token_logprobs(trainer.model, seq, torch.ones_like(seq), len(answers[0]), 1.0, with_entropy=True)
+    acc, conf = credit.probe_scores(lp, ent, "code")
+    assert where[0] == (0, 0) and float(phi[0, 0, 0]) == pytest.approx(float(credit.potential(acc, conf)), abs=1e-5)
 
 
 # ---------------------------------------------------------------------------------------- CAPO critic

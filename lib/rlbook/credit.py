@@ -19,7 +19,7 @@ from rlbook import phases, process
 from rlbook.errors import ParamError
 from rlbook.generation import left_pad
 from rlbook.models import reference_mode
-from rlbook.rollout import Batch, generate, token_logprobs
+from rlbook.rollout import Batch, generate, token_logprobs_shared_prompt
 
 CUTPOINTS = ("low_prob", "step_ends")
 VOTES = ("majority", "intersection", "average")
@@ -165,39 +165,58 @@ class StepPotential(phases.Phase):
 
     def run(self, trainer: Any, batch: Batch) -> dict[str, float]:
         lay = process.batch_layout(trainer, batch)
-        seqs, answer_lens, where = self.probes(trainer, batch, lay)
+        heads, answers, where = self.probes(trainer, batch, lay)
         phi = torch.zeros(len(lay.ends), lay.K)
-        for start in range(0, len(seqs), max(1, trainer.cfg.micro_batch_size)):
-            part = slice(start, start + max(1, trainer.cfg.micro_batch_size))
-            ids, att = left_pad(seqs[part], trainer.tok.pad_token_id, trainer.device)
-            A = max(answer_lens[part])
-            with torch.no_grad():
-                lp, ent = token_logprobs(trainer.model, ids, att, A, 1.0, with_entropy=True)
-            for i, (b, k) in enumerate(where[part]):
-                a = answer_lens[start + i]
-                acc, conf = probe_scores(lp[i : i + 1, A - a :].cpu(), ent[i : i + 1, A - a :].cpu(), self.form)  # type: ignore[index]
-                phi[b, k] = float(potential(acc, conf))
+        size = max(1, trainer.cfg.micro_batch_size)
+        for start in range(0, len(heads), size):
+            part = range(start, min(start + size, len(heads)))
+            lp, ent = self.teacher_forced(trainer, batch, [heads[i] for i in part], [answers[i] for i in part],
+                                          [where[i][0] // batch.G for i in part])
+            for j, i in enumerate(part):
+                h, a = len(heads[i]), len(answers[i])
+                acc, conf = probe_scores(lp[j : j + 1, h : h + a], ent[j : j + 1, h : h + a], self.form)
+                phi[where[i]] = float(potential(acc, conf))
         values = phi.view(batch.P, batch.G, lay.K)
         batch.context.update(step_values=values, step_mask=lay.step_mask())
         last = torch.tensor([float(phi[b, len(e) - 1]) for b, e in enumerate(lay.ends)])
         return {"spae_phi_auc": process.auc(last.tolist(), batch.correct.reshape(-1).tolist()),
-                "spae_probes": float(len(seqs))}
+                "spae_probes": float(len(heads))}
 
-    def probes(self, trainer: Any, batch: Batch, lay: process.StepLayout) -> tuple[list[list[int]], list[int], list]:
-        """Token ids of every probe (prompt, completion through step k, probe, answer), answer lengths, (row, k)."""
+    @torch.no_grad()
+    def teacher_forced(self, trainer: Any, batch: Batch, heads: list[list[int]], answers: list[list[int]],
+                       groups: list[int]) -> tuple[Tensor, Tensor]:
+        """Log-probs and entropies (temperature 1) of every token after the prompt, each problem's prompt encoded
+        once (``rollout.token_logprobs_shared_prompt``): rows are prompt, then head + answer right-padded."""
+        pad = trainer.tok.pad_token_id
+        prompts = [trainer.prompt_ids(batch.problems[g]) for g in groups]
+        p_ids, p_att = left_pad(prompts, pad, trainer.device)
+        tails = [h + a for h, a in zip(heads, answers, strict=True)]
+        n = max(len(t) for t in tails)
+        t_ids = torch.full((len(tails), n), pad, dtype=torch.long)
+        t_att = torch.zeros((len(tails), n), dtype=torch.long)
+        for i, t in enumerate(tails):
+            t_ids[i, : len(t)], t_att[i, : len(t)] = torch.tensor(t), 1
+        ids = torch.cat([p_ids, t_ids.to(trainer.device)], dim=1)
+        att = torch.cat([p_att, t_att.to(trainer.device)], dim=1)
+        lp, ent = token_logprobs_shared_prompt(trainer.model, ids, att, n, torch.tensor(groups, device=trainer.device),
+                                               1.0, with_entropy=True)
+        return lp.float().cpu(), ent.float().cpu()  # type: ignore[union-attr]
+
+    def probes(self, trainer: Any, batch: Batch, lay: process.StepLayout) -> tuple[list[list[int]], list[list[int]],
+                                                                                   list[tuple[int, int]]]:
+        """Per probe: the tokens after the prompt up to the answer (the completion through step k, a newline, the
+        probe), the reference answer's tokens, and (row, k)."""
         tok, roll = trainer.tok, batch.roll
-        seqs, lens, where = [], [], []
+        heads, answers, where = [], [], []
         for b, ends in enumerate(lay.ends):
-            problem = batch.problems[b // batch.G]
-            answer = tok(" " + problem.answer.strip(), add_special_tokens=False)["input_ids"]
+            answer = tok(" " + batch.problems[b // batch.G].answer.strip(), add_special_tokens=False)["input_ids"]
             for k, e in enumerate(ends):
                 text = tok.decode(roll.completion_ids[b, : e + 1].tolist(), skip_special_tokens=True)
                 text = text if text.endswith("\n") else text + "\n"
-                head = tok(text + self.probe, add_special_tokens=False)["input_ids"]
-                seqs.append(trainer.prompt_ids(problem) + head + answer)
-                lens.append(len(answer))
+                heads.append(tok(text + self.probe, add_special_tokens=False)["input_ids"])
+                answers.append(answer)
                 where.append((b, k))
-        return seqs, lens, where
+        return heads, answers, where
 
 
 # ------------------------------------------------------------------------------------- CAPO critic

@@ -182,7 +182,7 @@ def _train_metric(res: experiments.SweepResult, column: str, agg: str) -> pd.Dat
         raise ParamError(f"aggregation {agg!r} is not allowed; allowed: {', '.join(AGGS)}")
     rows = [{"method": m, "seed": s, "value": AGGS[agg](part[column].dropna())}
             for (m, s), part in res.metrics.groupby(["method", "seed"], sort=False) if part[column].notna().any()]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["method", "seed", "value"])
 
 
 METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
@@ -283,11 +283,26 @@ def check_mixed_groups(res: StudyResult, claim: Claim, min_frac: float = 0.1, me
     return frac >= min_frac, f"{frac:.1%} of groups carry a non-zero advantage (needs >= {min_frac:.0%})"
 
 
+def check_train_metric_between(res: StudyResult, claim: Claim, column: str, lo: float = -math.inf, hi: float = math.inf,
+                               method: str | None = None, agg: str = "mean") -> tuple[bool, str]:
+    """A training metric of ``method`` (default the claim's), ``agg`` over each run's steps then mean over seeds,
+    lies in [lo, hi]: e.g. the line format is followed (``format_share``), a filter keeps groups (``shortfall``), a
+    process signal varies (``mc_mixed``), a probe or a PRM is informative (``spae_phi_auc``, ``prm_dpo_acc``)."""
+    name = method or claim.method
+    runs_ = _runs_of(res, name)
+    if column not in runs_ or runs_[column].isna().all():
+        return False, f"{name}: training metric {column!r} was not recorded"
+    val = float(np.mean([AGGS[agg](part[column].dropna()) for _, part in runs_.groupby("seed")
+                         if part[column].notna().any()]))
+    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {lo:g} to {hi:g})"
+
+
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "clip_active": check_clip_active, "truncation_below": check_truncation_below,
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    "train_metric_between": check_train_metric_between,
 }
 
 
@@ -309,7 +324,11 @@ def finite_pairs(table: pd.DataFrame, method: str, baseline: str | None) -> tupl
     were dropped for NaN (e.g. a zero mean gradient: no reward signal) and none remain."""
     keys = ["seed"] + (["unit"] if "unit" in table.columns else [])
     names = [method] + ([baseline] if baseline else [])
-    part = table[table["method"].isin(names)]
+    part = table[table["method"].isin(names)] if "method" in table else table
+    missing = [n for n in names if n not in set(part.get("method", []))]
+    if missing:  # e.g. a step-level metric that was never defined (no checkable line in any completion)
+        filler = pd.DataFrame([{"method": n, "seed": s, "value": 0.0} for n in names for s in sorted(set(part.get("seed", [])) or {0})])
+        return filler, f"no values of the metric for {', '.join(missing)} (never measured in these runs)"
     bad = part[~np.isfinite(part["value"].astype(float))]
     if bad.empty:
         return part, ""
