@@ -188,3 +188,53 @@ def test_shots_are_worked_line_format_solutions_from_neither_split():
         make_task({"name": "products", "shots": 1})
     with pytest.raises(ParamError, match="shots"):
         make_task({**SUMS3, "shots": -1})
+
+
+# ------------------------------------------------------------------------------------------- prefix cache
+
+
+def test_prefix_cache_generates_what_full_prefill_generates(tok):
+    from rlbook.rollout import common_prefix
+
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 5]], min_len=2) == 2 and common_prefix([[1, 2], [1, 2]], min_len=1) == 1
+    task = make_task({**SUMS3, "shots": 2, "instruction": ""})
+    model = wrap_lora(tiny_llama(vocab_size=98, seed=0, init_std=0.2), {"r": 4, "alpha": 8}, seed=0)
+    outs = []
+    for flag in (False, True):
+        trainer = Trainer(model, tok, task, {"prefix_cache": flag, "gen_batch_size": 8}, progress=False)
+        prompts = [trainer.prompt_ids(p) for p in task.train[:5]]
+        assert common_prefix(prompts) > 100  # the system turn and the two worked examples
+        torch.manual_seed(3)
+        greedy = trainer.generate(prompts, 8, do_sample=False)
+        torch.manual_seed(3)
+        sampled = trainer.generate(prompts, 8, do_sample=True, temperature=1.0, group_size=2)
+        outs.append((greedy, sampled))
+    (g0, s0), (g1, s1) = outs
+    assert torch.equal(g0.completion_ids, g1.completion_ids) and torch.equal(g0.input_ids, g1.input_ids)
+    assert torch.equal(s0.completion_ids, s1.completion_ids)
+    m = s0.completion_mask.bool()
+    assert torch.allclose(s0.logp[m], s1.logp[m], atol=1e-4)
+
+
+def test_filtered_steps_report_the_accuracy_of_every_sampled_completion(tok):
+    trainer = trainer_for(tok, "prime_outcome", filters=[{"name": "accuracy_band", "kwargs": {"low": 0.2, "high": 0.8}}],
+                          rewards=[{"name": "correct"}])
+    m = trainer.step()
+    assert 0.0 <= m["sampled_accuracy"] <= 1.0 and "sampled_accuracy" not in trainer_for(tok, "grpo").step()
+
+
+def test_curves_on_a_shared_token_grid_by_hand():
+    import pandas as pd
+    from rlbook import creditlab
+
+    # run A: steps of 100 tokens (accuracy 0.0, 0.2), run B: one step of 100 + 50 extra (accuracy 0.4)
+    m = pd.DataFrame([{"method": "A", "seed": 0, "step": 1, "gen_tokens": 100, "accuracy": 0.0},
+                      {"method": "A", "seed": 0, "step": 2, "gen_tokens": 100, "accuracy": 0.2},
+                      {"method": "B", "seed": 0, "step": 1, "gen_tokens": 100, "extra_gen_tokens": 50, "accuracy": 0.4}])
+    df = creditlab.with_tokens(m)
+    assert df["tokens"].tolist() == [100.0, 200.0, 150.0] and df["sampled_accuracy"].tolist() == [0.0, 0.2, 0.4]
+    grid = creditlab.on_token_grid(m, ["accuracy"], points=3)  # tokens 100, 150, 200
+    a = grid[grid.method == "A"]["accuracy"].tolist()
+    assert a == pytest.approx([0.0, 0.1, 0.2])  # interpolated halfway at 150
+    b = grid[grid.method == "B"]["accuracy"].tolist()
+    assert math.isnan(b[0]) and b[1] == pytest.approx(0.4) and math.isnan(b[2])  # only where B has data

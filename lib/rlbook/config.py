@@ -106,6 +106,7 @@ class TrainConfig:
     generation_backend: str = "rlbook"  # "rlbook": shared prompt prefill per group; "hf": transformers.generate
     merge_lora_for_generation: bool = True  # generate with W + BA merged (exact restore afterwards)
     share_prompt_forward: bool = True  # training forward encodes each group's prompt once (same result)
+    prefix_cache: bool = False  # generation encodes the prompts' common first tokens (few-shot examples) once
     skip_zero_advantage: bool = True  # skip the training forward for samples with A = 0 when nothing needs them
     max_bad_steps: int = 3  # consecutive non-finite steps before the run fails
     checkpoint_every: int = 5  # steps between checkpoints when a checkpoint folder is given (0 = only at the end)

@@ -28,6 +28,9 @@ def with_tokens(metrics: pd.DataFrame) -> pd.DataFrame:
     extra = df["extra_gen_tokens"].fillna(0.0) if "extra_gen_tokens" in df else 0.0
     df["step_tokens"] = df["gen_tokens"].fillna(0.0) + extra
     df["tokens"] = df.groupby(["method", "seed"], sort=False)["step_tokens"].cumsum()
+    if "accuracy" in df:  # without a filter every sampled completion is trained on: the two are the same
+        df["sampled_accuracy"] = df["sampled_accuracy"].fillna(df["accuracy"]) if "sampled_accuracy" in df \
+            else df["accuracy"]
     return df
 
 
@@ -54,8 +57,9 @@ def on_token_grid(metrics: pd.DataFrame, columns: Sequence[str], points: int = 8
 def tokens_figure(res: study.StudyResult, panels: Sequence[tuple[str, str]], name: str = "curves_vs_tokens",
                   points: int = 8) -> Any:
     """Panels of training metrics against cumulative generated tokens (mean across seeds, band), saved."""
-    panels = [(c, lab) for c, lab in panels if c in res.sweep.metrics]
-    grid = on_token_grid(res.sweep.metrics, [c for c, _ in panels], points)
+    metrics = with_tokens(res.sweep.metrics).drop(columns=["tokens", "step_tokens"])
+    panels = [(c, lab) for c, lab in panels if c in metrics]
+    grid = on_token_grid(metrics, [c for c, _ in panels], points)
     fig = report.method_curves(grid, panels, x="tokens", title=f"{res.study.title or res.study.name}: per generated token")
     res.run.figure(fig, name)
     return fig

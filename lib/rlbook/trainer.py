@@ -110,12 +110,13 @@ class Trainer:
         cfg, P = self.cfg, self.cfg.prompts_per_step
         kept: list[Batch] = []
         dropped: list[Batch] = []
-        rounds = gen_tokens = 0
+        rounds = gen_tokens = n_correct = n_sampled = 0
         while sum(b.P for b in kept) < P and rounds < (cfg.max_sampling_rounds if self.comp.filters else 1):
             rounds += 1
             indices = self.sampler.next(P - sum(b.P for b in kept))
             batch = self.roll_out(indices)
             gen_tokens += int(batch.roll.lengths.sum())
+            n_correct, n_sampled = n_correct + int(batch.correct.sum()), n_sampled + batch.correct.numel()
             keep = self.keep_mask(batch)
             kept += [batch.groups([j]) for j in range(batch.P) if keep[j]]
             dropped += [batch.groups([j]) for j in range(batch.P) if not keep[j]]
@@ -125,7 +126,7 @@ class Trainer:
         out.trainable = bool(chosen)
         out.sampling = {"gen_tokens": gen_tokens, "groups": n_kept + sum(b.P for b in dropped),
                         "dropped": sum(b.P for b in dropped), "rounds": rounds,
-                        "shortfall": P - sum(b.P for b in chosen)}
+                        "shortfall": P - sum(b.P for b in chosen), "sampled_accuracy": n_correct / max(1, n_sampled)}
         return out
 
     def roll_out(self, indices: list[int]) -> Batch:
@@ -461,7 +462,8 @@ def step_metrics(batch: Batch, inp: UpdateInputs, train: dict[str, Any], comp: C
     if batch.roll.finished is not None:  # share of completions cut at max_new_tokens (no EOS)
         m["truncated_frac"] = 1.0 - batch.roll.finished.float().mean().item()
     if comp.filters:
-        m.update(sampling_rounds=s["rounds"], shortfall=s["shortfall"])
+        # accuracy of every completion sampled this step, the dropped groups' included (``accuracy``: the kept ones)
+        m.update(sampling_rounds=s["rounds"], shortfall=s["shortfall"], sampled_accuracy=s["sampled_accuracy"])
     if "extra_gen_tokens" in s:  # tokens phases generated (Monte Carlo continuations, critiques, ...)
         m["extra_gen_tokens"] = s["extra_gen_tokens"]
     m.update({"step_s": 0.0, **train})
