@@ -238,3 +238,23 @@ def test_curves_on_a_shared_token_grid_by_hand():
     assert a == pytest.approx([0.0, 0.1, 0.2])  # interpolated halfway at 150
     b = grid[grid.method == "B"]["accuracy"].tolist()
     assert math.isnan(b[0]) and b[1] == pytest.approx(0.4) and math.isnan(b[2])  # only where B has data
+
+
+FAMILY = ["prime", "implicit_prm", "spo_chain", "tempo", "min_form", "clip_delta", "spae", "rewarding_progress", "capo",
+          "credit_assignment"]
+
+
+def test_the_family_notebooks_share_their_runs_with_credit_assignment():
+    from rlbook import params
+
+    defaults = {nb: params.resolve(nb, "cpu") for nb in FAMILY}
+    keys = ("model", "task", "lora", "train", "seeds", "eval_size")
+    for nb in FAMILY:
+        assert {k: defaults[nb][k] for k in keys} == {k: defaults["credit_assignment"][k] for k in keys}, nb
+    shared = defaults["credit_assignment"]["methods"]
+    for nb in FAMILY[:-1]:
+        for label, method in defaults[nb]["methods"].items():
+            if label in shared:
+                assert method == shared[label], (nb, label)  # same settings -> the same cache key
+    covered = {lab for nb in FAMILY[:-1] for lab in defaults[nb]["methods"]}
+    assert set(shared) <= covered  # every run of credit_assignment is made by a method notebook too

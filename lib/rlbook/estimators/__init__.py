@@ -21,6 +21,7 @@ from . import baselines, confidence, group, multi, process, stateful  # noqa: F4
 from ._registry import (
     CONTEXT_NAMES,
     ESTIMATORS,
+    TOKEN_CONTEXT,
     available,
     compute,
     get,
@@ -34,6 +35,7 @@ from .stateful import ValueTracker
 __all__ = [
     "CONTEXT_NAMES",
     "ESTIMATORS",
+    "TOKEN_CONTEXT",
     "ValueTracker",
     "available",
     "compute",
