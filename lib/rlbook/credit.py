@@ -178,8 +178,13 @@ class StepPotential(phases.Phase):
                 phi[where[i]] = float(potential(acc, conf))
         values = phi.view(batch.P, batch.G, lay.K)
         batch.context.update(step_values=values, step_mask=lay.step_mask())
-        last = torch.tensor([float(phi[b, len(e) - 1]) for b, e in enumerate(lay.ends)])
-        return {"spae_phi_auc": process.auc(last.tolist(), batch.correct.reshape(-1).tolist()),
+        correct = batch.correct.reshape(-1).tolist()
+        last = [float(phi[b, len(e) - 1]) for b, e in enumerate(lay.ends)]
+        multi = [b for b, e in enumerate(lay.ends) if len(e) >= 2]  # the potential after the first of several lines
+        first = process.auc([float(phi[b, 0]) for b in multi], [correct[b] for b in multi])
+        # after the last line the answer is written: the last potential's AUC is nearly trivial; the first one's
+        # says whether the probe reads progress before the answer
+        return {"spae_phi_auc": process.auc(last, correct), "spae_phi_auc_first": first,
                 "spae_probes": float(len(heads))}
 
     @torch.no_grad()
