@@ -97,7 +97,7 @@ def start(study: Study, namespace: Mapping[str, Any]) -> runs.Run:
 def margin_check(claim: Claim, eval_size: int) -> tuple[bool, str] | None:
     """For a non-inferiority or parity claim on a held-out metric: its margin must exceed one run's evaluation
     standard error (at 50% accuracy, the largest), or the claim cannot tell "as good" from noise."""
-    if claim.direction not in ("not_less", "equivalent") or claim.metric not in ("final_accuracy", "accuracy_gain"):
+    if claim.direction not in ("not_less", "equivalent") or not claim.metric.startswith(("final_accuracy", "accuracy_gain")):
         return None
     se = stats.eval_standard_error(0.5, eval_size)
     return claim.margin > se, f"margin {claim.margin:g} vs one run's evaluation standard error {se:.3f} ({eval_size} problems)"
@@ -380,6 +380,11 @@ class StudyResult:
                 row.update(diff=d["mean"], diff_low=d["ci_low"], diff_high=d["ci_high"])
             rows.append(row)
         return pd.DataFrame(rows).set_index("method")
+
+    def metric_table(self, metric: str) -> pd.DataFrame:
+        """The long table ``method, seed[, unit], value`` of a metric of these runs (to pass to another result's
+        :meth:`finish` as a measurement, e.g. a second sweep's accuracy)."""
+        return metric_table(self.sweep, metric)
 
     def pareto(self, name: str = "accuracy_vs_length") -> Any:
         """Held-out accuracy against mean response length, seed means with intervals in both directions."""
