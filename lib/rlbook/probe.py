@@ -511,7 +511,7 @@ def list_text(results: str | Path | None = None) -> str:
                 measured += f", mixed groups {_pct(r['sampled']['mixed_share'])}"
             measured += f" ({r['date'][:10]})"
         suite = " [suite]" if name in SUITE else ""
-        lines.append(f"  {name:<16} {p['task']['name']:<14} {p.get('max_new_tokens', 32):>4} tok  {measured}{suite}")
+        lines.append(f"  {name:<16} {p['task']['name']:<16} {p.get('max_new_tokens', 32):>4} tok  {measured}{suite}")
         lines.append(f"  {'':<16} {p['about']}")
     names = available()
     lines.append(f"\nreasoning-gym tasks ({len(names)}; rlbook tasks --probe NAME -p config.KEY=VALUE):")
