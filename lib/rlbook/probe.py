@@ -160,14 +160,23 @@ def by_group(problems: list[Problem], values: list[float]) -> dict[str, dict[str
 
 
 # ------------------------------------------------------------------------------------- the probe
-def _as_task(task: Task | TaskSpec | dict[str, Any] | str) -> Task:
+def _as_task(task: Task | TaskSpec | dict[str, Any] | str) -> tuple[Task, int | None]:
+    """The task, and the preset's ``max_new_tokens`` when ``task`` names a preset."""
     if isinstance(task, Task):
-        return task
+        return task, None
     if isinstance(task, str):
         from rlbook.tasks import preset
 
-        return make_task(preset(task)["task"])
-    return make_task(task)
+        p = preset(task)
+        return make_task(p["task"]), p["max_new_tokens"]
+    return make_task(task), None
+
+
+def _check_sizes(**sizes: int) -> None:
+    for key, v in sizes.items():
+        low = 0 if key == "n_prompts" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ParamError(f"probe {key}={v!r} must be an integer >= {low}")
 
 
 def probe(
@@ -175,7 +184,7 @@ def probe(
     model: torch.nn.Module | None = None,
     tok: Any = None,
     *,
-    max_new_tokens: int = 32,
+    max_new_tokens: int | None = None,
     n_eval: int = 100,
     n_prompts: int = 32,
     group_size: int = 8,
@@ -189,21 +198,21 @@ def probe(
     """Greedy held-out accuracy and sampled per-prompt success of the base model on ``task``.
 
     ``task``: a :class:`Task`, a ``TaskSpec`` or its dict, or a preset name (:data:`rlbook.tasks.PRESETS`).
-    ``model`` / ``tok``: default the embedded model, loaded without LoRA.  ``n_prompts=0`` skips sampling.
+    ``max_new_tokens``: default the preset's, else 32.  ``model`` / ``tok``: default the embedded model,
+    loaded without LoRA.  ``n_prompts=0`` skips sampling.
     The global torch RNG is seeded with ``seed`` for sampling and restored afterwards.
     ``keep_completions``: also return every completion (``greedy.completions``, ``sampled.completions``,
     in the order of ``task.eval`` / ``task.train`` rows, prompt-major).
     """
     t0 = time.perf_counter()
-    task = _as_task(task)
+    task, preset_tokens = _as_task(task)
+    max_new_tokens = max_new_tokens or preset_tokens or 32
+    _check_sizes(n_eval=n_eval, n_prompts=n_prompts, group_size=group_size, max_new_tokens=max_new_tokens,
+                 batch_rows=batch_rows)
     if model is None or tok is None:
         from rlbook.models import load_policy
 
         model, tok = load_policy(model_name, lora=None)
-    for key, v in (("n_eval", n_eval), ("n_prompts", n_prompts), ("group_size", group_size),
-                   ("max_new_tokens", max_new_tokens), ("batch_rows", batch_rows)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "n_prompts" else 1):
-            raise ParamError(f"probe {key}={v!r} must be an integer >= {0 if key == 'n_prompts' else 1}")
     out: dict[str, Any] = {
         "task": asdict(task.spec), "model": model_name if model_name else type(model).__name__,
         "max_new_tokens": max_new_tokens, "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -234,13 +243,11 @@ def _sampled(
     temperature: float, batch_rows: int, seed: int, keep_completions: bool,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     prompts = task.train[:n_prompts]
-    rng = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG is kept
+        torch.manual_seed(seed)
         comps = generate(model, tok, prompts, max_new_tokens=max_new_tokens, group_size=group_size,
                          do_sample=True, temperature=temperature, batch_rows=batch_rows)
-    finally:
-        torch.set_rng_state(rng)
     rows = [p for p in prompts for _ in range(group_size)]
     scores = [task.score(p, t) for p, t in zip(rows, comps.texts, strict=True)]
     groups = group_stats([s >= 1.0 for s in scores], group_size)
@@ -259,6 +266,10 @@ def _spec_of(task: Task | TaskSpec | dict[str, Any] | str) -> tuple[str, dict[st
         return task.name, dict(task.config)
     if isinstance(task, dict):
         return str(task.get("name", "chain_sum")), dict(task.get("config") or {})
+    from rlbook.tasks import PRESETS
+
+    if task in PRESETS:
+        return PRESETS[task]["task"]["name"], dict(PRESETS[task]["task"].get("config") or {})
     return str(task), {}
 
 
