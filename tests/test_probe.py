@@ -205,7 +205,7 @@ def test_markdown_table_row() -> None:
                                    "instruction": "Reply with the answer only."},
            "max_new_tokens": 32, "date": "2025-01-02T03:04:05+00:00", "seconds": 12.3,
            "greedy": {"n": 100, **stats},
-           "sampled": {**stats, "accuracy": 0.125, "mixed_share": 0.375, "n_prompts": 32, "group_size": 8,
+           "sampled": {**stats, "accuracy": 0.125, "mixed_share": 0.375, "n_prompts": 32, "group_size": 8, "temperature": 1.0,
                        "histogram": [20, 12, 0, 0, 0, 0, 0, 0, 0]}}
     row = markdown_table([res]).splitlines()[2]
     assert row.startswith("| x | chain_sum(max_terms=2), plain, 32 tok | 100 | 25% | 12% | 38% of 32x8 | 0:20 1:12 ")

@@ -1,9 +1,9 @@
 """Probe a task configuration: can the base model give GRPO any signal on it?
 
 GRPO learns only from groups whose rewards differ: a prompt that the policy always solves, or never
-solves, contributes zero advantage (DeepSeekMath, Shao et al. 2024, eq. 3: ``(r - mean) / std`` is 0
-when all G rewards are equal; DAPO, Yu et al. 2025, sec. 3.2 drops such groups).  So before training
-one wants, on the exact task configuration and generation length of the run:
+solves, contributes zero advantage (DeepSeekMath, Shao et al. 2024, §4.1.2: ``(r - mean) / std`` is 0
+when all G rewards are equal; DAPO, Yu et al. 2025, §3.2 "Dynamic Sampling" drops such groups).  So
+before training one wants, on the exact task configuration and generation length of the run:
 
 * ``greedy``: held-out greedy accuracy (what ``Trainer.evaluate`` measures) on ``task.eval[:n_eval]``;
 * ``sampled``: ``group_size`` samples at ``temperature`` for each of ``task.train[:n_prompts]`` (what a
@@ -437,7 +437,12 @@ def format_report(res: dict[str, Any]) -> str:
                      + "; ".join(f"{k} {_pct(v['mean'])} (n={v['n']})" for k, v in groups.items()))
     for ex in g.get("examples", [])[:2]:
         lines.append(f"  e.g. {ex['question'][-60:]!r} -> {ex['completion'][:100]!r} (answer {ex['answer']})")
-    lines.append(res["warning"] or "GRPO gets signal here: some groups are mixed.")
+    if res["warning"]:
+        lines.append(res["warning"])
+    elif s is not None:
+        lines.append(f"GRPO gets signal here: {_pct(s['mixed_share'])} of the groups are mixed.")
+    else:
+        lines.append("Greedy accuracy is neither 0% nor 100%; sample (--prompts N) to see how many groups are mixed.")
     return "\n".join(lines)
 
 
@@ -466,6 +471,8 @@ def _config_text(res: dict[str, Any]) -> str:
         for d in t["config"].get("datasets", []))
     extra = "" if t["instruction"] in ("Reply with the answer only.", "Put the final answer between <answer> and </answer>.") \
         else f", instruction “{t['instruction'][:40]}…”"
+    if t.get("system_prompt", TaskSpec.system_prompt) != TaskSpec.system_prompt:
+        extra += f", system prompt “{str(t.get('system_prompt'))[:30]}…”"
     return f"{t['name']}({cfg}){extra}, {t['answer_format']}, {res['max_new_tokens']} tok"
 
 
@@ -488,7 +495,8 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         both = [g] + ([s] if s else [])
         cells = [r.get("preset") or "-", _config_text(r), str(g["n"]), _pct(g["accuracy"]),
                  _pct(s["accuracy"]) if s else "-",
-                 f"{_pct(s['mixed_share'])} of {s['n_prompts']}x{s['group_size']}" if s else "-",
+                 f"{_pct(s['mixed_share'])} of {s['n_prompts']}x{s['group_size']}"
+                 + (f" at T={s['temperature']}" if s["temperature"] != 1.0 else "") if s else "-",
                  " ".join(f"{k}:{n}" for k, n in enumerate(s["histogram"])) if s else "-",
                  _len_cell(g), _len_cell(s) if s else "-", *(" / ".join(_pct(x[key]) for x in both)
                                                for key in ("truncation_rate", "format_rate", "extractable_rate")), r["date"][:10], f"{r['seconds']:.0f}"]

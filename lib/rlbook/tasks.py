@@ -211,6 +211,9 @@ STEP_INSTRUCTION = (  # rlbook.steps.INSTRUCTION: one running partial sum per li
     "Add the numbers one at a time from left to right. Write each step on its own line as "
     "'previous total + next number = new total', then write 'Answer: ' and the final total."
 )
+STEP_SYSTEM_PROMPT = (  # rlbook.steps.SYSTEM_PROMPT: a worked example, without which the model ignores the format
+    "You add numbers one step at a time. Example.\nQuestion: 2 + 5 - 3 =\nYour reply:\n2 + 5 = 7\n7 - 3 = 4\nAnswer: 4"
+)
 REASON_INSTRUCTION = "Solve it step by step, then give the final answer."
 _SPLIT = {"train_size": 1000, "eval_size": 100}
 
@@ -255,7 +258,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 128, "about": "sums-1digit with reasoning asked for: long answers of widely varied length",
     },
     "sums-steps": {
-        "task": {"name": "chain_sum", "config": _sums((3, 3), (1, 1)), **_SPLIT, "instruction": STEP_INSTRUCTION},
+        "task": {"name": "chain_sum", "config": _sums((3, 3), (1, 1)), **_SPLIT, "instruction": STEP_INSTRUCTION,
+                 "system_prompt": STEP_SYSTEM_PROMPT},
         "max_new_tokens": 64, "about": "3 one-digit terms, one running partial sum per line (rlbook.steps oracle)",
     },
 }
