@@ -527,7 +527,8 @@ def list_text(results: str | Path | None = None) -> str:
         if r is not None:
             measured = f"greedy {_pct(r['greedy']['accuracy'])}"
             if r.get("sampled"):
-                measured += f", mixed groups {_pct(r['sampled']['mixed_share'])}"
+                t = r["sampled"]["temperature"]
+                measured += f", mixed groups {_pct(r['sampled']['mixed_share'])}" + (f" at T={t}" if t != 1.0 else "")
             measured += f" ({r['date'][:10]})"
         suite = " [suite]" if name in SUITE else ""
         lines.append(f"  {name:<16} {p['task']['name']:<16} {p.get('max_new_tokens', 32):>4} tok  {measured}{suite}")
