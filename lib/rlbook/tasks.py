@@ -260,6 +260,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 32,
         "about": "one- and two-digit sums, one-digit products, letter counts; Problem.meta has source and difficulty",
     },
+    "arith-small": {
+        "task": {"name": "composite", "train_size": 400, "eval_size": 200, "config": {"datasets": [
+            {"name": "chain_sum", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "products", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "gcd", "weight": 1, "config": {"min_value": 1, "max_value": 20}},
+        ]}},
+        "max_new_tokens": 32,
+        "about": "one-digit sums, one-digit products and GCDs up to 20: over 500 distinct questions, so 200 held out",
+    },
     "sums-reasoning": {
         "task": {"name": "chain_sum", "config": _sums((2, 2), (1, 1)), **_SPLIT, "instruction": REASON_INSTRUCTION},
         "max_new_tokens": 128, "about": "sums-1digit with reasoning asked for: long answers of widely varied length",
