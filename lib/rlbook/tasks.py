@@ -256,6 +256,9 @@ STEP_INSTRUCTION = (  # rlbook.steps.INSTRUCTION: one running partial sum per li
     "Add the numbers one at a time from left to right. Write each step on its own line as "
     "'previous total + next number = new total', then write 'Answer: ' and the final total."
 )
+STEP_SYSTEM_PROMPT = (  # rlbook.steps.SYSTEM_PROMPT: a worked example, without which the model ignores the format
+    "You add numbers one step at a time. Example.\nQuestion: 2 + 5 - 3 =\nYour reply:\n2 + 5 = 7\n7 - 3 = 4\nAnswer: 4"
+)
 REASON_INSTRUCTION = "Solve it step by step, then give the final answer."
 _SPLIT = {"train_size": 1000, "eval_size": 100}
 
@@ -272,7 +275,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "products-1digit": {
         "task": {"name": "products", "config": _sums((2, 2), (1, 1)), "train_size": 60, "eval_size": 40},
         "max_new_tokens": 32,
-        "about": "a * b, one-digit factors (100 distinct questions: 60 train, 40 held out)",
+        "about": "a * b, one-digit factors (only 94 distinct questions: 54 train, 40 held out)",
     },
     "letters-5words": {
         "task": {"name": "letter_counting", "config": {"min_words": 5, "max_words": 5}, **_SPLIT},
@@ -280,7 +283,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "gcd-20": {
         "task": {"name": "gcd", "config": {"min_value": 1, "max_value": 20}, **_SPLIT}, "max_new_tokens": 32,
-        "about": "GCD of two numbers up to 20 (often 1: a model that always says 1 scores well)",
+        "about": "GCD of two numbers up to 20 (228 train questions; half the answers are 1: always saying 1 scores ~50%)",
     },
     "sums-2digit": {
         "task": {"name": "chain_sum", "config": _sums((2, 2), (2, 2)), **_SPLIT}, "max_new_tokens": 32,
@@ -295,12 +298,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 32,
         "about": "one- and two-digit sums, one-digit products, letter counts; Problem.meta has source and difficulty",
     },
+    "arith-small": {
+        "task": {"name": "composite", "train_size": 400, "eval_size": 200, "config": {"datasets": [
+            {"name": "chain_sum", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "products", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "gcd", "weight": 1, "config": {"min_value": 1, "max_value": 20}},
+        ]}},
+        "max_new_tokens": 32,
+        "about": "one-digit sums, one-digit products and GCDs up to 20: over 500 distinct questions, so 200 held out",
+    },
     "sums-reasoning": {
-        "task": {"name": "chain_sum", "config": _sums((2, 3), (1, 1)), **_SPLIT, "instruction": REASON_INSTRUCTION},
-        "max_new_tokens": 128, "about": "2-3 one-digit terms, reasoning asked for: long answers of varied length",
+        "task": {"name": "chain_sum", "config": _sums((2, 2), (1, 1)), **_SPLIT, "instruction": REASON_INSTRUCTION},
+        "max_new_tokens": 128, "about": "sums-1digit with reasoning asked for: long answers of widely varied length",
     },
     "sums-steps": {
-        "task": {"name": "chain_sum", "config": _sums((3, 3), (1, 1)), **_SPLIT, "instruction": STEP_INSTRUCTION},
+        "task": {"name": "chain_sum", "config": _sums((3, 3), (1, 1)), **_SPLIT, "instruction": STEP_INSTRUCTION,
+                 "system_prompt": STEP_SYSTEM_PROMPT},
         "max_new_tokens": 64, "about": "3 one-digit terms, one running partial sum per line (rlbook.steps oracle)",
     },
 }
