@@ -76,7 +76,8 @@ def test_verl_export_fits_verls_config_schema_and_its_files_work(tmp_path):
 
     assert AGGREGATION_TO_VERL == rv.TO_VERL_AGGREGATION
     folder = tmp_path / "dapo-verl"
-    assert cli.main(["export", "dapo", "--method", "DAPO", "--to", "verl", "--profile", "smoke", "--out", str(folder)]) == 0
+    assert cli.main(["export", "dapo", "--method", "DAPO", "--to", "verl", "--profile", "smoke", "-p",
+                     "model=smollm2-135m-instruct", "--out", str(folder)]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "prepare_data.py", "reward.py", "run.sh",
                                                         "settings.json"]
     ours = yaml.safe_load((folder / "config.yaml").read_text())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbook.config import ParamError
+from rlbook.models import TINY
 
 ENGINES = ("trl", "verl")
 # verl loads models with transformers / vLLM from a folder or hub id: the embedded GGUF name maps to its hub original
@@ -118,6 +119,9 @@ def export(notebook: str, method: str | None, to: str, out: str | Path | None = 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(trl_script(spec))
         return path
+    if spec.model == TINY:
+        raise ParamError(f"model {TINY!r} exists only in memory (smoke runs); verl loads a model by path or hub id: "
+                         "pass -p model=smollm2-135m-instruct or a hub id")
     folder = Path(out) if out else Path("exports") / f"{spec.slug}-verl"
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in verl_files(spec).items():
