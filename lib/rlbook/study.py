@@ -151,6 +151,21 @@ def _held_out(column: str) -> Callable[[experiments.SweepResult], pd.DataFrame]:
     return metric
 
 
+def _length_if_wrong(res: experiments.SweepResult) -> pd.DataFrame:
+    """Held-out length of each answer the trained policy got wrong (NaN where it was right): Dr. GRPO's
+    length bias of wrong answers.  Paired claims keep the problems both methods got wrong."""
+    final = outcomes(res)
+    return final.assign(value=final["length"].where(final["correct"] == 0.0))[["method", "seed", "unit", "value"]]
+
+
+def _length_wrong_change(res: experiments.SweepResult) -> pd.DataFrame:
+    """Per held-out problem the trained policy got wrong: its answer's length minus the base model's answer
+    length on the same problem (NaN where the trained policy was right)."""
+    final, base = outcomes(res, "final"), outcomes(res, "base")
+    change = (final["length"] - base["length"]).where(final["correct"] == 0.0)
+    return final.assign(value=change)[["method", "seed", "unit", "value"]]
+
+
 def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
     final, base = outcomes(res, "final"), outcomes(res, "base")
     return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
@@ -172,6 +187,8 @@ def _eval_auc(res: experiments.SweepResult) -> pd.DataFrame:
 AGGS: dict[str, Callable[[pd.Series], float]] = {
     "mean": lambda s: float(s.mean()), "first": lambda s: float(s.iloc[0]), "last3": lambda s: float(s.iloc[-3:].mean()),
     "max": lambda s: float(s.max()), "min": lambda s: float(s.min()),
+    # change over training: mean of the last three steps minus mean of the first three
+    "growth": lambda s: float(s.iloc[-3:].mean() - s.iloc[:3].mean()),
 }
 
 
@@ -190,6 +207,8 @@ METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
     "final_length": _held_out("length"),
     "final_format": _held_out("formatted"),
     "final_truncated": _held_out("truncated"),
+    "final_length_wrong": _length_if_wrong,
+    "length_wrong_change": _length_wrong_change,
     "accuracy_gain": _accuracy_gain,
     "eval_auc": _eval_auc,
 }
@@ -283,11 +302,38 @@ def check_mixed_groups(res: StudyResult, claim: Claim, min_frac: float = 0.1, me
     return frac >= min_frac, f"{frac:.1%} of groups carry a non-zero advantage (needs >= {min_frac:.0%})"
 
 
+def check_sampled_truncation_below(res: StudyResult, claim: Claim, max_frac: float = 0.05,
+                                   method: str | None = None) -> tuple[bool, str]:
+    """Length claims on *sampled* completions (training metrics) need room to move: the share of the first
+    step's samples cut at max_new_tokens (mean over seeds) below ``max_frac``."""
+    runs_ = _runs_of(res, method or claim.baseline or claim.method)
+    if "truncated_frac" not in runs_:
+        return False, "the runs did not record truncated_frac"
+    frac = float(runs_.groupby("seed")["truncated_frac"].first().mean())
+    return frac < max_frac, (f"{frac:.1%} of the first step's samples are cut at max_new_tokens "
+                             f"(needs < {max_frac:.0%}): sampled lengths cannot grow")
+
+
+def check_measured(res: StudyResult, claim: Claim, column: str, lo: float = -math.inf, hi: float = math.inf,
+                   table: str | None = None, method: str | None = None) -> tuple[bool, str]:
+    """A condition on a measurement passed to :meth:`StudyResult.finish` (``extra``): the mean of ``column``
+    over the rows of ``method`` (default the claim's) in table ``table`` (default the claim's metric) lies in
+    ``[lo, hi]``; e.g. the clip fraction of a loss in its second epoch, or that all-wrong groups were found."""
+    name, who = table or claim.metric, method or claim.method
+    df = (res.extra or {}).get(name)
+    rows = df[df["method"] == who] if df is not None and "method" in df else None
+    if rows is None or rows.empty or column not in rows:
+        return False, f"{who}: no rows with {column!r} in the measurement {name!r}"
+    val = float(rows[column].mean())
+    return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows (needs {lo:g} to {hi:g})"
+
+
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "clip_active": check_clip_active, "truncation_below": check_truncation_below,
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    "sampled_truncation_below": check_sampled_truncation_below, "measured": check_measured,
 }
 
 
@@ -331,6 +377,7 @@ class StudyResult:
     specs: list[experiments.RunSpec]
     params: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # measurements given to evaluate/finish
 
     @property
     def methods(self) -> list[str]:
@@ -373,6 +420,7 @@ class StudyResult:
 
     def evaluate(self, extra: Mapping[str, pd.DataFrame] | None = None) -> list[dict[str, Any]]:
         """Every claim of the study: regime checks, effect, calibrated interval, mde; Holm across them."""
+        self.extra = dict(extra or {})
         rows = []
         for c in self.study.claims:
             checks = [CHECKS[name](self, c, **kw) for name, kw in c.requires]
