@@ -144,6 +144,13 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
     return df
 
 
+def study_estimators(result: Any, labels: Sequence[str] | None = None) -> dict[str, EstimatorSpec]:
+    """``{method label: (estimator, estimator_kwargs)}`` of the study's methods (all, or ``labels``), as their
+    runs were trained: the input of :func:`gradient_variance`."""
+    specs = [s for s in result.specs if labels is None or s.label in labels]
+    return {s.label: (s.train.get("estimator", "grpo"), dict(s.train.get("estimator_kwargs", {}))) for s in specs}
+
+
 def variance_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per estimator and checkpoint: mean relative variance, relative error and leave-one-out cosine."""
     return df.groupby(["checkpoint", "method"], sort=False)[["rel_var", "rel_err", "cos"]].mean()

@@ -173,12 +173,15 @@ def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
 
 def _eval_auc(res: experiments.SweepResult) -> pd.DataFrame:
     """Area under the held-out accuracy curve: the mean over the evaluations made during training (``eval_every``)
-    and the final one, per run (a speed-and-level summary)."""
+    and the final one, per run (a speed-and-level summary).  An evaluation at the last step is the final one
+    (same adapter, same greedy answers) and counts once."""
+    last = res.metrics.groupby(["method", "seed"])["step"].max() if len(res.metrics) else None
     m = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
     rows = []
     for (method, seed), part in m.groupby(["method", "seed"], sort=False):
         final = res.evals[(method, seed)]["final"]["accuracy"]
-        rows.append({"method": method, "seed": seed, "value": float(np.mean([*part["eval_accuracy"], final]))})
+        during = part.loc[part["step"] != last[(method, seed)], "eval_accuracy"]  # type: ignore[index]
+        rows.append({"method": method, "seed": seed, "value": float(np.mean([*during, final]))})
     if not rows:
         raise ParamError("eval_auc needs held-out curves: set train.eval_every > 0")
     return pd.DataFrame(rows)
@@ -318,14 +321,16 @@ def check_measured(res: StudyResult, claim: Claim, column: str, lo: float = -mat
                    table: str | None = None, method: str | None = None) -> tuple[bool, str]:
     """A condition on a measurement passed to :meth:`StudyResult.finish` (``extra``): the mean of ``column``
     over the rows of ``method`` (default the claim's) in table ``table`` (default the claim's metric) lies in
-    ``[lo, hi]``; e.g. the clip fraction of a loss in its second epoch, or that all-wrong groups were found."""
+    ``[lo, hi]`` (default: rows exist); e.g. the clip fraction of a loss in its second epoch, or that all-wrong
+    groups were found at all."""
     name, who = table or claim.metric, method or claim.method
     df = (res.extra or {}).get(name)
     rows = df[df["method"] == who] if df is not None and "method" in df else None
     if rows is None or rows.empty or column not in rows:
         return False, f"{who}: no rows with {column!r} in the measurement {name!r}"
     val = float(rows[column].mean())
-    return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows (needs {lo:g} to {hi:g})"
+    need = f"needs {lo:g} to {hi:g}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
+    return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows ({need})"
 
 
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
@@ -344,6 +349,9 @@ def interval(table: pd.DataFrame, method: str, baseline: str | None = None) -> d
     """Mean (or paired difference against ``baseline``) of a long metric table with its calibrated 95% CI
     (:func:`rlbook.stats.seed_t_test`: t across seeds, floored by the within-seed variance)."""
     unit = "unit" if "unit" in table.columns else None
+    table, why = finite_pairs(table, method, baseline)  # e.g. lengths of wrong answers: NaN where right
+    if why:
+        return {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": 0}
     eff = stats.seed_level_effects(table, method, baseline, unit_col=unit)
     t = stats.seed_t_test(eff.effects, eff.within_var)
     return {"mean": float(t["effect"]), "ci_low": float(t["ci_low"]), "ci_high": float(t["ci_high"]),
