@@ -74,11 +74,3 @@ def test_measured_check_reads_a_measurement_given_to_finish():
     ok, why = study.CHECKS["measured"](result(), claim, column="clip_frac")
     assert not ok and "no rows" in why
 
-
-def test_eval_auc_counts_an_evaluation_at_the_last_step_once():
-    # evals at steps 2 and 4 (= the last step, the same answers as the final eval): mean of 0.2 and 0.6
-    metrics = [{"method": "GRPO", "seed": 0, "step": k, "eval_accuracy": v}
-               for k, v in ((1, math.nan), (2, 0.2), (3, math.nan), (4, 0.6))]
-    evals = {("GRPO", 0): {"base": BASE, "final": {**ev([1, 1, 0], [5, 5, 5]), "accuracy": 0.6}}}
-    t = study.METRICS["eval_auc"](sweep(evals, metrics))
-    assert t["value"].tolist() == [pytest.approx(0.4)]

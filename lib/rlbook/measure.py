@@ -417,67 +417,31 @@ def all_wrong_logprob_change(result: Any, methods: Sequence[str], n_batches: int
     return pd.DataFrame(rows, columns=["method", "seed", "unit", "value", "before"])
 
 
-# ------------------------------------------------------------------------ held-out curves (speed and stability)
-
-
-def heldout_curves(result: Any) -> pd.DataFrame:
-    """Held-out greedy accuracy of every run over training, on the same problems each time: step 0 (the base
-    model), every ``train.eval_every`` steps, and the final evaluation (which replaces an evaluation at the
-    last step: same adapter, same greedy answers).  Columns ``method, seed, step, accuracy``."""
-    sweep = result.sweep
-    m = sweep.metrics
-    rows = []
-    for (method, seed), ev in sweep.evals.items():
-        part = m[(m["method"] == method) & (m["seed"] == seed)]
-        last = int(part["step"].max()) if len(part) else 0
-        rows.append({"method": method, "seed": seed, "step": 0, "accuracy": float(ev["base"]["accuracy"])})
-        if "eval_accuracy" in part:
-            for step, acc in part.dropna(subset=["eval_accuracy"])[["step", "eval_accuracy"]].itertuples(index=False):
-                if int(step) != last:
-                    rows.append({"method": method, "seed": seed, "step": int(step), "accuracy": float(acc)})
-        rows.append({"method": method, "seed": seed, "step": last, "accuracy": float(ev["final"]["accuracy"])})
-    return pd.DataFrame(rows).sort_values(["method", "seed", "step"], kind="stable").reset_index(drop=True)
-
-
-def drawdown(curve: Sequence[float]) -> tuple[float, float]:
-    """The largest fall of a curve below its running maximum, and the sum of all its falls (every decrease
-    between consecutive points): instability that learning progress (a rising curve) cannot hide."""
-    x = np.asarray(curve, dtype=float)
-    if x.size == 0:
-        return math.nan, math.nan
-    return float((np.maximum.accumulate(x) - x).max()), float(np.clip(-np.diff(x), 0.0, None).sum())
-
-
-def curve_stability(result: Any) -> pd.DataFrame:
-    """Per run: ``drawdown`` (= ``value``) and ``total_drop`` of its held-out curve (:func:`heldout_curves`),
-    and ``n_evals``, the evaluations the curve has (a stability claim needs held-out curves: ``eval_every``)."""
-    rows = []
-    for (method, seed), part in heldout_curves(result).groupby(["method", "seed"], sort=False):
-        dd, drop = drawdown(part["accuracy"].to_list())
-        rows.append({"method": method, "seed": seed, "value": dd, "drawdown": dd, "total_drop": drop,
-                     "n_evals": len(part)})
-    return pd.DataFrame(rows)
+# ------------------------------------------------------------------------ held-out curves: speed as steps to a target
 
 
 def steps_to_target(result: Any, baseline: str, frac: float = 0.5) -> pd.DataFrame:
-    """Speed as the paper states it: per run, the first step at which the held-out curve reaches the target
-    ``base + frac * (baseline's final - base)`` of the same seed (NaN and ``reached = False`` if it never
-    does; then the run is censored at its last step: say so, do not average it away).  Columns ``method, seed,
-    target, value (step), samples (completions drawn by then), reached``."""
+    """Speed as papers state it ("reaches X's accuracy in half the steps"): per run, the first evaluation step
+    (``train.eval_every``) at which its held-out curve (:func:`rlbook.study.held_out_curves`) reaches the target
+    ``base + frac * (baseline's last - base)`` of the same seed.  A run that never does gets NaN and
+    ``reached = False``: it is censored at its last step, so say so rather than average it.  Columns ``method,
+    seed, target, value (step), samples (completions drawn by then), reached``."""
+    from rlbook.study import held_out_curves
+
     if not 0.0 < frac <= 1.0:
         raise ParamError(f"frac={frac!r} must be in (0, 1]")
-    curves, m = heldout_curves(result), result.sweep.metrics
+    curves, m = held_out_curves(result.sweep), result.sweep.metrics
     rows = []
-    for (method, seed), part in curves.groupby(["method", "seed"], sort=False):
-        ref = curves[(curves["method"] == baseline) & (curves["seed"] == seed)]
-        if ref.empty:
-            raise ParamError(f"baseline {baseline!r} has no run of seed {seed}; methods: {', '.join(curves.method.unique())}")
-        base, final = float(ref["accuracy"].iloc[0]), float(ref["accuracy"].iloc[-1])
-        target = base + frac * (final - base)
-        hit = part[(part["step"] > 0) & (part["accuracy"] >= target - 1e-12)]
-        step = int(hit["step"].iloc[0]) if len(hit) else math.nan
-        run = m[(m["method"] == method) & (m["seed"] == seed)]
-        samples = float(run.loc[run["step"] == step, "samples"].iloc[0]) if len(hit) and "samples" in run else math.nan
-        rows.append({"method": method, "seed": seed, "target": target, "value": step, "samples": samples,
-                     "reached": bool(len(hit))})
+    for (method, seed), curve in curves.items():
+        if (baseline, seed) not in curves:
+            raise ParamError(f"baseline {baseline!r} has no run of seed {seed}; runs: {sorted(curves)}")
+        ref = curves[(baseline, seed)]
+        target = float(ref[0] + frac * (ref[-1] - ref[0]))
+        evals = m[(m["method"] == method) & (m["seed"] == seed)].dropna(subset=["eval_accuracy"])
+        hit = np.nonzero(curve[1:] >= target - 1e-12)[0]
+        row = evals.iloc[int(hit[0])] if hit.size else None
+        rows.append({"method": method, "seed": seed, "target": target,
+                     "value": float(row["step"]) if row is not None else math.nan,
+                     "samples": float(row["samples"]) if row is not None and "samples" in row else math.nan,
+                     "reached": row is not None})
     return pd.DataFrame(rows)
