@@ -15,6 +15,18 @@ estimator per batch: the policy-gradient at ratio 1, ``g = (1/B) sum_i A_i (1/|y
 
 Batches are the units of the claim tables (paired across estimators: the same completions), seeds the
 replications (each seed its own batches and trained checkpoint), so :mod:`rlbook.stats` applies unchanged.
+Token-level advantages ``[P, G, T]`` (REINFORCE++ with its KL in the reward) weigh each token's log-prob.
+
+The other measurements:
+
+* :func:`loss_gradient_variance` (GSPO, SAPO, CISPO: losses, not estimators): the same statistics for each
+  method's *loss* gradient at ratio 1 (its first inner epoch, where GSPO's and SAPO's gradients equal GRPO's)
+  and in its second inner epoch, after the first epoch's optimizer step, where the clip or gate acts; with
+  the clip/gate fraction of each epoch.
+* :func:`all_wrong_logprob_change` (NGRPO): on prompts whose G samples were all wrong, the change of the
+  log-probability of the reference answer after one update of each method from the same weights.
+* :func:`steps_to_target` (speed claims): the step at which a run's held-out curve reaches a share of the
+  baseline's gain (censored runs flagged, not averaged).
 """
 
 from __future__ import annotations
