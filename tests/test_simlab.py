@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from rlbook import estimators, simlab
+from rlbook import estimators, simclaims, simlab
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,22 +105,21 @@ def test_every_registered_estimator_runs_on_the_bandit():
     assert np.isfinite(table[["cos_batch", "rel_bias", "zero_share"]].to_numpy()).all()
 
 
-def test_ngrpo_signals_every_all_wrong_group_in_the_right_direction_and_grpo_none():
+def test_on_one_bernoulli_arm_ngrpo_signals_every_all_wrong_group_the_right_way_by_construction():
+    # one right and one wrong answer: pushing the sampled wrong answer down is pushing the right one up
     bandit = simlab.Bandit(simlab.prompt_set((0.02, 0.2), 16))
     batches = simlab.sample_batches(bandit, 4, 30, seed=0)
     ng = simlab.mc_estimates("ngrpo", batches).all_wrong_signal
     gr = simlab.mc_estimates("grpo", batches).all_wrong_signal
     assert np.nanmin(ng) == 1.0 and np.nanmax(gr) == 0.0
-    row = simlab.claim_ngrpo_all_wrong(bandit, 4, 30)
-    assert row["verdict"] == "replicated"
 
 
-def test_stratified_normalisation_centres_advantages_within_each_stratum():
+def test_stratified_normalisation_has_zero_stratum_bias_and_grpo_does_not():
     bandit = simlab.Bandit(simlab.prompt_set((0.1, 0.9), 16), stratum_shift=1.5)
     batches = simlab.sample_batches(bandit, 8, 20, seed=0)
     san = simlab.mc_estimates("stratified", batches, key="part", blend=1.0).stratum_bias
     grpo = simlab.mc_estimates("grpo", batches).stratum_bias
-    assert grpo.mean() > 0.2 and san.mean() < 0.05
+    assert grpo.mean() > 0.2 and san.max() < 1e-6
 
 
 def test_training_raises_expected_reward_and_is_reproducible():
@@ -133,21 +132,55 @@ def test_training_raises_expected_reward_and_is_reproducible():
 
 def test_medium_contrast_is_positive_for_the_exact_gradient_on_a_symmetric_set():
     bandit = simlab.Bandit(simlab.prompt_set((0.02, 0.98), 64))
-    c = simlab.medium_contrast(bandit.true_gradient().numpy()[None, :], bandit.probs().numpy())
+    c = simclaims.medium_contrast(bandit.true_gradient().numpy()[None, :], bandit.probs().numpy())
     assert c[0] > 0
 
 
-def test_lab_claims_return_report_rows():
+def test_curve_band_is_the_t_interval_across_seeds():
+    mean, lo, hi = simlab.curve_band(np.array([[0.0, 1.0], [0.0, 3.0]]))
+    # step 1: mean 2, sd sqrt(2), n 2: half width t(0.975, 1) * sqrt(2) / sqrt(2) = 12.7062
+    assert mean.tolist() == [0.0, 2.0] and lo[0] == hi[0] == 0.0
+    assert hi[1] - 2.0 == pytest.approx(12.7062, abs=1e-3) and lo[1] == pytest.approx(2.0 - 12.7062, abs=1e-3)
+
+
+def test_token_log_ratio_spreads_the_sequence_log_ratio_over_its_tokens():
+    out = simlab.token_spread(torch.tensor([[0.6, -1.0]]), torch.tensor([[3.0, 1.0]]), width=4)
+    torch.testing.assert_close(out, torch.tensor([[[0.2, 0.2, 0.2, 0.0], [-1.0, 0.0, 0.0, 0.0]]]))
+
+
+def test_categorical_set_puts_the_right_answer_in_range_and_one_dominant_wrong_answer():
+    pi = torch.softmax(simclaims.categorical_set((0.1, 0.3), 3, n_answers=4, decay=0.5), -1)
+    assert pi[:, 0].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    # wrong mass 0.9 split 4:2:1 (weights 1, 0.5, 0.25 normalised)
+    assert pi[0, 1:].tolist() == pytest.approx([0.9 * 4 / 7, 0.9 * 2 / 7, 0.9 / 7])
+
+
+def test_right_logp_change_after_one_step_hand_computed():
+    bandit = simclaims.Categorical(torch.tensor([[0.2, 0.5, 0.3], [0.2, 0.6, 0.2]]).log())
+    answers = torch.tensor([[1, 2], [2, 2]])  # both groups all wrong
+    # NGRPO: rewards [0, 0] + a virtual 1: mean 1/3, unbiased std sqrt(1/3), A = -(1/3)/sqrt(1/3) = -0.57735.
+    # prompt 0: grad = A ((e1 + e2)/2 - pi) = (0.11547, 0, -0.11547); new normaliser
+    #   0.2 e^0.11547 + 0.5 + 0.3 e^-0.11547 = 0.991764, change = 0.11547 - log 0.991764 = 0.12374.
+    # prompt 1 (only the minor wrong answer sampled): grad = A (e2 - pi) = (0.11547, 0.34641, -0.46188);
+    #   normaliser 0.2 e^0.11547 + 0.6 e^0.34641 + 0.2 e^-0.46188 = 1.19889, change = 0.11547 - 0.18140 = -0.06593:
+    #   the freed mass goes mostly to the dominant wrong answer, so the claim is not true by construction.
+    ng = simclaims.right_logp_change("ngrpo", bandit, answers)
+    assert ng.tolist() == pytest.approx([0.12374, -0.06593], abs=2e-5)
+    assert simclaims.right_logp_change("grpo", bandit, answers).tolist() == [0.0, 0.0]
+
+
+def test_lab_claims_are_stats_rows_with_holm_and_underpowered_below_three_seeds():
     prompt_sets = {"mixed": (0.05, 0.95), "hard": (0.02, 0.3)}
     curves = {
-        "hard": simlab.train_curves(["grpo", "ngrpo"], simlab.prompt_set((0.02, 0.3), 8), 4, 3, 0.5, [0, 1])
+        "hard": simlab.train_curves(["grpo", "ngrpo"], simlab.prompt_set((0.02, 0.3), 8), 4, 3, 0.5, [0, 1, 2])
     }
-    rows, extras = simlab.lab_claims(8, prompt_sets, 4, 10, 1.5, seed=0, curves=curves)
-    assert len(rows) == 7
-    for r in rows:
-        assert {"claim", "metric", "baseline", "effect", "ci_low", "ci_high", "verdict"} <= set(r)
-        assert r["verdict"] in ("replicated", "not replicated", "inconclusive")
-    assert "stratified_cosines" in extras
+    rows, tables = simclaims.lab_claims(8, prompt_sets, 4, 12, seeds=[0, 1, 2], curves=curves)
+    assert len(rows) == 6 and {"rel_variance", "all_wrong_logp_change", "medium_contrast", "train_auc"} <= set(tables)
+    family = [r for r in rows if r["verdict"] in ("replicated", "not replicated", "inconclusive")]
+    assert len(family) == 6 and all(r["family_size"] == 6 and r["n_seeds"] == 3 for r in rows)
+    assert all(r["ci_low"] <= r["effect"] <= r["ci_high"] for r in rows)
+    two, _ = simclaims.lab_claims(8, prompt_sets, 4, 12, seeds=[0, 1])
+    assert {r["verdict"] for r in two} == {"underpowered"}
 
 
 def test_notebook_parameters_cell_matches_params_defaults_and_has_no_outputs():

@@ -88,7 +88,7 @@ class Components:
     @property
     def needs_reference(self) -> bool:
         """A reference pass is needed: a KL term, or a mechanism asking for reference log-probs or log-ratios."""
-        return self.kl or bool({"ref_logp", "seq_log_ratio"} & self.needs())
+        return self.kl or bool({"ref_logp", "seq_log_ratio", "token_log_ratio"} & self.needs())
 
     def state_dict(self) -> dict[str, Any]:
         """The state objects of the stateful mechanisms (the sampler's and phases' are the trainer's)."""

@@ -140,7 +140,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "(Ahmadian et al., 2024)", "Eq. 6: leave-one-out baseline over the k samples of a prompt",
            {"estimator": "rloo"}),
     Preset("reinforce_pp", "REINFORCE++: A Simple and Efficient Approach for Aligning Large Language Models (Hu, 2025)",
-           "Sec. 3: global batch advantage normalisation", {"estimator": "reinforce_pp"}),
+           "Eqs. 8-10: KL penalty in the token reward, return with gamma 1, global batch normalisation; the "
+           "official framework's script (OpenRLHF examples/scripts/train_reinforce_llama_ray_hybrid_engine.sh): "
+           "--advantage_estimator reinforce, --init_kl_coef 1e-4 (k1), no KL loss",
+           {"estimator": "reinforce_pp_kl", "estimator_kwargs": {"kl_coef": 1e-4}, "kl_coef": 0.0},
+           notes="the script's one sample per prompt, lr 5e-7 and PPO clip are scale or not the estimator; our "
+                 "whitening uses Bessel's correction (verl) where OpenRLHF uses the population variance"),
     Preset("reinforce_pp_baseline", "REINFORCE++ (Hu, 2025)",
            "the -baseline variant: group-mean subtraction, then global batch whitening",
            {"estimator": "reinforce_pp_baseline"}),

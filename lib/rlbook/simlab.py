@@ -23,9 +23,9 @@ Context the bandit lacks gets synthetic values (:func:`make_context`): lengths u
 independent of the outcome (or by stratum), ``seq_log_ratio`` = log pi_theta(y) - log pi_theta0(y) with the
 initial theta as the reference (0 in the Monte-Carlo part), ``max_new_tokens = 64``.
 
-Everything a notebook needs is here: Monte-Carlo statistics (:func:`mc_estimates`, :func:`gradient_stats`,
-:func:`lab_table`), training (:func:`train`, :func:`train_curves`) and the claims (:func:`claim_*`), which
-return :func:`rlbook.report.claim` rows.
+Here: the bandit, Monte-Carlo statistics (:func:`mc_estimates`, :func:`gradient_stats`, :func:`lab_table`) and
+training (:func:`train`, :func:`train_curves`).  The lab's claims, with seeds as independent simulation runs and
+:mod:`rlbook.stats` verdicts, and the categorical bandit of NGRPO's claim are in :mod:`rlbook.simclaims`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats as scipy_stats
 from torch import Tensor
 
-from rlbook import estimators, report
+from rlbook import estimators
 from rlbook.config import ParamError
 
 MAX_NEW_TOKENS = 64
@@ -166,11 +167,19 @@ def make_context(batch: Batch, step: int = 0, total_steps: int = 1) -> dict[str,
         "answer_ids": batch.rewards.long(),  # one arm: the right answer and one wrong answer
         "prompt_ids": torch.arange(r.shape[0]),
         "seq_log_ratio": (logp - logp_ref).float(),
+        # the sequence log-ratio spread evenly over the completion's synthetic tokens
+        "token_log_ratio": token_spread((logp - logp_ref).float(), batch.lengths.float()),
         "spo_drift": torch.zeros(r.shape[0]),  # the bandit keeps no earlier responses: no measured drift
         "max_new_tokens": MAX_NEW_TOKENS,
         "step": step,
         "total_steps": total_steps,
     }
+
+
+def token_spread(seq: Tensor, lengths: Tensor, width: int = MAX_NEW_TOKENS) -> Tensor:
+    """[N, G, width]: each sequence value divided evenly over its ``lengths`` tokens, 0 beyond."""
+    mask = torch.arange(width) < lengths.unsqueeze(-1)
+    return (seq / lengths.clamp(min=1.0)).unsqueeze(-1) * mask
 
 
 def advantages(
@@ -396,205 +405,12 @@ def train_curves(
     return {n: np.stack([train(n, theta0, group_size, steps, lr, seed=s) for s in seeds]) for n in names}
 
 
-# ---------------------------------------------------------------------------------------------------------
-# claims (rows of rlbook.report.claim)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def claim_bnpo_variance(
-    bandit: Bandit,
-    group_size: int,
-    n_batches: int,
-    seed: int = 0,
-    baselines: Sequence[str] = ("grpo", "reinforce_baseline"),
-) -> list[dict[str, Any]]:
-    """BNPO's scale-free gradient variance is lower than each baseline's (paired over common batches).
-
-    The metric is the per-batch relative variance ||g_hat - mean g_hat||^2 / ||mean g_hat||^2, so that an
-    estimator is not credited for merely shrinking its advantages.
-    """
-    batches = sample_batches(bandit, group_size, n_batches, seed)
-    bn = per_batch_rel_variance(mc_estimates("bnpo", batches))
-    rows = []
-    for base in baselines:
-        bv = per_batch_rel_variance(mc_estimates(base, batches))
-        rows.append(
-            report.claim(
-                f"BNPO has lower gradient variance than {base} (BNPO)",
-                f"relative variance, G={group_size}",
-                base,
-                bn,
-                bv,
-                direction="less",
-                method="bnpo",
-            )
-        )
-    return rows
-
-
-def claim_ngrpo_all_wrong(bandit: Bandit, group_size: int, n_batches: int, seed: int = 0) -> dict[str, Any]:
-    """NGRPO gives all-wrong groups a gradient that points the right way; GRPO gives them none."""
-    batches = sample_batches(bandit, group_size, n_batches, seed)
-    ng = mc_estimates("ngrpo", batches).all_wrong_signal
-    gr = mc_estimates("grpo", batches).all_wrong_signal
-    ok = np.isfinite(ng) & np.isfinite(gr)
-    return report.claim(
-        "NGRPO learns from all-wrong groups (NGRPO)",
-        f"share of all-wrong groups with a correct-direction update, G={group_size}",
-        "grpo",
-        ng[ok],
-        gr[ok],
-        direction="greater",
-        method="ngrpo",
-    )
-
-
-def medium_contrast(
-    estimates: np.ndarray, p: np.ndarray, medium: tuple[float, float] = (0.35, 0.65), extreme: float = 0.15
-) -> np.ndarray:
-    """Per batch: (mean update on medium prompts - mean update on extreme prompts) / mean update overall."""
-    med = (p >= medium[0]) & (p <= medium[1])
-    ext = (p <= extreme) | (p >= 1 - extreme)
-    overall = estimates.mean(1)
-    return (estimates[:, med].mean(1) - estimates[:, ext].mean(1)) / np.where(overall != 0, overall, np.nan)
-
-
-def claim_grpo_medium_emphasis(
-    bandit: Bandit, group_size: int, n_batches: int, seed: int = 0
-) -> tuple[list[dict[str, Any]], float]:
-    """GRPO's expected update is larger on medium-difficulty prompts than on easy/hard ones.
-
-    Two rows: the contrast itself (> 0: the paper's claim), and the contrast minus the exact gradient's
-    own contrast (> 0 would mean GRPO emphasises medium prompts *more* than the true gradient does).
-    Also returns the exact gradient's contrast.
-    """
-    batches = sample_batches(bandit, group_size, n_batches, seed)
-    p = bandit.probs().numpy()
-    c = medium_contrast(mc_estimates("grpo", batches).estimates, p)
-    c = c[np.isfinite(c)]
-    exact = float(medium_contrast(bandit.true_gradient().numpy()[None, :], p)[0])
-    metric = f"(medium - extreme) / mean per-prompt update, G={group_size}"
-    rows = [
-        report.claim(
-            "GRPO implicitly emphasises medium-difficulty prompts (Implicit Advantage Symmetry)",
-            metric,
-            None,
-            c,
-            None,
-            direction="greater",
-            method="grpo",
-        ),
-        report.claim(
-            "... and more than the exact policy gradient does (our sharpening)",
-            metric + " minus the exact gradient's",
-            "exact gradient",
-            c - exact,
-            None,
-            direction="greater",
-            method="grpo",
-        ),
-    ]
-    return rows, exact
-
-
-def claim_stratified_bias(
-    bandit: Bandit, group_size: int, n_batches: int, seed: int = 0, blend: float = 1.0
-) -> dict[str, Any]:
-    """Stratified normalisation (SAN, ``blend=1``) removes the cross-stratum bias of GRPO's advantages.
-
-    Metric: per batch, the mean over the two strata of |mean advantage of the stratum's samples|; it is
-    0 when advantages are centred within each stratum.
-    """
-    if bandit.stratum_shift == 0:
-        raise ParamError("claim_stratified_bias needs a bandit with stratum_shift > 0")
-    batches = sample_batches(bandit, group_size, n_batches, seed)
-    st = mc_estimates("stratified", batches, key="part", blend=blend).stratum_bias
-    gr = mc_estimates("grpo", batches).stratum_bias
-    return report.claim(
-        "Stratified normalisation removes cross-stratum bias (Stratified GRPO)",
-        f"mean |stratum-mean advantage|, blend={blend}, G={group_size}",
-        "grpo",
-        st,
-        gr,
-        direction="less",
-        method="stratified",
-    )
-
-
-def stratified_cosines(bandit: Bandit, group_size: int, n_batches: int, seed: int = 0) -> dict[str, float]:
-    """Mean per-batch cosine to the exact gradient on the stratified bandit (GRPO, SAN, blended)."""
-    batches = sample_batches(bandit, group_size, n_batches, seed)
-    g = bandit.true_gradient()
-    return {
-        "grpo": float(per_batch_cos(mc_estimates("grpo", batches), g).mean()),
-        "stratified (SAN)": float(
-            per_batch_cos(mc_estimates("stratified", batches, key="part", blend=1.0), g).mean()
-        ),
-        "stratified (blend 0.5)": float(
-            per_batch_cos(mc_estimates("stratified", batches, key="part", blend=0.5), g).mean()
-        ),
-    }
-
-
-def claim_training(
-    curves: dict[str, np.ndarray], method: str, baseline: str, set_name: str, claim_text: str
-) -> dict[str, Any]:
-    """Paired-by-seed difference in mean expected reward over training (area under the curve / steps)."""
-    auc_m = curves[method][:, 1:].mean(1)
-    auc_b = curves[baseline][:, 1:].mean(1)
-    return report.claim(
-        claim_text,
-        f"mean expected reward over training, {set_name} set",
-        baseline,
-        auc_m,
-        auc_b,
-        direction="greater",
-        method=method,
-    )
-
-
-def lab_claims(
-    n_prompts: int,
-    prompt_sets: dict[str, Sequence[float]],
-    group_size: int,
-    n_batches: int,
-    stratum_shift: float,
-    seed: int = 0,
-    curves: dict[str, dict[str, np.ndarray]] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every claim row of the lab plus the reference numbers the narrative quotes.
-
-    Needs prompt sets named ``mixed`` and ``hard``.  ``curves`` (set -> estimator -> [seeds, steps+1]) adds
-    the training claim NGRPO > GRPO on the hard set when both were trained.
-    """
-    for key in ("mixed", "hard"):
-        if key not in prompt_sets:
-            raise ParamError(f"prompt_sets needs a {key!r} set for the claims; has {', '.join(prompt_sets)}")
-    mixed = Bandit(prompt_set(prompt_sets["mixed"], n_prompts))
-    hard = Bandit(prompt_set(prompt_sets["hard"], n_prompts))
-    strat = Bandit(prompt_set(prompt_sets["mixed"], n_prompts), stratum_shift=stratum_shift)
-    rows = claim_bnpo_variance(mixed, group_size, n_batches, seed)
-    rows.append(claim_ngrpo_all_wrong(hard, group_size, n_batches, seed))
-    med_rows, exact = claim_grpo_medium_emphasis(mixed, group_size, n_batches, seed)
-    rows += med_rows
-    rows.append(claim_stratified_bias(strat, group_size, n_batches, seed, blend=1.0))
-    extras: dict[str, Any] = {
-        "exact_medium_contrast": exact,
-        "stratified_cosines": stratified_cosines(strat, group_size, n_batches, seed),
-        "stratified_bias_blend_0.5": claim_stratified_bias(strat, group_size, n_batches, seed, blend=0.5),
-    }
-    hard_curves = (curves or {}).get("hard", {})
-    if "ngrpo" in hard_curves and "grpo" in hard_curves:
-        rows.append(
-            claim_training(
-                hard_curves, "ngrpo", "grpo", "hard", "NGRPO trains faster than GRPO at low accuracy (NGRPO)"
-            )
-        )
-    return rows, extras
-
-
-def curve_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and mean ± 2 standard errors across seeds, per step."""
+def curve_band(curves: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean across seeds (independent training runs) and its t-interval at ``level``, per step (no band
+    with one seed)."""
     mean = curves.mean(0)
-    se = curves.std(0, ddof=1) / np.sqrt(curves.shape[0]) if curves.shape[0] > 1 else np.zeros_like(mean)
-    return mean, mean - 2 * se, mean + 2 * se
+    n = curves.shape[0]
+    if n < 2:
+        return mean, mean.copy(), mean.copy()
+    half = scipy_stats.t.ppf(0.5 + level / 2, n - 1) * curves.std(0, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half

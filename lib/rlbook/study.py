@@ -154,6 +154,21 @@ def _held_out(column: str) -> Callable[[experiments.SweepResult], pd.DataFrame]:
     return metric
 
 
+def _length_if_wrong(res: experiments.SweepResult) -> pd.DataFrame:
+    """Held-out length of each answer the trained policy got wrong (NaN where it was right): Dr. GRPO's
+    length bias of wrong answers.  Paired claims keep the problems both methods got wrong."""
+    final = outcomes(res)
+    return final.assign(value=final["length"].where(final["correct"] == 0.0))[["method", "seed", "unit", "value"]]
+
+
+def _length_wrong_change(res: experiments.SweepResult) -> pd.DataFrame:
+    """Per held-out problem the trained policy got wrong: its answer's length minus the base model's answer
+    length on the same problem (NaN where the trained policy was right)."""
+    final, base = outcomes(res, "final"), outcomes(res, "base")
+    change = (final["length"] - base["length"]).where(final["correct"] == 0.0)
+    return final.assign(value=change)[["method", "seed", "unit", "value"]]
+
+
 def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
     final, base = outcomes(res, "final"), outcomes(res, "base")
     return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
@@ -188,6 +203,8 @@ def drawdown(curve: np.ndarray) -> float:
 AGGS: dict[str, Callable[[pd.Series], float]] = {
     "mean": lambda s: float(s.mean()), "first": lambda s: float(s.iloc[0]), "last3": lambda s: float(s.iloc[-3:].mean()),
     "max": lambda s: float(s.max()), "min": lambda s: float(s.min()),
+    # change over training: mean of the last three steps minus mean of the first three
+    "growth": lambda s: float(s.iloc[-3:].mean() - s.iloc[:3].mean()),
 }
 
 
@@ -206,6 +223,8 @@ METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
     "final_length": _held_out("length"),
     "final_format": _held_out("formatted"),
     "final_truncated": _held_out("truncated"),
+    "final_length_wrong": _length_if_wrong,
+    "length_wrong_change": _length_wrong_change,
     "accuracy_gain": _accuracy_gain,
     # held-out curves (train.eval_every): speed and stability on a fixed problem set
     "eval_auc": _curve_metric(lambda c: float(np.mean(c[1:]))),  # mean held-out accuracy over the evaluations
@@ -316,12 +335,41 @@ def check_train_metric_between(res: StudyResult, claim: Claim, column: str, lo: 
     return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {lo:g} to {hi:g})"
 
 
+def check_sampled_truncation_below(res: StudyResult, claim: Claim, max_frac: float = 0.05,
+                                   method: str | None = None) -> tuple[bool, str]:
+    """Length claims on *sampled* completions (training metrics) need room to move: the share of the first
+    step's samples cut at max_new_tokens (mean over seeds) below ``max_frac``."""
+    runs_ = _runs_of(res, method or claim.baseline or claim.method)
+    if "truncated_frac" not in runs_:
+        return False, "the runs did not record truncated_frac"
+    frac = float(runs_.groupby("seed")["truncated_frac"].first().mean())
+    return frac < max_frac, (f"{frac:.1%} of the first step's samples are cut at max_new_tokens "
+                             f"(needs < {max_frac:.0%}): sampled lengths cannot grow")
+
+
+def check_measured(res: StudyResult, claim: Claim, column: str, lo: float = -math.inf, hi: float = math.inf,
+                   table: str | None = None, method: str | None = None) -> tuple[bool, str]:
+    """A condition on a measurement passed to :meth:`StudyResult.finish` (``extra``): the mean of ``column``
+    over the rows of ``method`` (default the claim's) in table ``table`` (default the claim's metric) lies in
+    ``[lo, hi]`` (default: rows exist); e.g. the clip fraction of a loss in its second epoch, or that all-wrong
+    groups were found at all."""
+    name, who = table or claim.metric, method or claim.method
+    df = (res.extra or {}).get(name)
+    rows = df[df["method"] == who] if df is not None and "method" in df else None
+    if rows is None or rows.empty or column not in rows:
+        return False, f"{who}: no rows with {column!r} in the measurement {name!r}"
+    val = float(rows[column].mean())
+    need = f"needs {lo:g} to {hi:g}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
+    return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows ({need})"
+
+
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "clip_active": check_clip_active, "truncation_below": check_truncation_below,
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
     "train_metric_between": check_train_metric_between,
+    "sampled_truncation_below": check_sampled_truncation_below, "measured": check_measured,
 }
 
 
@@ -332,6 +380,9 @@ def interval(table: pd.DataFrame, method: str, baseline: str | None = None) -> d
     """Mean (or paired difference against ``baseline``) of a long metric table with its calibrated 95% CI
     (:func:`rlbook.stats.seed_t_test`: t across seeds, floored by the within-seed variance)."""
     unit = "unit" if "unit" in table.columns else None
+    table, why = finite_pairs(table, method, baseline)  # e.g. lengths of wrong answers: NaN where right
+    if why:
+        return {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": 0}
     eff = stats.seed_level_effects(table, method, baseline, unit_col=unit)
     t = stats.seed_t_test(eff.effects, eff.within_var)
     return {"mean": float(t["effect"]), "ci_low": float(t["ci_low"]), "ci_high": float(t["ci_high"]),
@@ -369,6 +420,7 @@ class StudyResult:
     specs: list[experiments.RunSpec]
     params: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # measurements given to evaluate/finish
 
     @property
     def methods(self) -> list[str]:
@@ -416,6 +468,7 @@ class StudyResult:
 
     def evaluate(self, extra: Mapping[str, pd.DataFrame] | None = None) -> list[dict[str, Any]]:
         """Every claim of the study: regime checks, effect, calibrated interval, mde; Holm across them."""
+        self.extra = dict(extra or {})
         rows = []
         for c in self.study.claims:
             checks = [CHECKS[name](self, c, **kw) for name, kw in c.requires]

@@ -409,6 +409,18 @@ def _seq_log_ratio(tr: Trainer, batch: Batch) -> torch.Tensor:
     return out.view(batch.P, batch.G)
 
 
+def _token_log_ratio(tr: Trainer, batch: Batch) -> torch.Tensor:
+    """[P, G, T]: per completion token log pi_theta - log pi_ref (0 beyond each length; T = the rollout's
+    completion width).  Logs its mean over completion tokens as ``token_kl`` (the k1 KL to the reference)."""
+    cur, ref, lengths = batch.context["token_logp"], batch.context["ref_logp"], batch.roll.lengths
+    out = torch.zeros(batch.P * batch.G, batch.roll.completion_mask.shape[1])
+    for r in range(out.shape[0]):
+        n = int(lengths[r])
+        out[r, :n] = (cur[r][:n] - ref[r][:n]).float().cpu()
+    batch.metrics["token_kl"] = float(out.sum() / lengths.sum().clamp(min=1))
+    return out.view(batch.P, batch.G, -1)
+
+
 def _answer_ids(tr: Trainer, batch: Batch) -> torch.Tensor:
     """[P, G] long: equal ids for equal extracted answers within a group; a missing answer gets its own id."""
     out = torch.zeros(batch.P, batch.G, dtype=torch.long)
@@ -433,11 +445,13 @@ def _completion_ids(tr: Trainer, batch: Batch) -> torch.Tensor:
 
 # name -> provider, in dependency order; DEPENDS lists what each needs computed first
 PROVIDERS: dict[str, Callable[[Trainer, Batch], Any]] = {
-    "ref_logp": _ref_logp, "token_logp": _token_logp, "seq_log_ratio": _seq_log_ratio, "answer_ids": _answer_ids,
+    "ref_logp": _ref_logp, "token_logp": _token_logp, "seq_log_ratio": _seq_log_ratio,
+    "token_log_ratio": _token_log_ratio, "answer_ids": _answer_ids,
     "token_mask": _token_mask, "completion_ids": _completion_ids, "old_logp": process.old_logp,
     "step_index": process.step_index,
 }
-DEPENDS: dict[str, tuple[str, ...]] = {"seq_log_ratio": ("ref_logp", "token_logp")}
+DEPENDS: dict[str, tuple[str, ...]] = {"seq_log_ratio": ("ref_logp", "token_logp"),
+                                       "token_log_ratio": ("ref_logp", "token_logp")}
 
 
 def step_metrics(batch: Batch, inp: UpdateInputs, train: dict[str, Any], comp: Components, gen_s: float,

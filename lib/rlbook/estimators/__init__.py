@@ -65,6 +65,7 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
     parts = torch.cat([binary.unsqueeze(-1), cont], dim=-1)
     weights = torch.tensor([1.0] + [0.5] * (K - 1))
     lengths = torch.randint(1, max_new_tokens + 1, (P, G), generator=gen).float()
+    beyond = torch.arange(max_new_tokens) >= lengths.unsqueeze(-1)
     return {
         "lengths": lengths,
         "reward_parts": parts,
@@ -75,6 +76,7 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
                                   torch.randint(1, 4, (P, G), generator=gen)),
         "prompt_ids": torch.randperm(10 * P + 10, generator=gen)[:P],
         "seq_log_ratio": torch.randn(P, G, generator=gen) * 0.5,
+        "token_log_ratio": (torch.randn(P, G, max_new_tokens, generator=gen) * 0.1).masked_fill(beyond, 0.0),
         "spo_drift": torch.rand(P, generator=gen) * 0.1,  # per-token policy drift on each prompt's last response
         "max_new_tokens": max_new_tokens,
         "step": 3,

@@ -21,6 +21,7 @@ CONTEXT_NAMES = frozenset(
         "answer_ids",  # [P, G] long: equal ids = equal extracted answers within a group
         "prompt_ids",  # [P] long: dataset index of each prompt
         "seq_log_ratio",  # [P, G] sum over completion tokens of log pi_theta - log pi_ref
+        "token_log_ratio",  # [P, G, T] per completion token log pi_theta - log pi_ref (0 beyond the length)
         "spo_drift",  # [P] policy drift on each prompt's previous response (phase rlbook.spo.SPODrift)
         # token- and step-level signals (rlbook.process, rlbook.prm, rlbook.credit; estimators/process.py)
         "token_mask",  # [P, G, T] float: 1 on completion tokens through EOS

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+
+from rlbook.errors import ParamError
 
 from ._registry import register
 from ._util import token_weighted_whiten
@@ -62,6 +65,43 @@ def reinforce_pp(rewards: Tensor, *, lengths: Tensor, eps: float = 1e-8) -> Tens
     (verl raises).
     """
     return token_weighted_whiten(rewards, lengths, eps=eps)
+
+
+@register("reinforce_pp_kl")
+def reinforce_pp_kl(rewards: Tensor, *, lengths: Tensor, token_log_ratio: Tensor, kl_coef: float = 1e-4,
+                    eps: float = 1e-8) -> Tensor:
+    """REINFORCE++ with its KL penalty in the reward: token-level returns, whitened over the batch's tokens.
+
+    Per completion i with L_i tokens and per-token k1 = log pi_old(y_t) - log pi_ref(y_t) (``token_log_ratio``,
+    the policy that sampled against the reference): the reward is r_i at the last token minus kl_coef * k1_t
+    at every token, the return with gamma = 1 is R_i,t = r_i - kl_coef * sum_{t' >= t} k1_t', and the advantage
+    is R whitened over every completion token of the batch (N tokens: mean over tokens, variance with Bessel
+    over tokens, (R - mean) / sqrt(var + 1e-8)); 0 beyond L_i.  Example: rewards [1, 0], lengths [2, 1],
+    k1 [[0.5, 0.5], [1.0]] and kl_coef 0.1 give returns [[0.9, 0.95], [-0.1]] (mean 0.5833, var 0.3508) and
+    A = [[0.5346, 0.6190], [-1.1537]].
+    Source: Hu et al., "REINFORCE++" (2025, arXiv 2501.03262), Eqs. 8-10 (A_t = r - beta sum_{i>=t} KL(i), KL
+    = log pi_old / pi_SFT, then global normalisation); code: OpenRLHF ``openrlhf/models/utils.py::
+    compute_reward`` (outcome reward at the EOS token plus -kl_coef * kl), ``experience_maker.py::
+    get_cumulative_returns`` and the batch normalisation of ``compute_advantages_and_returns`` for
+    ``advantage_estimator=reinforce``; kl_coef 1e-4 from its ``examples/scripts/
+    train_reinforce_llama_ray_hybrid_engine.sh`` (``--init_kl_coef 1e-4``, k1 estimator by default).
+    Differences: the variance uses Bessel's correction over tokens and eps inside the root (verl
+    ``masked_whiten``, as :func:`reinforce_pp`); OpenRLHF uses the population variance clamped at 1e-8.
+    Fewer than two tokens in the batch: A = 0.
+    """
+    if kl_coef < 0:
+        raise ParamError(f"kl_coef={kl_coef!r} must be >= 0")
+    T = token_log_ratio.shape[-1]
+    mask = (torch.arange(T, device=rewards.device) < lengths.unsqueeze(-1)).to(rewards.dtype)
+    kl = token_log_ratio.to(rewards.dtype) * mask
+    tail = kl.flip(-1).cumsum(-1).flip(-1)  # sum over t' >= t of the completion's k1
+    returns = (rewards.unsqueeze(-1) - kl_coef * tail) * mask
+    n = mask.sum()
+    if float(n) < 2.0:
+        return torch.zeros_like(returns)
+    mean = (returns * mask).sum() / n
+    var = (((returns - mean) * mask) ** 2).sum() / (n - 1.0)
+    return (returns - mean) * torch.rsqrt(var + eps) * mask
 
 
 @register("reinforce_pp_baseline")

@@ -1,0 +1,141 @@
+"""Mechanistic measurements (rlbook.measure): held-out curves, losses' gradients across inner epochs,
+NGRPO's all-wrong groups, token-level advantages in the gradient-variance measurement."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from rlbook import measure, rewards
+from rlbook.models import tiny_llama, wrap_lora
+from rlbook.tasks import make_task
+from rlbook.trainer import Trainer
+
+TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        "train_size": 24, "eval_size": 4, "system_prompt": None}
+
+
+@rewards.register("test_measure_lowercase")
+def _lowercase(completions, problems, *, task):  # varies within the tiny model's groups
+    return [sum(ch.islower() for ch in c) / 8 for c in completions]
+
+
+@rewards.register("test_measure_zero")
+def _zero(completions, problems, *, task):  # every group all wrong as far as the estimators can tell
+    return [0.0 for _ in completions]
+
+
+def trainers(tok, methods: dict[str, dict], reward: str = "test_measure_lowercase") -> dict[str, Trainer]:
+    torch.manual_seed(0)
+    model = wrap_lora(tiny_llama(vocab_size=98, seed=0, init_std=0.2), {"r": 4, "alpha": 8}, seed=0)
+    task = make_task(TASK)
+    base = {"steps": 2, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 6, "lr": 0.05,
+            "rewards": [{"name": reward}], "inner_epochs": 2}
+    return {k: Trainer(model, tok, task, {**base, **v}, progress=False) for k, v in methods.items()}
+
+
+# ------------------------------------------------------------------------------ held-out curves
+
+
+def fake_result(curves: dict[tuple[str, int], list[float]], eval_every: int, steps: int) -> SimpleNamespace:
+    """A study result whose runs have held-out accuracies ``[base, eval at eval_every, ...]`` on 10 problems."""
+    rows, evals = [], {}
+    for (method, seed), acc in curves.items():
+        evals[(method, seed)] = {"base": {"correct": [1] * round(10 * acc[0]) + [0] * round(10 - 10 * acc[0])}}
+        mid = iter(acc[1:])
+        for step in range(1, steps + 1):
+            ev = next(mid) if step % eval_every == 0 else math.nan
+            rows.append({"method": method, "seed": seed, "step": step, "samples": 8 * step, "eval_accuracy": ev,
+                         "eval_n": 10.0 if step % eval_every == 0 else math.nan})
+    return SimpleNamespace(sweep=SimpleNamespace(metrics=pd.DataFrame(rows), evals=evals))
+
+
+def test_steps_to_target_uses_the_baselines_gain_of_the_same_seed_and_flags_censored_runs():
+    res = fake_result({("base", 0): [0.1, 0.2, 0.3, 0.5], ("fast", 0): [0.1, 0.4, 0.4, 0.4],
+                       ("slow", 0): [0.1, 0.1, 0.1, 0.2]}, eval_every=2, steps=6)
+    # target = 0.1 + 0.5 * (0.5 - 0.1) = 0.3: base reaches it at step 4, fast at step 2, slow never
+    t = measure.steps_to_target(res, "base", frac=0.5).set_index("method")
+    assert t.loc["base", "target"] == pytest.approx(0.3)
+    assert t.loc["base", "value"] == 4 and t.loc["fast", "value"] == 2 and t.loc["fast", "samples"] == 16
+    assert math.isnan(t.loc["slow", "value"]) and not t.loc["slow", "reached"]
+
+
+# ------------------------------------------------------------------------------ losses' gradients
+
+
+def test_at_ratio_one_gspo_and_sapo_gradients_equal_grpos_and_differ_in_epoch_two(tok):
+    tr = trainers(tok, {"GRPO": {}, "GSPO": {"loss": "gspo"}, "SAPO": {"loss": "sapo"}})
+    batch = tr["GRPO"].roll_out([0, 1, 2])
+    before = [p.detach().clone() for p in tr["GRPO"].params]
+    out = {k: measure.two_epoch_gradients(t, batch) for k, t in tr.items()}
+    assert all(torch.equal(p, b) for p, b in zip(tr["GRPO"].params, before, strict=True))  # restored
+    g1 = out["GRPO"][0]
+    assert g1.norm() > 0
+    for k in ("GSPO", "SAPO"):
+        assert torch.allclose(out[k][0], g1, rtol=1e-4, atol=1e-7), k  # ratio 1: the same policy gradient
+        assert out[k][2] == 0.0  # nothing clipped or gated at ratio 1
+    assert not torch.allclose(out["GSPO"][1], out["GRPO"][1], rtol=1e-3, atol=1e-6)
+
+
+def test_gspo_clips_almost_every_token_after_one_step_at_epsilon_3e4(tok):
+    # a sequence ratio moves by far more than 3e-4 after one AdamW step of lr 0.05: the clip range is tiny
+    tr = trainers(tok, {"GRPO": {}, "GSPO": {"loss": "gspo"}})
+    batch = tr["GRPO"].roll_out([0, 1, 2])
+    _, _, _, clip_gspo = measure.two_epoch_gradients(tr["GSPO"], batch)
+    _, _, _, clip_grpo = measure.two_epoch_gradients(tr["GRPO"], batch)
+    assert clip_gspo > 0.3 and clip_gspo > clip_grpo
+
+
+def test_loss_checkpoint_rows_give_both_epochs_per_method_on_shared_batches(tok):
+    tr = trainers(tok, {"GRPO": {}, "SAPO": {"loss": "sapo"}})
+    df = pd.DataFrame(measure.loss_checkpoint_rows(tr, n_batches=3, prompts=2, seed=0, checkpoint="base"))
+    assert set(df["epoch"]) == {"ratio 1", "epoch 2"} and len(df) == 2 * 2 * 3
+    r1 = df[df.epoch == "ratio 1"].pivot(index="unit", columns="method", values="rel_var")
+    np.testing.assert_allclose(r1["SAPO"], r1["GRPO"], rtol=1e-3)  # identical gradients at ratio 1
+
+
+# ------------------------------------------------------------------------------ NGRPO's all-wrong groups
+
+
+def test_gold_completion_follows_the_answer_format():
+    task = SimpleNamespace(spec=SimpleNamespace(answer_format="tag"))
+    assert measure.gold_completion(task, SimpleNamespace(answer="12")) == "<answer>12</answer>"
+    task.spec.answer_format = "plain"
+    assert measure.gold_completion(task, SimpleNamespace(answer="12")) == "12"
+
+
+def test_on_all_wrong_groups_grpo_leaves_the_answer_unchanged_and_ngrpo_moves_it(tok):
+    # a zero reward everywhere: every group is all wrong, GRPO has nothing to train on, NGRPO's virtual
+    # max-reward sample gives the sampled answers negative advantages
+    tr = trainers(tok, {"GRPO": {}, "NGRPO": {"estimator": "ngrpo"}}, reward="test_measure_zero")
+    before = [p.detach().clone() for p in tr["GRPO"].params]
+    df = pd.DataFrame(measure.all_wrong_rows(tr, n_batches=2, prompts=3, seed=0))
+    assert set(df["method"]) == {"GRPO", "NGRPO"} and len(df) >= 2 * 4
+    assert (df.groupby("unit")["before"].nunique() == 1).all()  # one reference log-prob per prompt
+    assert (df[df.method == "GRPO"]["value"] == 0.0).all()
+    assert (df[df.method == "NGRPO"]["value"].abs() > 1e-6).all()
+    assert all(torch.equal(p, b) for p, b in zip(tr["GRPO"].params, before, strict=True))
+
+
+# ------------------------------------------------------------------------------ token-level advantages
+
+
+def test_token_level_advantages_constant_over_tokens_give_the_sequence_level_gradient(tok):
+    # reinforce_pp_kl without its KL term repeats reinforce_pp's advantage on every token of a completion
+    tr = trainers(tok, {"A": {}})["A"]
+    torch.manual_seed(1)
+    g_seq = measure.batch_gradients(tr, [0, 1], {"s": "reinforce_pp"})["s"]
+    torch.manual_seed(1)
+    g_tok = measure.batch_gradients(tr, [0, 1], {"t": ("reinforce_pp_kl", {"kl_coef": 0.0})})["t"]
+    assert g_seq.norm() > 0 and torch.allclose(g_seq, g_tok, rtol=1e-4, atol=1e-8)
+
+
+def test_token_advantages_expand_sequence_values_and_cut_token_values_to_width():
+    seq = measure.token_advantages(torch.tensor([[1.0, -1.0]]), rows=2, width=3)
+    assert seq.tolist() == [[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]
+    tok_level = measure.token_advantages(torch.arange(8.0).view(1, 2, 4), rows=2, width=3)
+    assert tok_level.tolist() == [[0.0, 1.0, 2.0], [4.0, 5.0, 6.0]]
