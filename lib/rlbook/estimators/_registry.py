@@ -22,6 +22,10 @@ CONTEXT_NAMES = frozenset(
         "prompt_ids",  # [P] long: dataset index of each prompt
         "seq_log_ratio",  # [P, G] sum over completion tokens of log pi_theta - log pi_ref
         "spo_drift",  # [P] policy drift on each prompt's previous response (phase rlbook.spo.SPODrift)
+        "redundant_span",  # [P, G, 2] token span after the first correct answer (phase rlbook.length answer_marks)
+        "budget_scores",  # [P, G, S] answer scores at truncation budgets (phase rlbook.length budget_answers)
+        "budget_ends",  # [S] the budgets in tokens (phase rlbook.length budget_answers)
+        "token_rewards",  # [P, G, T] per-token rewards, e.g. VSRM's step rewards (phase rlbook.length step_answers)
         "max_new_tokens",
         "step",
         "total_steps",
