@@ -370,3 +370,21 @@ def test_stateful_length_components_survive_a_checkpoint(tiny_model, tok):
     tr2.comp.filters[0].state.kappa = 0.0
     tr2.load_state_dict(saved)
     assert tr2.comp.filters[0].state.kappa == 0.3
+
+
+def test_pareto_front_by_hand():
+    from rlbook.efficiency import pareto_front
+
+    # (tokens, accuracy): B dominates A (shorter and more accurate); C is longer but the most accurate; D ties B's
+    # length at lower accuracy (dominated); E is the shortest
+    pts = {"A": (60, 0.30), "B": (40, 0.35), "C": (80, 0.50), "D": (40, 0.20), "E": (10, 0.10)}
+    assert pareto_front(pts) == ["B", "C", "E"]
+
+
+def test_an_estimator_without_its_phase_is_a_config_error():
+    from rlbook import components
+    from rlbook.config import TrainConfig
+    from rlbook.errors import ParamError
+
+    with pytest.raises(ParamError, match="answer_marks"):
+        components.check(TrainConfig(estimator="decs"))

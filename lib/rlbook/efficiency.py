@@ -153,10 +153,13 @@ def completion_metric(res: StudyResult, fn: Any, which: str = "final") -> pd.Dat
 
 def length_of(res: StudyResult, correct: bool) -> pd.DataFrame:
     """Long table ``method, seed, value``: mean length of each run's held-out answers that are right
-    (``correct=True``) or wrong; runs with none are left out."""
+    (``correct=True``) or wrong; NaN for a run with none (the claim then says so)."""
     out = outcomes(res.sweep)
-    part = out[out["correct"] == float(correct)]
-    return part.groupby(["method", "seed"], sort=False)["length"].mean().rename("value").reset_index()
+    rows = []
+    for (m, s), part in out.groupby(["method", "seed"], sort=False):
+        sel = part.loc[part["correct"] == float(correct), "length"]
+        rows.append({"method": m, "seed": s, "value": float(sel.mean()) if len(sel) else float("nan")})
+    return pd.DataFrame(rows, columns=["method", "seed", "value"])
 
 
 def anytime_auc(table: pd.DataFrame) -> pd.DataFrame:
@@ -179,9 +182,8 @@ def after_answer_share(res: StudyResult) -> pd.DataFrame:
             end = first_answer_end(text, answers[u]) if ok and text else None
             if end is not None:
                 shares.append((len(text) - end) / len(text))
-        if shares:
-            rows.append({"method": m, "seed": s, "value": float(np.mean(shares))})
-    return pd.DataFrame(rows)
+        rows.append({"method": m, "seed": s, "value": float(np.mean(shares)) if shares else float("nan")})
+    return pd.DataFrame(rows, columns=["method", "seed", "value"])
 
 
 def _eval_problems(res: StudyResult) -> list[Any]:
