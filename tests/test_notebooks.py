@@ -74,3 +74,4 @@ def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache):
     if name == "quickstart":
         assert 0.0 <= results["base_accuracy"] <= 1.0 and 0.0 <= results["final_accuracy"] <= 1.0
         assert (folder / "metrics.csv").exists()
+

@@ -97,7 +97,7 @@ def start(study: Study, namespace: Mapping[str, Any]) -> runs.Run:
 def margin_check(claim: Claim, eval_size: int) -> tuple[bool, str] | None:
     """For a non-inferiority or parity claim on a held-out metric: its margin must exceed one run's evaluation
     standard error (at 50% accuracy, the largest), or the claim cannot tell "as good" from noise."""
-    if claim.direction not in ("not_less", "equivalent") or claim.metric not in ("final_accuracy", "accuracy_gain"):
+    if claim.direction not in ("not_less", "equivalent") or not claim.metric.startswith(("final_accuracy", "accuracy_gain")):
         return None
     se = stats.eval_standard_error(0.5, eval_size)
     return claim.margin > se, f"margin {claim.margin:g} vs one run's evaluation standard error {se:.3f} ({eval_size} problems)"
@@ -156,17 +156,30 @@ def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
     return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
 
 
-def _eval_auc(res: experiments.SweepResult) -> pd.DataFrame:
-    """Area under the held-out accuracy curve: the mean over the evaluations made during training (``eval_every``)
-    and the final one, per run (a speed-and-level summary)."""
-    m = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
-    rows = []
-    for (method, seed), part in m.groupby(["method", "seed"], sort=False):
-        final = res.evals[(method, seed)]["final"]["accuracy"]
-        rows.append({"method": method, "seed": seed, "value": float(np.mean([*part["eval_accuracy"], final]))})
-    if not rows:
-        raise ParamError("eval_auc needs held-out curves: set train.eval_every > 0")
-    return pd.DataFrame(rows)
+def held_out_curves(res: experiments.SweepResult) -> dict[tuple[str, int], np.ndarray]:
+    """Each run's held-out accuracy curve on the trainer's fixed evaluation problems (``train.eval_every``,
+    ``train.eval_size``): the base model's accuracy on those problems first, then every evaluation."""
+    if "eval_accuracy" not in res.metrics or res.metrics["eval_accuracy"].isna().all():
+        raise ParamError("held-out curves need train.eval_every > 0 (evaluations during training)")
+    out = {}
+    for (method, seed), part in res.metrics.groupby(["method", "seed"], sort=False):
+        evals = part["eval_accuracy"].dropna().to_numpy()
+        n = int(part["eval_n"].dropna().iloc[0])
+        base = float(np.mean(res.evals[(method, seed)]["base"]["correct"][:n]))
+        out[(method, seed)] = np.concatenate([[base], evals])
+    return out
+
+
+def _curve_metric(stat: Callable[[np.ndarray], float]) -> Callable[[experiments.SweepResult], pd.DataFrame]:
+    def metric(res: experiments.SweepResult) -> pd.DataFrame:
+        return pd.DataFrame([{"method": m, "seed": s, "value": stat(c)} for (m, s), c in held_out_curves(res).items()])
+
+    return metric
+
+
+def drawdown(curve: np.ndarray) -> float:
+    """The largest fall of a curve below its running maximum (0 for a curve that never falls)."""
+    return float((np.maximum.accumulate(curve) - curve).max())
 
 
 AGGS: dict[str, Callable[[pd.Series], float]] = {
@@ -191,7 +204,10 @@ METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
     "final_format": _held_out("formatted"),
     "final_truncated": _held_out("truncated"),
     "accuracy_gain": _accuracy_gain,
-    "eval_auc": _eval_auc,
+    # held-out curves (train.eval_every): speed and stability on a fixed problem set
+    "eval_auc": _curve_metric(lambda c: float(np.mean(c[1:]))),  # mean held-out accuracy over the evaluations
+    "eval_drawdown": _curve_metric(drawdown),  # largest fall below the best held-out accuracy so far
+    "eval_std": _curve_metric(lambda c: float(np.std(np.diff(c)))),  # spread of the changes between evaluations
 }
 
 
@@ -364,6 +380,11 @@ class StudyResult:
                 row.update(diff=d["mean"], diff_low=d["ci_low"], diff_high=d["ci_high"])
             rows.append(row)
         return pd.DataFrame(rows).set_index("method")
+
+    def metric_table(self, metric: str) -> pd.DataFrame:
+        """The long table ``method, seed[, unit], value`` of a metric of these runs (to pass to another result's
+        :meth:`finish` as a measurement, e.g. a second sweep's accuracy)."""
+        return metric_table(self.sweep, metric)
 
     def pareto(self, name: str = "accuracy_vs_length") -> Any:
         """Held-out accuracy against mean response length, seed means with intervals in both directions."""
