@@ -291,7 +291,6 @@ def test_brpo_segment_advantages_and_token_mapping():
     # S = 2, uniform p, G = 2: r_g0 = [0, 1], r_g1 = [1, 1].  s = 0: R = [.5, 1], V2 = .75, V1 = 0 -> baseline .75
     # -> [-.25, .25]; s = 1: R = [.5, .5], V2 = .5, V1 = [0 * .5, 1 * .5] -> baselines (0 + .5)/2, (.5 + .5)/2 -> [.25, 0]
     scores = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])
-    seg = LP.BudgetAnswers  # noqa: F841  (the phase producing the scores is tested in the trainer step below)
     adv = estimators.compute("brpo", torch.zeros(1, 2), context={
         "lengths": torch.tensor([[5.0, 3.0]]), "budget_scores": scores, "budget_ends": torch.tensor([2, 4])})
     # tokens 0-1 -> segment 0, 2-3 -> segment 1, 4 -> last segment; row 2 ends at 3
@@ -364,7 +363,10 @@ def test_stateful_length_components_survive_a_checkpoint(tiny_model, tok):
     tr.comp.rewards[1].state.h = {}
     tr.load_state_dict(saved)
     assert tr.comp.rewards[1].state.h == {3: 11.0} and tr.comp.rewards[1].state.n == {3: 2}
-    tr2 = make_trainer(tiny_model, tok, **presets.method_train("decs"))
+    from rlbook.models import SPECIALS, tiny_llama
+
+    tr2 = make_trainer(tiny_llama(vocab_size=len(SPECIALS) + 95, hidden=32, layers=2, heads=4), tok,
+                       **presets.method_train("decs"))
     tr2.comp.filters[0].state.kappa = 0.3
     saved = tr2.state_dict()
     tr2.comp.filters[0].state.kappa = 0.0
