@@ -205,8 +205,18 @@ def test_markdown_table_row() -> None:
                                    "instruction": "Reply with the answer only."},
            "max_new_tokens": 32, "date": "2025-01-02T03:04:05+00:00", "seconds": 12.3,
            "greedy": {"n": 100, **stats},
-           "sampled": {**stats, "accuracy": 0.125, "mixed_share": 0.375, "n_prompts": 32, "group_size": 8,
+           "sampled": {**stats, "accuracy": 0.125, "mixed_share": 0.375, "n_prompts": 32, "group_size": 8, "temperature": 1.0,
                        "histogram": [20, 12, 0, 0, 0, 0, 0, 0, 0]}}
     row = markdown_table([res]).splitlines()[2]
     assert row.startswith("| x | chain_sum(max_terms=2), plain, 32 tok | 100 | 25% | 12% | 38% of 32x8 | 0:20 1:12 ")
     assert "| 10 (8/10/12, 14) |" in row and row.endswith("| 2025-01-02 | 12 |")
+
+
+def test_probe_keeps_the_callers_rng_and_takes_a_preset(tok, tiny_model) -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    res = probe("sums-reasoning", tiny_model, tok, n_eval=2, n_prompts=1, group_size=2, model_name="tiny")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert res["max_new_tokens"] == 128 and res["task"]["instruction"].startswith("Solve it step by step")
+    with pytest.raises(ParamError, match="probe group_size=0 must be an integer >= 1"):
+        probe("sums-1digit", tiny_model, tok, group_size=0)

@@ -77,6 +77,10 @@ def test_presets_build_and_suite_is_made_of_presets() -> None:
         assert set(p) >= {"task", "max_new_tokens", "about"}
         t = make_task(p["task"])
         assert len(t.train) >= 50 and len(t.eval) >= 40
+    # The sizes the presets' descriptions state.
+    assert [len(make_task(preset(n)["task"]).train) for n in ("sums-1digit", "products-1digit", "gcd-20")] == [99, 54, 228]
+    gcd = make_task(preset("gcd-20")["task"])
+    assert 0.45 < sum(p.answer == "1" for p in gcd.eval) / len(gcd.eval) < 0.55
     p = preset(SUITE[0])
     p["task"]["config"]["mutated"] = 1  # a copy: the registry stays as it was
     assert "mutated" not in PRESETS[SUITE[0]]["task"]["config"]

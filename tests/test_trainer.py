@@ -277,10 +277,11 @@ def test_optimized_training_pass_gives_the_same_loss_and_gradients_as_the_plain_
 @pytest.mark.parametrize("name", estimators.available())
 def test_every_registered_estimator_runs_a_real_training_step(tok, name):
     from rlbook.models import tiny_llama
+    from rlbook.presets import PRESETS
 
-    providers = estimators.ESTIMATORS.entry(name).traits.get("phases", ())  # phases computing its context
-    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3,
-                           phases=[{"name": p} for p in providers[:1]])
+    # an estimator that reads a phase's signals (process rewards, Monte Carlo values) runs with its preset's phases
+    phases = next((p.train.get("phases", []) for p in PRESETS.values() if p.train.get("estimator") == name), [])
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3, phases=phases)
     m = trainer.step()
     assert math.isfinite(m["loss"]) and math.isfinite(m["adv_std"]) and m["skipped_step"] == 0
 

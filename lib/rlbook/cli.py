@@ -1,5 +1,5 @@
-"""``rlbook run / list / resume / export / tasks``: execute notebooks into run folders, list them, export a
-method, choose tasks.
+"""``rlbook run / list / resume / cache / tasks / export``: execute notebooks into run folders, list them, choose
+tasks, manage the run cache, export a method.
 
 ``rlbook run NOTEBOOK [--profile P] [--params FILE] [-p key=value ...] [--outputs DIR]`` resolves the
 parameters (:mod:`rlbook.params`; a bad one is a one-line error, exit 2, nothing written), makes a

@@ -106,15 +106,17 @@ class TrainConfig:
     generation_backend: str = "rlbook"  # "rlbook": shared prompt prefill per group; "hf": transformers.generate
     merge_lora_for_generation: bool = True  # generate with W + BA merged (exact restore afterwards)
     share_prompt_forward: bool = True  # training forward encodes each group's prompt once (same result)
+    prefix_cache: bool = False  # generation encodes the prompts' common first tokens (few-shot examples) once
     skip_zero_advantage: bool = True  # skip the training forward for samples with A = 0 when nothing needs them
     max_bad_steps: int = 3  # consecutive non-finite steps before the run fails
     checkpoint_every: int = 5  # steps between checkpoints when a checkpoint folder is given (0 = only at the end)
+    gen_token_budget: int = 0  # stop training once this many tokens were generated, phases' included (0 = off)
 
     def __post_init__(self) -> None:
         for key, lo in (("seed", 0), ("steps", 0), ("prompts_per_step", 1), ("group_size", 1), ("max_new_tokens", 1),
                         ("micro_batch_size", 1), ("gen_batch_size", 1), ("inner_epochs", 1), ("eval_every", 0),
                         ("eval_size", 1), ("eval_pass_k", 0), ("max_bad_steps", 1), ("checkpoint_every", 0),
-                        ("max_sampling_rounds", 1)):
+                        ("max_sampling_rounds", 1), ("gen_token_budget", 0)):
             _range(f"train.{key}", getattr(self, key), lo, kind=int)
         _range("train.temperature", self.temperature, 1e-4)
         _range("train.top_p", self.top_p, 1e-4, 1.0)

@@ -400,12 +400,17 @@ def collect(specs: Sequence[RunSpec], seeds: int | Iterable[int], cache: str | P
 
 def make_specs(methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str], base: Mapping[str, Any]) -> list[RunSpec]:
     """RunSpecs from ``{label: method}`` (a METHODS name or overrides with ``preset``) or a list of names,
-    on top of ``base`` = ``{"model", "task", "lora", "train", "eval_size"?, "eval_max_new_tokens"?}``."""
+    on top of ``base`` = ``{"model", "task", "lora", "train", "eval_size"?, "eval_max_new_tokens"?}``.  Phases
+    listed in ``base["train"]`` (a measurement such as ``credit_audit``) run in every method, after the method's
+    own phases."""
     if not isinstance(methods, Mapping):
         methods = {name: name for name in methods}
     specs = []
     for label, method in methods.items():
-        train = {**copy.deepcopy(dict(base.get("train", {}))), **method_train(method)}
+        overrides = method_train(method)
+        train = {**copy.deepcopy(dict(base.get("train", {}))), **overrides}
+        if "phases" in overrides and base.get("train", {}).get("phases"):  # the method's phases, then the base's
+            train["phases"] = list(overrides["phases"]) + copy.deepcopy(list(base["train"]["phases"]))
         train.pop("seed", None)
         specs.append(RunSpec(label=str(label), train=train, task=dict(base.get("task", {})),
                              lora=dict(base.get("lora", {"r": 16, "alpha": 32})),

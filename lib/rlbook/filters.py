@@ -72,3 +72,21 @@ def drop_all_correct(rewards: Tensor, *, correct: Tensor) -> Tensor:
     script (github.com/nangongrui-ngr/NGRPO) filters groups by accuracy with the all-wrong groups kept.
     """
     return ~correct.bool().all(dim=1)
+
+
+@register("accuracy_band")
+def accuracy_band(rewards: Tensor, *, correct: Tensor, low: float = 0.2, high: float = 0.8) -> Tensor:
+    """PRIME's online prompt filter: keep the groups whose accuracy lies in [low, high] (inclusive): with G = 4 it
+    keeps 1 to 3 correct of 4, with G = 8 it keeps 2 to 6 of 8.
+
+    Source: Cui et al., "Process Reinforcement through Implicit Rewards" (PRIME, 2025), Sec. 3 (online prompt
+    filtering); code: PRIME-RL/PRIME ``training/verl/trainer/ppo/ray_trainer.py::filter`` and verl
+    ``recipe/prime/prime_ray_trainer.py::filter_and_downsample`` (``accuracy_lower_bound`` 0.2,
+    ``accuracy_upper_bound`` 0.8, both inclusive).  The recipe oversamples 4x and keeps the passing prompts
+    first; the PRIME repo keeps drawing until the batch is full; ours draws again up to
+    ``cfg.max_sampling_rounds`` rounds and reports the shortfall.
+    """
+    if not 0.0 <= low <= high <= 1.0:
+        raise ParamError(f"accuracy_band: low={low!r}, high={high!r} must satisfy 0 <= low <= high <= 1")
+    acc = correct.float().mean(dim=1)
+    return (acc >= low - 1e-9) & (acc <= high + 1e-9)

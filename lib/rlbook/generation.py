@@ -54,6 +54,7 @@ def sample_groups(
     temperature: float = 1.0,
     top_p: float = 1.0,
     return_logprobs: bool = False,
+    prefix_ids: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Completions ``[P * G, Lc]`` (prompt-major rows), padded with ``pad_id`` after each row's EOS.
 
@@ -62,13 +63,21 @@ def sample_groups(
     the entropy of that sampling distribution at each position.
 
     ``prompt_ids`` / ``prompt_mask`` are the P distinct prompts, left-padded.  ``Lc`` is at most
-    ``max_new_tokens``; decoding stops as soon as every row has emitted an EOS.
+    ``max_new_tokens``; decoding stops as soon as every row has emitted an EOS.  ``prefix_ids`` ``[c]``: tokens every
+    prompt starts with (few-shot examples), encoded once and shared through the KV cache; ``prompt_ids`` are then
+    the rest of each prompt (the padding sits between the two, which the positions skip: the same logits).
     """
     P, lp = prompt_ids.shape
     device = prompt_ids.device
     eos = torch.tensor(eos_ids, device=device)
-    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
+    if prefix_ids is not None and prefix_ids.numel() > 0:
+        pre = model(input_ids=prefix_ids.view(1, -1), use_cache=True, past_key_values=cache, logits_to_keep=1)
+        cache = pre.past_key_values
+        cache.batch_repeat_interleave(P)
+        prompt_mask = torch.cat([torch.ones((P, prefix_ids.numel()), dtype=prompt_mask.dtype, device=device),
+                                 prompt_mask], dim=1)
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)[:, prompt_mask.shape[1] - lp :]
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
     cache = out.past_key_values

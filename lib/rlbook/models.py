@@ -8,7 +8,9 @@ copy as safetensors under ``$RLBOOK_CACHE`` (default ``~/.cache/rlbook``) so lat
 about a second.
 
 The reference policy is the same model with the LoRA adapter disabled
-(:func:`reference_mode`), never a second copy of the weights.
+(:func:`reference_mode`), never a second copy of the weights.  A second model that shares the base (an
+implicit process reward model, ``rlbook.prm``) is a second LoRA adapter on the same peft model
+(:func:`add_adapter`, :func:`active_adapter`); the policy's adapter is :data:`POLICY_ADAPTER`.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 EMBEDDED = "smollm2-135m-instruct"
+POLICY_ADAPTER = "default"  # peft's name for the first adapter: the policy
 TINY = "tiny-random"  # a randomly initialised tiny Llama with a character tokenizer: smoke runs and tests
 SPECIALS = ["<unk>", "<bos>", "<eos>"]
 CHAT_TEMPLATE = (
@@ -230,20 +234,60 @@ def wrap_lora(model: PreTrainedModel, lora: LoraConfig | dict | None, seed: int 
     cfg = lora if isinstance(lora, LoraConfig) else LoraConfig(**lora)
     if cfg.r == 0:
         return model
-    from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
     if seed is not None:
         torch.manual_seed(seed)
-    peft_cfg = PeftLoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, peft_cfg)
+    return get_peft_model(model, _peft_config(cfg))
+
+
+def _peft_config(cfg: LoraConfig) -> Any:
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                          target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+
+
+def add_adapter(model: torch.nn.Module, name: str, lora: LoraConfig | dict, seed: int | None = None) -> None:
+    """A second LoRA adapter ``name`` on ``model``'s base weights (peft multi-adapter: one copy of the base).
+
+    The new adapter starts as peft initialises LoRA (``B = 0``: the model with it active equals the base
+    model) and is frozen; the policy adapter stays the active, trainable one.  ``seed`` fixes the new
+    adapter's ``A`` matrices without moving the global RNG (a forked RNG), so adding it changes nothing
+    else in a run.
+    """
+    if not has_adapter(model):
+        raise ValueError(f"add_adapter({name!r}) needs a peft model with a policy adapter (lora.r > 0)")
+    if name in model.peft_config:  # type: ignore[operator]
+        raise ValueError(f"adapter {name!r} already exists; adapters: {', '.join(model.peft_config)}")  # type: ignore[arg-type]
+    cfg = lora if isinstance(lora, LoraConfig) else LoraConfig(**lora)
+    if cfg.r < 1:
+        raise ValueError(f"adapter {name!r}: lora.r={cfg.r} must be >= 1")
+    active = model.active_adapter  # type: ignore[attr-defined]
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model.add_adapter(name, _peft_config(cfg))  # type: ignore[operator]
+    model.set_adapter(active)  # type: ignore[operator]  # the policy trainable, the new adapter frozen
+
+
+@contextlib.contextmanager
+def active_adapter(model: torch.nn.Module, name: str) -> Iterator[None]:
+    """Run ``model`` with adapter ``name`` active (and trainable); the previous adapter is restored on exit
+    (peft's ``set_adapter`` also moves ``requires_grad``, so the policy's parameters are frozen inside)."""
+    previous = model.active_adapter  # type: ignore[attr-defined]
+    model.set_adapter(name)  # type: ignore[operator]
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)  # type: ignore[operator]
+
+
+def adapter_parameters(model: torch.nn.Module, name: str) -> dict[str, torch.nn.Parameter]:
+    """The parameters of LoRA adapter ``name``, by parameter name."""
+    key = f".{name}."
+    return {n: p for n, p in model.named_parameters() if "lora_" in n and key in n}
 
 
 def has_adapter(model: torch.nn.Module) -> bool:
@@ -260,14 +304,14 @@ def reference_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def merged_lora(model: torch.nn.Module) -> Iterator[None]:
-    """Run ``model`` with each LoRA delta merged into its base weight (for fast generation).
+def merged_lora(model: torch.nn.Module, adapter: str = POLICY_ADAPTER) -> Iterator[None]:
+    """Run ``model`` with each LoRA delta of ``adapter`` merged into its base weight (for fast generation).
 
     Inside the block every LoRA linear layer computes ``x @ (W + s * B @ A).T`` in one matmul
     instead of ``x @ W.T + s * (x @ A.T) @ B.T``.  The merged weights are fresh tensors and the
     original ``W`` tensors are put back on exit, so nothing drifts (peft's merge/unmerge subtracts
     the delta again, which leaves rounding error in the base weights after many steps).  Without an
-    adapter this is a no-op.
+    adapter this is a no-op.  Other adapters (a reward model's) are off inside the block.
     """
     if not has_adapter(model):
         yield
@@ -278,10 +322,10 @@ def merged_lora(model: torch.nn.Module) -> Iterator[None]:
     try:
         with torch.no_grad():
             for module in model.modules():
-                if isinstance(module, LoraLayer) and "default" in getattr(module, "lora_A", {}):
+                if isinstance(module, LoraLayer) and adapter in getattr(module, "lora_A", {}):
                     base = module.get_base_layer()
                     original = base.weight
-                    delta = module.get_delta_weight("default").to(original.dtype)
+                    delta = module.get_delta_weight(adapter).to(original.dtype)
                     base.weight = torch.nn.Parameter(original + delta, requires_grad=False)
                     swapped.append((base, original))
         with model.disable_adapter():  # type: ignore[operator]

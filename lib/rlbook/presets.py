@@ -34,6 +34,100 @@ class Preset:
 
 _CORRECT = {"name": "correct", "weight": 1.0}
 
+# ------------------------------------------------------------------------- credit assignment, process rewards
+_PRIME = "Process Reinforcement through Implicit Rewards (PRIME; Cui et al., 2025)"
+_PRIME_SRC = ("verl recipe/prime (run_prime_qwen.sh, prime_trainer.yaml: beta_train 0.05, reward_dpo_coef 5, reward_gt_coef "
+              "5, prime_norm batch_norm, update before, accuracy filter 0.2-0.8, grad_clip 10) and PRIME-RL/PRIME "
+              "run_prime_main.sh (commit 18ad596)")
+_BAND = {"name": "accuracy_band", "kwargs": {"low": 0.2, "high": 0.8}}
+_PRIME_PRM = {"beta": 0.05, "update": "before", "grad_clip": 10.0, "lr": 1e-4}
+_PRIME_NOTES = ("LoRA PRM (lr 1e-4; the paper full-tunes a 7B PRM at 1e-6); one PRM step per RL step (the run: about "
+                "four); K is the notebook's group size (paper 4); the filter draws again up to max_sampling_rounds "
+                "(the recipe oversamples 4x); policy lr, batch and KL-free PPO as in the run, scaled by the notebook")
+
+
+def _prime(estimator_kwargs: dict[str, Any], phases: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"estimator": "prime_rloo", "estimator_kwargs": estimator_kwargs, "filters": [_BAND], "phases": phases,
+            "loss": "ppo_clip", "eps_low": 0.2, "eps_high": 0.2, "aggregation": "token_mean", "kl_coef": 0.0}
+
+
+CREDIT_PRESETS = [
+    Preset("prime", _PRIME, _PRIME_SRC,
+           _prime({"process_coef": 5.0, "outcome_coef": 5.0}, [{"name": "implicit_prm", "kwargs": _PRIME_PRM}]),
+           notes=_PRIME_NOTES),
+    Preset("prime_outcome", _PRIME, "PRIME's outcome-only control: the same RLOO, filter, whitening and loss with the "
+           "process reward off (reward_dpo_coef 0)", _prime({"process_coef": 0.0, "outcome_coef": 5.0}, [])),
+    Preset("implicit_prm", "Free Process Rewards without Process Labels (Yuan et al., 2024)",
+           "PRIME-RL/ImplicitPRM (commit c044175) train/tasks/run_ce.sh: CE on outcome labels, beta 0.05, one epoch, "
+           "batch 64; then frozen and used as PRIME's process reward",
+           _prime({"process_coef": 5.0, "outcome_coef": 5.0},
+                  [{"name": "implicit_prm", "kwargs": {**_PRIME_PRM, "update": "none", "warmup_prompts": 16,
+                                                       "warmup_epochs": 2, "warmup_rows": 64}}]),
+           notes="the PRM is fitted on 16 prompts x G completions of the initial policy (ImplicitPRM: an offline "
+                 "dataset of instructions x responses), LoRA at lr 1e-4 (paper 5e-7, full fine-tuning)"),
+    Preset("oracle_process", "the exact chain_sum process reward (rlbook.process.OracleSteps; no paper)",
+           "PRIME's estimator and filter with the oracle's step rewards (+1 right line, -1 wrong line) in place of the "
+           "implicit PRM: the upper reference",
+           _prime({"process_coef": 5.0, "outcome_coef": 5.0}, [{"name": "oracle_steps"}])),
+    Preset("spo_chain", "Segment Policy Optimization: Effective Segment-Level Credit Assignment in RL for Large Language "
+           "Models (Guo et al., 2025)",
+           "AIFrameResearch/SPO (commit b9fc6a2) configs polIter_qwen05b_spo_chain_gsm8k.jsonnet (4 MC rollouts) and "
+           "episode_generators/interval5.jsonnet (cutpoint interval 5), prob threshold 0.9, PPO clip 0.2, token-mean loss",
+           {"estimator": "spo_chain", "phases": [{"name": "mc_values", "kwargs": {"cutpoints": "low_prob", "rollouts": 4,
+                                                                                  "interval": 5}}],
+            "eps_low": 0.2, "eps_high": 0.2, "aggregation": "token_mean"},
+           notes="the configs' KL loss 1e-4 and 2 PPO epochs are not set (kl_coef 0, one epoch); MC continuations "
+                 "are counted in extra_gen_tokens (compare at equal generated tokens)"),
+    Preset("tempo", "Exploiting Tree Structure for Credit Assignment in RL Training of LLMs (TEMPO; Tran et al., 2025)",
+           "the abstract (no public code): GRPO advantage plus branch-gated TD corrections on the group's prefix tree",
+           {"estimator": "tempo", "estimator_kwargs": {"lam": 1.0}}, notes="the TD form and lam = 1 are assumptions"),
+    Preset("min_form", "Stop Summation: Min-Form Credit Assignment Is All Process Reward Model Needs for Reasoning "
+           "(PURE; Cheng et al., 2025)",
+           "CJReinforce/PURE (commit 41f9363) examples/scripts/train_pure.sh: temperature 0.1 soft-min, token "
+           "baseline, verifiable reward coef 1, advantages = returns",
+           {"estimator": "min_form", "estimator_kwargs": {"temperature": 0.1, "weighting": "min", "baseline": "token",
+                                                          "verifiable_coef": 1.0},
+            "phases": [{"name": "line_validity"}]},
+           notes="the PRM is rlbook.process.LineValidity (each line's arithmetic, +1 / -1), not a learned PRM; the "
+                 "script's KL 0.001 in the reward is not added"),
+    Preset("sum_form", "PURE (Cheng et al., 2025): the sum-form ablation", "PURE's disable_weighted_reward (r_k = s_k / K)",
+           {"estimator": "min_form", "estimator_kwargs": {"weighting": "mean", "baseline": "token", "verifiable_coef": 1.0},
+            "phases": [{"name": "line_validity"}]}),
+    Preset("clip_delta", "On Designing Effective RL Reward at Training Time for LLM Reasoning (Gao et al., 2024)",
+           "Sec. 4 (no public code): Clip (eta) then Delta on per-step PRM rewards, plus the success reward",
+           {"estimator": "clip_delta", "estimator_kwargs": {"mode": "clip_delta", "eta": 0.5},
+            "phases": [{"name": "line_validity", "kwargs": {"valid": 1.0, "invalid": 0.0, "other": 0.0}}]},
+           notes="PRM = line validity scored 1 / 0; leave-one-out baseline instead of the paper's PPO critic"),
+    Preset("sum_prm", "Gao et al. (2024): the plain sum of PRM step rewards their refinements start from",
+           "clip_delta with mode none", {"estimator": "clip_delta", "estimator_kwargs": {"mode": "none"},
+                                         "phases": [{"name": "line_validity",
+                                                     "kwargs": {"valid": 1.0, "invalid": 0.0, "other": 0.0}}]}),
+    Preset("spae", "Step Potential Advantage Estimation (SPAE; Wu et al., 2026)",
+           "cii030/SPAE-RL (commit ed529f8) probe code: Phi = 1.5 Acc Conf + 0.5 Acc - Conf, saturation 0.9; the "
+           "advantage is an assumption (training code not released)",
+           {"estimator": "spae", "estimator_kwargs": {"tau_sat": 0.9, "rho": 0.5, "xi": 1.0},
+            "phases": [{"name": "step_potential", "kwargs": {"probe": "Answer:", "form": "code"}}]}),
+    Preset("rewarding_progress", "Rewarding Progress: Scaling Automated Process Verifiers for LLM Reasoning "
+           "(Setlur et al., 2024)", "the paper (no public code): Q + alpha A^mu with a Best-of-K prover, K = 4",
+           {"estimator": "rewarding_progress", "estimator_kwargs": {"prover_k": 4, "alpha": 1.0},
+            "phases": [{"name": "mc_values", "kwargs": {"cutpoints": "step_ends", "rollouts": 4}}]},
+           notes="Monte Carlo progress with the current policy at every step end (MC-PAV) instead of a learned "
+                 "verifier; continuations counted in extra_gen_tokens"),
+    Preset("capo", "CAPO: Towards Enhancing LLM Reasoning through Verifiable Generative Credit Assignment (Xie et al., "
+           "2025)", "the paper (code not released): a generative critic lists wrong steps, majority vote, "
+           "R_t = r_v W_whole - 1[wrong step] W_process",
+           {"estimator": "capo", "estimator_kwargs": {"w_whole": 1.0, "w_process": 0.5},
+            "phases": [{"name": "capo_critic", "kwargs": {"critic": "base", "votes": 3, "vote": "majority"}}]},
+           notes="the critic is the 135M base model itself (paper: 70B-class general LLMs); critiques counted in "
+                 "extra_gen_tokens"),
+    Preset("capo_oracle", "CAPO (Xie et al., 2025) with a critic of known accuracy",
+           "capo with the noisy oracle critic (each verdict flipped with probability 0.2)",
+           {"estimator": "capo", "estimator_kwargs": {"w_whole": 1.0, "w_process": 0.5},
+            "phases": [{"name": "capo_critic", "kwargs": {"critic": "noisy_oracle", "votes": 3, "vote": "majority",
+                                                          "flip": 0.2}}]}),
+]
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("grpo", "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models (Shao et al., 2024)",
            "Sec. 4.1: group-normalised outcome advantage, PPO clip eps = 0.2, mean over tokens then samples (Eq. 3)",
@@ -103,6 +197,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"estimator": "single_stream", "group_size": 1, "phases": [{"name": "spo_drift"}], "eps_low": 0.2,
             "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0}, "aggregation": "token_mean", "kl_coef": 0.0},
            notes="no offline value initialisation; the prioritised prompt sampler is a separate sampler"),
+    *CREDIT_PRESETS,
     Preset("gspo", "Group Sequence Policy Optimization (Zheng et al., 2025)",
            "Eq. 5-7: sequence-level length-normalised ratio clipped at 3e-4 / 4e-4", {"estimator": "grpo", "loss": "gspo"}),
     Preset("sapo", "Soft Adaptive Policy Optimization (Gao et al., 2025)",

@@ -1,9 +1,9 @@
 """Probe a task configuration: can the base model give GRPO any signal on it?
 
 GRPO learns only from groups whose rewards differ: a prompt that the policy always solves, or never
-solves, contributes zero advantage (DeepSeekMath, Shao et al. 2024, eq. 3: ``(r - mean) / std`` is 0
-when all G rewards are equal; DAPO, Yu et al. 2025, sec. 3.2 drops such groups).  So before training
-one wants, on the exact task configuration and generation length of the run:
+solves, contributes zero advantage (DeepSeekMath, Shao et al. 2024, §4.1.2: ``(r - mean) / std`` is 0
+when all G rewards are equal; DAPO, Yu et al. 2025, §3.2 "Dynamic Sampling" drops such groups).  So
+before training one wants, on the exact task configuration and generation length of the run:
 
 * ``greedy``: held-out greedy accuracy (what ``Trainer.evaluate`` measures) on ``task.eval[:n_eval]``;
 * ``sampled``: ``group_size`` samples at ``temperature`` for each of ``task.train[:n_prompts]`` (what a
@@ -160,14 +160,23 @@ def by_group(problems: list[Problem], values: list[float]) -> dict[str, dict[str
 
 
 # ------------------------------------------------------------------------------------- the probe
-def _as_task(task: Task | TaskSpec | dict[str, Any] | str) -> Task:
+def _as_task(task: Task | TaskSpec | dict[str, Any] | str) -> tuple[Task, int | None]:
+    """The task, and the preset's ``max_new_tokens`` when ``task`` names a preset."""
     if isinstance(task, Task):
-        return task
+        return task, None
     if isinstance(task, str):
         from rlbook.tasks import preset
 
-        return make_task(preset(task)["task"])
-    return make_task(task)
+        p = preset(task)
+        return make_task(p["task"]), p["max_new_tokens"]
+    return make_task(task), None
+
+
+def _check_sizes(**sizes: int) -> None:
+    for key, v in sizes.items():
+        low = 0 if key == "n_prompts" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ParamError(f"probe {key}={v!r} must be an integer >= {low}")
 
 
 def probe(
@@ -175,7 +184,7 @@ def probe(
     model: torch.nn.Module | None = None,
     tok: Any = None,
     *,
-    max_new_tokens: int = 32,
+    max_new_tokens: int | None = None,
     n_eval: int = 100,
     n_prompts: int = 32,
     group_size: int = 8,
@@ -189,21 +198,21 @@ def probe(
     """Greedy held-out accuracy and sampled per-prompt success of the base model on ``task``.
 
     ``task``: a :class:`Task`, a ``TaskSpec`` or its dict, or a preset name (:data:`rlbook.tasks.PRESETS`).
-    ``model`` / ``tok``: default the embedded model, loaded without LoRA.  ``n_prompts=0`` skips sampling.
+    ``max_new_tokens``: default the preset's, else 32.  ``model`` / ``tok``: default the embedded model,
+    loaded without LoRA.  ``n_prompts=0`` skips sampling.
     The global torch RNG is seeded with ``seed`` for sampling and restored afterwards.
     ``keep_completions``: also return every completion (``greedy.completions``, ``sampled.completions``,
     in the order of ``task.eval`` / ``task.train`` rows, prompt-major).
     """
     t0 = time.perf_counter()
-    task = _as_task(task)
+    task, preset_tokens = _as_task(task)
+    max_new_tokens = max_new_tokens or preset_tokens or 32
+    _check_sizes(n_eval=n_eval, n_prompts=n_prompts, group_size=group_size, max_new_tokens=max_new_tokens,
+                 batch_rows=batch_rows)
     if model is None or tok is None:
         from rlbook.models import load_policy
 
         model, tok = load_policy(model_name, lora=None)
-    for key, v in (("n_eval", n_eval), ("n_prompts", n_prompts), ("group_size", group_size),
-                   ("max_new_tokens", max_new_tokens), ("batch_rows", batch_rows)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "n_prompts" else 1):
-            raise ParamError(f"probe {key}={v!r} must be an integer >= {0 if key == 'n_prompts' else 1}")
     out: dict[str, Any] = {
         "task": asdict(task.spec), "model": model_name if model_name else type(model).__name__,
         "max_new_tokens": max_new_tokens, "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -234,13 +243,11 @@ def _sampled(
     temperature: float, batch_rows: int, seed: int, keep_completions: bool,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     prompts = task.train[:n_prompts]
-    rng = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG is kept
+        torch.manual_seed(seed)
         comps = generate(model, tok, prompts, max_new_tokens=max_new_tokens, group_size=group_size,
                          do_sample=True, temperature=temperature, batch_rows=batch_rows)
-    finally:
-        torch.set_rng_state(rng)
     rows = [p for p in prompts for _ in range(group_size)]
     scores = [task.score(p, t) for p, t in zip(rows, comps.texts, strict=True)]
     groups = group_stats([s >= 1.0 for s in scores], group_size)
@@ -259,6 +266,10 @@ def _spec_of(task: Task | TaskSpec | dict[str, Any] | str) -> tuple[str, dict[st
         return task.name, dict(task.config)
     if isinstance(task, dict):
         return str(task.get("name", "chain_sum")), dict(task.get("config") or {})
+    from rlbook.tasks import PRESETS
+
+    if task in PRESETS:
+        return PRESETS[task]["task"]["name"], dict(PRESETS[task]["task"].get("config") or {})
     return str(task), {}
 
 
@@ -426,7 +437,12 @@ def format_report(res: dict[str, Any]) -> str:
                      + "; ".join(f"{k} {_pct(v['mean'])} (n={v['n']})" for k, v in groups.items()))
     for ex in g.get("examples", [])[:2]:
         lines.append(f"  e.g. {ex['question'][-60:]!r} -> {ex['completion'][:100]!r} (answer {ex['answer']})")
-    lines.append(res["warning"] or "GRPO gets signal here: some groups are mixed.")
+    if res["warning"]:
+        lines.append(res["warning"])
+    elif s is not None:
+        lines.append(f"GRPO gets signal here: {_pct(s['mixed_share'])} of the groups are mixed.")
+    else:
+        lines.append("Greedy accuracy is neither 0% nor 100%; sample (--prompts N) to see how many groups are mixed.")
     return "\n".join(lines)
 
 
@@ -455,6 +471,8 @@ def _config_text(res: dict[str, Any]) -> str:
         for d in t["config"].get("datasets", []))
     extra = "" if t["instruction"] in ("Reply with the answer only.", "Put the final answer between <answer> and </answer>.") \
         else f", instruction “{t['instruction'][:40]}…”"
+    if t.get("system_prompt", TaskSpec.system_prompt) != TaskSpec.system_prompt:
+        extra += f", system prompt “{str(t.get('system_prompt'))[:30]}…”"
     return f"{t['name']}({cfg}){extra}, {t['answer_format']}, {res['max_new_tokens']} tok"
 
 
@@ -477,7 +495,8 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         both = [g] + ([s] if s else [])
         cells = [r.get("preset") or "-", _config_text(r), str(g["n"]), _pct(g["accuracy"]),
                  _pct(s["accuracy"]) if s else "-",
-                 f"{_pct(s['mixed_share'])} of {s['n_prompts']}x{s['group_size']}" if s else "-",
+                 f"{_pct(s['mixed_share'])} of {s['n_prompts']}x{s['group_size']}"
+                 + (f" at T={s['temperature']}" if s["temperature"] != 1.0 else "") if s else "-",
                  " ".join(f"{k}:{n}" for k, n in enumerate(s["histogram"])) if s else "-",
                  _len_cell(g), _len_cell(s) if s else "-", *(" / ".join(_pct(x[key]) for x in both)
                                                for key in ("truncation_rate", "format_rate", "extractable_rate")), r["date"][:10], f"{r['seconds']:.0f}"]
@@ -508,10 +527,11 @@ def list_text(results: str | Path | None = None) -> str:
         if r is not None:
             measured = f"greedy {_pct(r['greedy']['accuracy'])}"
             if r.get("sampled"):
-                measured += f", mixed groups {_pct(r['sampled']['mixed_share'])}"
+                t = r["sampled"]["temperature"]
+                measured += f", mixed groups {_pct(r['sampled']['mixed_share'])}" + (f" at T={t}" if t != 1.0 else "")
             measured += f" ({r['date'][:10]})"
         suite = " [suite]" if name in SUITE else ""
-        lines.append(f"  {name:<16} {p['task']['name']:<14} {p.get('max_new_tokens', 32):>4} tok  {measured}{suite}")
+        lines.append(f"  {name:<16} {p['task']['name']:<16} {p.get('max_new_tokens', 32):>4} tok  {measured}{suite}")
         lines.append(f"  {'':<16} {p['about']}")
     names = available()
     lines.append(f"\nreasoning-gym tasks ({len(names)}; rlbook tasks --probe NAME -p config.KEY=VALUE):")

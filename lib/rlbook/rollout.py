@@ -2,7 +2,8 @@
 
 * :func:`generate`: ``group_size`` completions per prompt (rows prompt-major) as a :class:`Rollout`; with
   ``cfg.generation_backend == "rlbook"`` each prompt is prefilled once and its KV cache shared by its group
-  (:func:`rlbook.generation.sample_groups`), ``"hf"`` calls ``transformers.generate`` on every row; the LoRA
+  (:func:`rlbook.generation.sample_groups`; with ``cfg.prefix_cache`` the first tokens all prompts share, such as
+  few-shot examples, are encoded once), ``"hf"`` calls ``transformers.generate`` on every row; the LoRA
   delta is merged into the base weights while sampling (exact restore afterwards).
 * :func:`micro_batches`, :func:`slice_rows`: rows cut into micro-batches of similar lengths (whole groups
   when the prompt forward is shared or the loss compares the samples of a group), trimmed of padding.
@@ -194,11 +195,15 @@ def generate(
     device = next(model.parameters()).device
     ids, att = left_pad(prompts, pad, device)
     lp = ids.shape[1]
+    c = common_prefix(prompts) if cfg.prefix_cache and cfg.generation_backend == "rlbook" else 0
+    prefix = torch.tensor(prompts[0][:c], dtype=torch.long, device=device) if c else None
+    gen_ids, gen_att = left_pad([p[c:] for p in prompts], pad, device) if c else (ids, att)
     was_training = model.training
     model.eval()
     merge = merged_lora(model) if cfg.merge_lora_for_generation else contextlib.nullcontext()
     with merge:
-        chunks = _generate_chunks(model, cfg, eos, pad, ids, att, max_new_tokens, do_sample, temperature, group_size)
+        chunks = _generate_chunks(model, cfg, eos, pad, gen_ids, gen_att, max_new_tokens, do_sample, temperature,
+                                  group_size, prefix)
     model.train(was_training)
     comp_ids = torch.cat([c for c, _, _ in chunks])
     entropy, logp = (torch.cat([c[k] for c in chunks]) if all(c[k] is not None for c in chunks) else None
@@ -217,9 +222,22 @@ def generate(
                    logp=None if logp is None else logp[:, :width], finished=finished)
 
 
+def common_prefix(prompts: list[list[int]], min_len: int = 16) -> int:
+    """Length of the first tokens every prompt shares (leaving each at least one token of its own); 0 when shorter
+    than ``min_len`` (not worth a separate pass)."""
+    if len(prompts) < 2:
+        return 0
+    n = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    c = 0
+    while c < n and all(p[c] == first[c] for p in prompts):
+        c += 1
+    return c if c >= min_len else 0
+
+
 def _generate_chunks(
     model: Any, cfg: TrainConfig, eos: list[int], pad: int, ids: torch.Tensor, att: torch.Tensor,
-    max_new_tokens: int, do_sample: bool, temperature: float, group_size: int,
+    max_new_tokens: int, do_sample: bool, temperature: float, group_size: int, prefix: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
     """Generation over chunks of about ``gen_batch_size`` rows; completions (and, from the rlbook sampler, each
     token's entropy and log-prob) padded to ``max_new_tokens``."""
@@ -231,7 +249,7 @@ def _generate_chunks(
         if cfg.generation_backend == "rlbook":
             comp, lp, ent = sample_groups(model, p_ids, p_att, group_size, max_new_tokens, eos, pad,
                                          do_sample=do_sample, temperature=temperature, top_p=cfg.top_p,
-                                         return_logprobs=True)
+                                         return_logprobs=True, prefix_ids=prefix)
         else:
             kw: dict[str, Any] = {"do_sample": do_sample}
             if do_sample:
@@ -329,7 +347,7 @@ class Batch:
     rewards: torch.Tensor  # [P, G] the weighted sum of the parts
     correct: torch.Tensor  # [P, G] bool: the task verifier's verdict
     trainable: bool = True  # False when filters kept no group: the update is skipped
-    sampling: dict[str, int] = field(default_factory=dict)  # generated tokens, groups, rounds, shortfall
+    sampling: dict[str, float] = field(default_factory=dict)  # generated tokens, groups, rounds, shortfall
     context: dict[str, Any] = field(default_factory=dict)  # signals computed on demand (rlbook.trainer)
     advantages: torch.Tensor | None = None  # [P, G] or [P, G, T]
     metrics: dict[str, Any] = field(default_factory=dict)  # what phases report

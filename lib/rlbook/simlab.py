@@ -281,12 +281,15 @@ def per_batch_cos(res: MCResult, true_grad: Tensor) -> np.ndarray:
 
 
 def estimator_names(names: Iterable[str] | None = None) -> list[str]:
-    """``names`` checked against the registry, or every registered estimator when empty/None."""
-    avail = estimators.available()
+    """``names`` checked against the registry, or every registered estimator when empty/None.  Token-level
+    estimators (credit assignment inside a completion: ``estimators.token_level``) need completions' tokens, which
+    a bandit draw does not have: they are not among the defaults, and naming one is an error."""
+    avail = [n for n in estimators.available() if not estimators.token_level(n)]
     names = list(names or [])
     for n in names:
         if n not in avail:
-            raise ParamError(f"estimator {n!r} is unknown; available: {', '.join(avail)}")
+            why = " (token-level: it needs completions' tokens, not a bandit draw)" if n in estimators.available() else ""
+            raise ParamError(f"estimator {n!r} is unknown on the bandit{why}; available: {', '.join(avail)}")
     return names or avail
 
 

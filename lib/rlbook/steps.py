@@ -3,7 +3,8 @@
 Process-reward methods (Lightman et al. 2023, "Let's Verify Step by Step"; Wang et al. 2024,
 "Math-Shepherd") score each step of a solution instead of only its final answer.  On ``chain_sum``
 every step can be checked exactly: asked for one running partial sum per line (:data:`INSTRUCTION`),
-a completion for ``4 - 1 - 7 =`` should read::
+with the worked example of :data:`SYSTEM_PROMPT` as the system prompt (preset ``sums-steps``), a
+completion for ``4 - 1 - 7 =`` should read::
 
     4 - 1 = 3
     3 - 7 = -4
@@ -35,9 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlbook.config import ParamError
-from rlbook.tasks import STEP_INSTRUCTION, Problem
+from rlbook.tasks import STEP_INSTRUCTION, STEP_SYSTEM_PROMPT, Problem
 
 INSTRUCTION = STEP_INSTRUCTION  # appended to each chain_sum question (preset "sums-steps")
+SYSTEM_PROMPT = STEP_SYSTEM_PROMPT  # a worked example; without it the embedded model ignores the format
 SUPPORTED = ("chain_sum",)
 _NUM = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 _ANSWER = re.compile(r"(?:<answer>\s*|answer(?: is)?\s*[:=]?\s*)(-?\d+(?:,\d{3})*(?:\.\d+)?)", re.I)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlbook import experiments, report, runs, stats
+from rlbook import experiments, probe, report, runs, stats
 from rlbook.errors import ParamError
 from rlbook.params import load_file
 
@@ -120,6 +120,9 @@ def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None,
             print(f"note: claim {c.text!r} will be untestable here: {ok[1]}")
     res = experiments.sweep(specs, p["seeds"], cache=experiments.cache_root(run))
     out = StudyResult(study, run, res, specs, p)
+    warning = probe.signal_warning(out.base_accuracy(), p["task"])
+    if warning:
+        print(f"warning: {warning}")
     if methods is None and not overrides:
         res.metrics.to_csv(run.metrics_path, index=False)
     print(f"{res.trained} runs trained, {res.reused} reused from the cache: {len(specs)} methods x {p['seeds']} seeds")
@@ -195,7 +198,7 @@ def _train_metric(res: experiments.SweepResult, column: str, agg: str) -> pd.Dat
         raise ParamError(f"aggregation {agg!r} is not allowed; allowed: {', '.join(AGGS)}")
     rows = [{"method": m, "seed": s, "value": AGGS[agg](part[column].dropna())}
             for (m, s), part in res.metrics.groupby(["method", "seed"], sort=False) if part[column].notna().any()]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["method", "seed", "value"])
 
 
 METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
@@ -309,12 +312,27 @@ def check_base_answers(res: StudyResult, claim: Claim, fn: Callable[[str], float
     return val >= min_mean, f"base model's answers: mean {name} {val:.3f} (needs >= {min_mean})"
 
 
+def check_train_metric_between(res: StudyResult, claim: Claim, column: str, lo: float = -math.inf, hi: float = math.inf,
+                               method: str | None = None, agg: str = "mean") -> tuple[bool, str]:
+    """A training metric of ``method`` (default the claim's), ``agg`` over each run's steps then mean over seeds,
+    lies in [lo, hi]: e.g. the line format is followed (``format_share``), a filter keeps groups (``shortfall``), a
+    process signal varies (``mc_mixed``), a probe or a PRM is informative (``spae_phi_auc``, ``prm_dpo_acc``)."""
+    name = method or claim.method
+    runs_ = _runs_of(res, name)
+    if column not in runs_ or runs_[column].isna().all():
+        return False, f"{name}: training metric {column!r} was not recorded"
+    val = float(np.mean([AGGS[agg](part[column].dropna()) for _, part in runs_.groupby("seed")
+                         if part[column].notna().any()]))
+    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {lo:g} to {hi:g})"
+
+
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "clip_active": check_clip_active, "truncation_below": check_truncation_below,
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
     "base_answers": check_base_answers,
+    "train_metric_between": check_train_metric_between,
 }
 
 
@@ -336,7 +354,11 @@ def finite_pairs(table: pd.DataFrame, method: str, baseline: str | None) -> tupl
     were dropped for NaN (e.g. a zero mean gradient: no reward signal) and none remain."""
     keys = ["seed"] + (["unit"] if "unit" in table.columns else [])
     names = [method] + ([baseline] if baseline else [])
-    part = table[table["method"].isin(names)]
+    part = table[table["method"].isin(names)] if "method" in table else table
+    missing = [n for n in names if n not in set(part.get("method", []))]
+    if missing:  # e.g. a step-level metric that was never defined (no checkable line in any completion)
+        filler = pd.DataFrame([{"method": n, "seed": s, "value": 0.0} for n in names for s in sorted(set(part.get("seed", [])) or {0})])
+        return filler, f"no values of the metric for {', '.join(missing)} (never measured in these runs)"
     bad = part[~np.isfinite(part["value"].astype(float))]
     if bad.empty:
         return part, ""
@@ -467,3 +489,102 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
         tail = ("\n\n*Inconclusive*: the 95% interval contains both the claimed and the opposite side at this "
                 "scale; the smallest detectable effect says how large an effect these seeds could have shown.")
     return head + "\n\n" + "\n".join(_claim_sentence(r) for r in rows) + tail
+
+
+# ----------------------------------------------------------------------------------- task suites
+
+
+def sweep_suite(study: Study, run: runs.Run, tasks: Sequence[str], task_override: Mapping[str, Any] | None = None,
+                max_new_tokens: int | None = None) -> SuiteResult:
+    """The run's methods on every task of a suite (``rlbook.tasks.PRESETS`` names): one cached sweep per task,
+    with the preset's task spec (updated by ``task_override``, e.g. smaller splits) and generation length
+    (``max_new_tokens`` replaces it when given)."""
+    from rlbook.tasks import preset
+
+    results = {}
+    for name in tasks:
+        p = preset(name)
+        task = {**p["task"], **(task_override or {})}
+        train = {**run.params["train"], "max_new_tokens": max_new_tokens or p["max_new_tokens"]}
+        print(f"task {name}: {p['about']}")
+        results[name] = sweep(study, run, task=task, train=train, eval_size=task["eval_size"])
+    return SuiteResult(study, run, results)
+
+
+@dataclass
+class SuiteResult:
+    """Methods compared across a suite of tasks: per-task results and rliable aggregates over (seeds, tasks)."""
+
+    study: Study
+    run: runs.Run
+    results: dict[str, StudyResult]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        return next(iter(self.results.values())).methods
+
+    def long(self, metric: str = "final_accuracy") -> pd.DataFrame:
+        """``metric`` on every task, one long table with a ``task`` column; units are ``task:problem``."""
+        parts = []
+        for task, res in self.results.items():
+            t = metric_table(res.sweep, metric).assign(task=task)
+            if "unit" in t.columns:
+                t["unit"] = task + ":" + t["unit"].astype(str)
+            parts.append(t)
+        return pd.concat(parts, ignore_index=True)
+
+    def scores(self, metric: str = "final_accuracy") -> dict[str, np.ndarray]:
+        """Each method's ``[seeds, tasks]`` matrix of the per-run mean of ``metric``."""
+        df = self.long(metric)
+        return {m: stats.score_matrix(df, m) for m in self.methods}
+
+    def table(self, metric: str = "final_accuracy") -> pd.DataFrame:
+        """Mean of ``metric`` per task and method (columns: tasks, then the mean over tasks)."""
+        df = self.long(metric).groupby(["method", "task"], sort=False)["value"].mean().unstack("task")
+        df["mean over tasks"] = df.mean(axis=1)
+        return df.loc[self.methods]
+
+    def aggregates(self, baseline: str, metric: str = "final_accuracy") -> pd.DataFrame:
+        """rliable's interquartile mean over (seeds, tasks) with its stratified-bootstrap interval per method, and
+        each method's probability of improvement over ``baseline`` with its interval."""
+        scores = self.scores(metric)
+        out = stats.iqm_table(scores)
+        for m in self.methods:
+            if m != baseline:
+                poi = stats.probability_of_improvement(scores[m], scores[baseline])
+                out.loc[m, ["P(improve)", "P low", "P high"]] = [poi["poi"], poi["ci_low"], poi["ci_high"]]
+        return out
+
+    def figure(self, baseline: str, name: str = "suite") -> Any:
+        """Accuracy per task and method (bars), the quantity the aggregates summarise."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(1.6 * len(self.results) + 3, 3.6))
+        self.table().drop(columns="mean over tasks").T.plot.bar(ax=ax, rot=0)
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title(f"methods across {len(self.results)} tasks (baseline {baseline})")
+        self.run.figure(fig, name)
+        return fig
+
+    def finish(self, baseline: str, results: Mapping[str, Any] | None = None) -> Any:
+        """The study's claims on the pooled suite (units = task:problem, paired by seed), results.json and the
+        conclusion."""
+        from IPython.display import Markdown
+
+        rows = []
+        for c in self.study.claims:
+            table = self.long(c.metric)
+            unit = "unit" if "unit" in table.columns else None
+            eff = stats.seed_level_effects(table, c.method, c.baseline, unit_col=unit)
+            rows.append({**stats.evaluate_claim(c.text, c.metric + " (suite)", eff, method=c.method,
+                                                baseline=c.baseline, direction=c.direction, margin=c.margin),
+                         "paper": c.paper, "checks": ""})
+        self.rows = stats.assign_verdicts(rows)
+        agg = self.aggregates(baseline)
+        self.run.save_results({"tasks": list(self.results), "seeds": int(self.run.params["seeds"]),
+                               "iqm": agg.reset_index().to_dict("records"),
+                               "accuracy_by_task": self.table().reset_index().to_dict("records"),
+                               **{f"iqm[{m}]": float(v) for m, v in agg["iqm"].items()},
+                               "claims": self.rows, **(results or {})})
+        return Markdown(conclusion(self.rows))

@@ -48,6 +48,7 @@ class TaskSpec:
     answer_format: str = "plain"  # "plain": the answer alone; "tag": inside <answer>...</answer>
     instruction: str | None = None  # appended to every question; None: the answer_format's own
     system_prompt: str | None = "You are a concise assistant."  # None: the chat template's default
+    shots: int = 0  # worked examples shown as earlier chat turns (chain_sum: one running partial sum per line)
 
     def __post_init__(self) -> None:
         from rlbook import hub
@@ -66,6 +67,11 @@ class TaskSpec:
             self.instruction = INSTRUCTIONS[self.answer_format]
         if not isinstance(self.config, dict):
             raise ParamError(f"task.config={self.config!r} must be a mapping")
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
+            raise ParamError(f"task.shots={self.shots!r} must be an integer >= 0")
+        if self.shots and self.name not in SHOT_WRITERS:
+            raise ParamError(f"task.shots={self.shots} needs worked solutions, written only for: "
+                             f"{', '.join(SHOT_WRITERS)} (got task.name={self.name!r})")
 
 
 @dataclass
@@ -118,6 +124,22 @@ def _dataset_kwargs(name: str, config: dict[str, Any]) -> dict[str, Any]:
             ds = DatasetSpec(name=ds["name"], weight=float(ds.get("weight", 1.0)), config=dict(ds.get("config") or {}))
         specs.append(ds)
     return {**config, "datasets": specs}
+
+
+def chain_sum_solution(entry: dict[str, Any]) -> str:
+    """A worked chain_sum solution, one running partial sum per line, then the answer (``rlbook.steps``'
+    format): ``"6 + 2 - 5"`` -> ``"6 + 2 = 8\\n8 - 5 = 3\\nAnswer: 3"``."""
+    tokens = entry["metadata"]["expression"].split()
+    total, lines = int(tokens[0]), []
+    for op, term in zip(tokens[1::2], tokens[2::2], strict=True):
+        new = total + int(term) if op == "+" else total - int(term)
+        lines.append(f"{total} {op} {term} = {new}")
+        total = new
+    return "\n".join([*lines, f"Answer: {total}"])
+
+
+# task name -> worked-solution writer, for few-shot prompts (TaskSpec.shots)
+SHOT_WRITERS = {"chain_sum": chain_sum_solution}
 
 
 def extract_answer(completion: str, numeric: bool = True) -> str | None:
@@ -177,15 +199,31 @@ class Task:
                 f"task {spec.name!r} with config {spec.config} has only {len(entries)} distinct questions; "
                 f"task.eval_size={spec.eval_size} must be smaller so that some remain for training"
             )
+        self.shots = self._shots(entries[spec.eval_size + spec.train_size:])
         # Held-out questions first, then training questions: the two never share a question.
         self.eval = [self._problem(i, e) for i, e in enumerate(entries[: spec.eval_size])]
         train = entries[spec.eval_size : spec.eval_size + spec.train_size]
         self.train = [self._problem(i, e) for i, e in enumerate(train)]
         self.numeric = all(_NUMBER.fullmatch(p.answer.strip()) for p in self.train[:50])
 
+    def _shots(self, unused: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """``spec.shots`` worked examples as chat turns, from questions in neither split."""
+        n = self.spec.shots
+        if n == 0:
+            return []
+        if len(unused) < n:
+            raise ParamError(f"task.shots={n}: only {len(unused)} questions are left outside the train and eval "
+                             "splits; lower task.train_size or task.eval_size")
+        write = SHOT_WRITERS[self.spec.name]
+        turns = []
+        for entry in unused[:n]:
+            turns += [{"role": "user", "content": f"{entry['question']} {self.spec.instruction}".strip()},
+                      {"role": "assistant", "content": write(entry)}]
+        return turns
+
     def _problem(self, index: int, entry: dict[str, Any]) -> Problem:
         content = f"{entry['question']} {self.spec.instruction}".strip()
-        messages = [{"role": "user", "content": content}]
+        messages = [*self.shots, {"role": "user", "content": content}]
         if self.spec.system_prompt is not None:
             messages.insert(0, {"role": "system", "content": self.spec.system_prompt})
         return Problem(index=index, question=entry["question"], answer=str(entry["answer"]), messages=messages,
@@ -218,6 +256,9 @@ STEP_INSTRUCTION = (  # rlbook.steps.INSTRUCTION: one running partial sum per li
     "Add the numbers one at a time from left to right. Write each step on its own line as "
     "'previous total + next number = new total', then write 'Answer: ' and the final total."
 )
+STEP_SYSTEM_PROMPT = (  # rlbook.steps.SYSTEM_PROMPT: a worked example, without which the model ignores the format
+    "You add numbers one step at a time. Example.\nQuestion: 2 + 5 - 3 =\nYour reply:\n2 + 5 = 7\n7 - 3 = 4\nAnswer: 4"
+)
 REASON_INSTRUCTION = "Solve it step by step, then give the final answer."
 _SPLIT = {"train_size": 1000, "eval_size": 100}
 
@@ -234,7 +275,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "products-1digit": {
         "task": {"name": "products", "config": _sums((2, 2), (1, 1)), "train_size": 60, "eval_size": 40},
         "max_new_tokens": 32,
-        "about": "a * b, one-digit factors (100 distinct questions: 60 train, 40 held out)",
+        "about": "a * b, one-digit factors (only 94 distinct questions: 54 train, 40 held out)",
     },
     "letters-5words": {
         "task": {"name": "letter_counting", "config": {"min_words": 5, "max_words": 5}, **_SPLIT},
@@ -242,7 +283,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "gcd-20": {
         "task": {"name": "gcd", "config": {"min_value": 1, "max_value": 20}, **_SPLIT}, "max_new_tokens": 32,
-        "about": "GCD of two numbers up to 20 (often 1: a model that always says 1 scores well)",
+        "about": "GCD of two numbers up to 20 (228 train questions; half the answers are 1: always saying 1 scores ~50%)",
     },
     "sums-2digit": {
         "task": {"name": "chain_sum", "config": _sums((2, 2), (2, 2)), **_SPLIT}, "max_new_tokens": 32,
@@ -257,12 +298,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 32,
         "about": "one- and two-digit sums, one-digit products, letter counts; Problem.meta has source and difficulty",
     },
+    "arith-small": {
+        "task": {"name": "composite", "train_size": 400, "eval_size": 200, "config": {"datasets": [
+            {"name": "chain_sum", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "products", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "gcd", "weight": 1, "config": {"min_value": 1, "max_value": 20}},
+        ]}},
+        "max_new_tokens": 32,
+        "about": "one-digit sums, one-digit products and GCDs up to 20: over 500 distinct questions, so 200 held out",
+    },
     "sums-reasoning": {
-        "task": {"name": "chain_sum", "config": _sums((2, 3), (1, 1)), **_SPLIT, "instruction": REASON_INSTRUCTION},
-        "max_new_tokens": 128, "about": "2-3 one-digit terms, reasoning asked for: long answers of varied length",
+        "task": {"name": "chain_sum", "config": _sums((2, 2), (1, 1)), **_SPLIT, "instruction": REASON_INSTRUCTION},
+        "max_new_tokens": 128, "about": "sums-1digit with reasoning asked for: long answers of widely varied length",
     },
     "sums-steps": {
-        "task": {"name": "chain_sum", "config": _sums((3, 3), (1, 1)), **_SPLIT, "instruction": STEP_INSTRUCTION},
+        "task": {"name": "chain_sum", "config": _sums((3, 3), (1, 1)), **_SPLIT, "instruction": STEP_INSTRUCTION,
+                 "system_prompt": STEP_SYSTEM_PROMPT},
         "max_new_tokens": 64, "about": "3 one-digit terms, one running partial sum per line (rlbook.steps oracle)",
     },
 }

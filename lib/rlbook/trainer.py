@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from rlbook import checkpoint, estimators, filters, oom, phases, rewards, sampling
+from rlbook import checkpoint, estimators, filters, oom, phases, process, rewards, sampling
 from rlbook.components import Components
 from rlbook.config import TrainConfig, build
 from rlbook.errors import TrainingError
@@ -110,12 +110,13 @@ class Trainer:
         cfg, P = self.cfg, self.cfg.prompts_per_step
         kept: list[Batch] = []
         dropped: list[Batch] = []
-        rounds = gen_tokens = 0
+        rounds = gen_tokens = n_correct = n_sampled = 0
         while sum(b.P for b in kept) < P and rounds < (cfg.max_sampling_rounds if self.comp.filters else 1):
             rounds += 1
             indices = self.sampler.next(P - sum(b.P for b in kept))
             batch = self.roll_out(indices)
             gen_tokens += int(batch.roll.lengths.sum())
+            n_correct, n_sampled = n_correct + int(batch.correct.sum()), n_sampled + batch.correct.numel()
             keep = self.keep_mask(batch)
             kept += [batch.groups([j]) for j in range(batch.P) if keep[j]]
             dropped += [batch.groups([j]) for j in range(batch.P) if not keep[j]]
@@ -125,7 +126,7 @@ class Trainer:
         out.trainable = bool(chosen)
         out.sampling = {"gen_tokens": gen_tokens, "groups": n_kept + sum(b.P for b in dropped),
                         "dropped": sum(b.P for b in dropped), "rounds": rounds,
-                        "shortfall": P - sum(b.P for b in chosen)}
+                        "shortfall": P - sum(b.P for b in chosen), "sampled_accuracy": n_correct / max(1, n_sampled)}
         return out
 
     def roll_out(self, indices: list[int]) -> Batch:
@@ -242,6 +243,15 @@ class Trainer:
         self.log.path = Path(path) if path else None
 
     @property
+    def generated_tokens(self) -> int:
+        """Every token generated in training so far: rollouts (the groups filters dropped included) and the
+        phases' own generations (``extra_gen_tokens``: Monte Carlo continuations, critiques)."""
+        def num(v: Any) -> float:
+            return float(v) if isinstance(v, (int, float)) and v == v else 0.0
+
+        return int(sum(num(m.get("gen_tokens")) + num(m.get("extra_gen_tokens")) for m in self.history))
+
+    @property
     def bad_steps(self) -> int:
         return self.guard.bad
 
@@ -272,7 +282,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- loop
     def fit(self, steps: int | None = None, checkpoint_dir: str | Path | None = None) -> list[dict[str, Any]]:
-        """Run ``steps`` (default ``cfg.steps``) steps with a progress bar; returns their metrics.
+        """Run ``steps`` (default ``cfg.steps``) steps with a progress bar; returns their metrics.  With
+        ``cfg.gen_token_budget`` it stops earlier, before the first step that would start with the budget spent
+        (:attr:`generated_tokens`).
 
         With a checkpoint folder (``checkpoint_dir`` here or in the constructor), a checkpoint is saved every
         ``cfg.checkpoint_every`` steps and at the end, and the first ``fit()`` of a fresh trainer resumes
@@ -292,6 +304,8 @@ class Trainer:
                    initial=min(self.step_count, target), total=n)
         saved, every = (self.step_count if self.resumed_from_step else -1), self.cfg.checkpoint_every
         for _ in bar:
+            if self.cfg.gen_token_budget and self.generated_tokens >= self.cfg.gen_token_budget:
+                break  # equal-token comparisons: the step that crossed the budget was the last
             m = self.step()
             if self.checkpoint_dir is not None and every and self.step_count % every == 0:
                 checkpoint.save(self, self.checkpoint_dir)
@@ -414,9 +428,21 @@ def _answer_ids(tr: Trainer, batch: Batch) -> torch.Tensor:
     return out
 
 
+def _token_mask(tr: Trainer, batch: Batch) -> torch.Tensor:
+    """[P, G, T] float: 1 on each completion's tokens through EOS."""
+    return batch.roll.completion_mask.view(batch.P, batch.G, -1).float()
+
+
+def _completion_ids(tr: Trainer, batch: Batch) -> torch.Tensor:
+    """[P, G, T] long: the sampled token ids."""
+    return batch.roll.completion_ids.view(batch.P, batch.G, -1)
+
+
 # name -> provider, in dependency order; DEPENDS lists what each needs computed first
 PROVIDERS: dict[str, Callable[[Trainer, Batch], Any]] = {
     "ref_logp": _ref_logp, "token_logp": _token_logp, "seq_log_ratio": _seq_log_ratio, "answer_ids": _answer_ids,
+    "token_mask": _token_mask, "completion_ids": _completion_ids, "old_logp": process.old_logp,
+    "step_index": process.step_index,
 }
 DEPENDS: dict[str, tuple[str, ...]] = {"seq_log_ratio": ("ref_logp", "token_logp")}
 
@@ -443,7 +469,10 @@ def step_metrics(batch: Batch, inp: UpdateInputs, train: dict[str, Any], comp: C
     if batch.roll.finished is not None:  # share of completions cut at max_new_tokens (no EOS)
         m["truncated_frac"] = 1.0 - batch.roll.finished.float().mean().item()
     if comp.filters:
-        m.update(sampling_rounds=s["rounds"], shortfall=s["shortfall"])
+        # accuracy of every completion sampled this step, the dropped groups' included (``accuracy``: the kept ones)
+        m.update(sampling_rounds=s["rounds"], shortfall=s["shortfall"], sampled_accuracy=s["sampled_accuracy"])
+    if "extra_gen_tokens" in s:  # tokens phases generated (Monte Carlo continuations, critiques, ...)
+        m["extra_gen_tokens"] = s["extra_gen_tokens"]
     m.update({"step_s": 0.0, **train})
     m["train_tok_s"] = m["trained_tokens"] / train_s if train_s > 0 else float("nan")
     if batch.roll.entropy is not None:  # entropy of every sampled token (not only of the trained ones)

@@ -7,7 +7,8 @@
 
 Families: ``baselines`` (REINFORCE, RLOO, REINFORCE++), ``group`` (GRPO and its variants, BNPO, NGRPO,
 A-GRAE, Stratified), ``multi`` (DVAO, conditional/HDPO), ``confidence`` (ACE, ARM, CANON, COPO),
-``stateful`` (single-stream SPO tracker).  See docs/ARCHITECTURE.md for the contract.
+``stateful`` (single-stream SPO tracker), ``process`` (token-level credit assignment: PRIME, TEMPO, PURE,
+Clip/Delta, SPO-chain, Rewarding Progress, SPAE, CAPO).  See docs/ARCHITECTURE.md for the contract.
 """
 
 from __future__ import annotations
@@ -16,22 +17,25 @@ from typing import Any
 
 import torch
 
-from . import baselines, confidence, group, multi, stateful  # noqa: F401  (registration side effects)
+from . import baselines, confidence, group, multi, process, stateful  # noqa: F401  (registration side effects)
 from ._registry import (
     CONTEXT_NAMES,
     ESTIMATORS,
+    TOKEN_CONTEXT,
     available,
     compute,
     get,
     hyper_parameters,
     make_state,
     register,
+    token_level,
 )
 from .stateful import ValueTracker
 
 __all__ = [
     "CONTEXT_NAMES",
     "ESTIMATORS",
+    "TOKEN_CONTEXT",
     "ValueTracker",
     "available",
     "compute",
@@ -40,6 +44,7 @@ __all__ = [
     "hyper_parameters",
     "make_state",
     "register",
+    "token_level",
 ]
 
 
@@ -59,8 +64,9 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
     cont = torch.rand(P, G, K - 1, generator=gen)
     parts = torch.cat([binary.unsqueeze(-1), cont], dim=-1)
     weights = torch.tensor([1.0] + [0.5] * (K - 1))
+    lengths = torch.randint(1, max_new_tokens + 1, (P, G), generator=gen).float()
     return {
-        "lengths": torch.randint(1, max_new_tokens + 1, (P, G), generator=gen).float(),
+        "lengths": lengths,
         "reward_parts": parts,
         "part_weights": weights,
         "correct": binary >= 1.0,
@@ -73,4 +79,31 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
         "max_new_tokens": max_new_tokens,
         "step": 3,
         "total_steps": 10,
+        **example_token_context(lengths, max_new_tokens, gen),
+    }
+
+
+def example_token_context(lengths: torch.Tensor, T: int, gen: torch.Generator, step_len: int = 4) -> dict[str, Any]:
+    """Token- and step-level context for completions of ``lengths`` tokens padded to ``T``: steps of
+    ``step_len`` tokens, random ids, sampling log-probs, process rewards, step potentials, and Monte Carlo
+    values at every step end but the last (and at the prompt)."""
+    P, G = lengths.shape
+    pos = torch.arange(T).expand(P, G, T)
+    mask = (pos < lengths.unsqueeze(-1)).float()
+    step_index = torch.where(mask > 0, pos // step_len, torch.full_like(pos, -1))
+    K = (T + step_len - 1) // step_len
+    n_steps = (lengths.long() + step_len - 1) // step_len
+    step_mask = torch.arange(K).expand(P, G, K) < n_steps.unsqueeze(-1)
+    value_at = (pos % step_len == step_len - 1) & (pos < (n_steps.unsqueeze(-1) - 1) * step_len)
+    return {
+        "token_mask": mask,
+        "completion_ids": torch.randint(3, 20, (P, G, T), generator=gen) * mask.long(),
+        "old_logp": torch.log(torch.rand(P, G, T, generator=gen).clamp(min=1e-3)) * mask,
+        "step_index": step_index,
+        "token_rewards": torch.randn(P, G, T, generator=gen) * 0.1 * mask,
+        "step_rewards": torch.where(step_mask, torch.randn(P, G, K, generator=gen).sign(), torch.zeros(P, G, K)),
+        "step_mask": step_mask,
+        "step_values": torch.rand(P, G, K, generator=gen) * step_mask,
+        "token_values": torch.where(value_at, torch.rand(P, G, T, generator=gen), torch.full((P, G, T), float("nan"))),
+        "prompt_values": torch.rand(P, G, generator=gen),
     }

@@ -22,10 +22,20 @@ CONTEXT_NAMES = frozenset(
         "prompt_ids",  # [P] long: dataset index of each prompt
         "seq_log_ratio",  # [P, G] sum over completion tokens of log pi_theta - log pi_ref
         "spo_drift",  # [P] policy drift on each prompt's previous response (phase rlbook.spo.SPODrift)
+        # token- and step-level signals (rlbook.process, rlbook.prm, rlbook.credit; estimators/process.py)
+        "token_mask",  # [P, G, T] float: 1 on completion tokens through EOS
+        "completion_ids",  # [P, G, T] long: the sampled token ids
+        "old_logp",  # [P, G, T] log-prob of each sampled token under the sampling distribution
+        "step_index",  # [P, G, T] long: the step (line) of each token, -1 on padding
+        "token_rewards",  # [P, G, T] process reward per token (a process-reward phase)
+        "step_rewards",  # [P, G, K] process reward per step (a process-reward phase)
+        "step_mask",  # [P, G, K] bool: step k exists
+        "step_values",  # [P, G, K] a value of the state after each step (SPAE's potential)
+        "token_values",  # [P, G, T] Monte Carlo value after token t, NaN where none was estimated
+        "prompt_values",  # [P, G] Monte Carlo value of the prompt alone, NaN when not estimated
         "redundant_span",  # [P, G, 2] token span after the first correct answer (phase rlbook.length answer_marks)
         "budget_scores",  # [P, G, S] answer scores at truncation budgets (phase rlbook.length budget_answers)
         "budget_ends",  # [S] the budgets in tokens (phase rlbook.length budget_answers)
-        "token_rewards",  # [P, G, T] per-token rewards, e.g. VSRM's step rewards (phase rlbook.length step_answers)
         "max_new_tokens",
         "step",
         "total_steps",
@@ -34,6 +44,9 @@ CONTEXT_NAMES = frozenset(
 )
 
 ESTIMATORS = Registry("estimator", leading=("rewards",), context=CONTEXT_NAMES)
+# context that exists only for real completions (tokens, steps): estimators naming it are token-level
+TOKEN_CONTEXT = frozenset({"token_mask", "completion_ids", "old_logp", "step_index", "token_rewards", "step_rewards",
+                           "step_mask", "step_values", "token_values", "prompt_values"})
 Estimator = Callable[..., Tensor]
 
 
@@ -44,10 +57,24 @@ def register(
     state_factory: Callable[[], Any] | None = None,
     needs: tuple[str, ...] = (),
 ) -> Callable[[Estimator], Estimator]:
-    """Register an estimator under ``name``; a stateful one names a factory for its state object."""
+    """Register an estimator under ``name``; a stateful one names a factory for its state object.  An estimator
+    that names token-level context (:data:`TOKEN_CONTEXT`) returns ``[P, G, T]`` advantages (trait ``token_level``)."""
     if stateful and state_factory is None:
         raise ValueError(f"stateful estimator {name!r} needs a state_factory")
-    return ESTIMATORS.register(name, state=state_factory, needs=needs)
+
+    def deco(fn: Estimator) -> Estimator:
+        import inspect
+
+        named = set(inspect.signature(fn).parameters) | set(needs)
+        return ESTIMATORS.register(name, state=state_factory, needs=needs,
+                                   token_level=bool(named & TOKEN_CONTEXT))(fn)
+
+    return deco
+
+
+def token_level(name: str) -> bool:
+    """Whether estimator ``name`` works on the completions' tokens (and returns ``[P, G, T]``)."""
+    return bool(ESTIMATORS.entry(name).traits.get("token_level", False))
 
 
 available = ESTIMATORS.available
