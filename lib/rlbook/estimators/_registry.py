@@ -46,7 +46,8 @@ CONTEXT_NAMES = frozenset(
 ESTIMATORS = Registry("estimator", leading=("rewards",), context=CONTEXT_NAMES)
 # context that exists only for real completions (tokens, steps): estimators naming it are token-level
 TOKEN_CONTEXT = frozenset({"token_mask", "completion_ids", "old_logp", "step_index", "token_rewards", "step_rewards",
-                           "step_mask", "step_values", "token_values", "prompt_values"})
+                           "step_mask", "step_values", "token_values", "prompt_values",
+                           "redundant_span", "budget_scores", "budget_ends"})
 Estimator = Callable[..., Tensor]
 
 

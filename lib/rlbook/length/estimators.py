@@ -23,7 +23,7 @@ def _positions(lengths: Tensor) -> tuple[Tensor, Tensor]:
     return t, t.view(1, 1, T) < lengths.unsqueeze(-1).float()
 
 
-@ESTIMATORS.register("decs", phases=("answer_marks",))
+@ESTIMATORS.register("decs", phases=("answer_marks",), token_level=True)
 def decs(rewards: Tensor, *, correct: Tensor, lengths: Tensor, redundant_span: Tensor, max_new_tokens: int,
          beta: float = 0.1, eps: float = 1e-6) -> Tensor:
     """DECS's decoupled token rewards with a per-position group baseline.
@@ -94,7 +94,7 @@ def brpo_segment_advantages(scores: Tensor, probs: Tensor, variance_reduction: s
     return R - base[variance_reduction]
 
 
-@ESTIMATORS.register("brpo", phases=("budget_answers",))
+@ESTIMATORS.register("brpo", phases=("budget_answers",), token_level=True)
 def brpo(rewards: Tensor, *, lengths: Tensor, budget_scores: Tensor, budget_ends: Tensor, prior: str = "uniform",
          variance_reduction: str = "brpo") -> Tensor:
     """Budget Relative Policy Optimization: each segment of the thinking gets the advantage of the budgets it
@@ -116,7 +116,7 @@ def brpo(rewards: Tensor, *, lengths: Tensor, budget_scores: Tensor, budget_ends
     return torch.where(valid, adv, torch.zeros_like(adv))
 
 
-@ESTIMATORS.register("vsrm", phases=("step_answers",))
+@ESTIMATORS.register("vsrm", phases=("step_answers",), token_level=True)
 def vsrm(rewards: Tensor, *, lengths: Tensor, token_rewards: Tensor, eps: float = 1e-8) -> Tensor:
     """REINFORCE++ on VSRM's stepwise rewards: token return-to-go, whitened over every token of the batch.
 
