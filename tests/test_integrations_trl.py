@@ -200,12 +200,19 @@ def test_every_registered_reward_works_as_a_trl_reward_function(task):
     problems = [task.train[0], task.train[1]]
     library = [n for n in rewards.available() if rewards.get(n).__module__.startswith("rlbook.")]
     assert {"correct", "format", "length_penalty", "overlong"} <= set(library)
+    from types import SimpleNamespace
+
+    from rlbook.models import char_tokenizer
+
+    tok = char_tokenizer()
     for name in library:
-        fn = rt.reward_function(name, task, max_new_tokens=8)
-        got = fn([p.messages for p in problems], texts, completion_ids=ids, problem_index=[0, 1])
+        fn = rt.reward_function(name, task, max_new_tokens=8, group_size=2, tokenizer=tok)
+        got = fn([p.messages for p in problems], texts, completion_ids=ids, problem_index=[0, 1],
+                 trainer_state=SimpleNamespace(global_step=0, max_steps=1))
         context = {"task": task, "lengths": [2, 8], "max_new_tokens": 8, "prompt_ids": [0, 1],
                    "correct": [task.score(p, t) >= 1.0 for p, t in zip(problems, texts, strict=True)],
-                   "state": rewards.REWARDS.make_state(name)}
+                   "state": rewards.REWARDS.make_state(name), "group_size": 2, "tokenizer": tok,
+                   "finished": [False, False], "step": 0, "total_steps": 1}
         assert got == rewards.REWARDS.call(name, texts, problems, context=context), name
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlbook import credit, estimators, filters, losses, phases, prm, process, rewards, sampling, spo
+from rlbook import credit, estimators, filters, length, losses, phases, prm, process, rewards, sampling, spo
 from rlbook.config import TrainConfig
 from rlbook.errors import ParamError
 from rlbook.registry import Entry
@@ -51,6 +51,10 @@ def check(cfg: TrainConfig) -> None:
             raise ParamError(f"{key}: {e}") from e
 
     named(estimators.ESTIMATORS, "train.estimator", cfg.estimator, cfg.estimator_kwargs)
+    providers = estimators.ESTIMATORS.entry(cfg.estimator).traits.get("phases", ())
+    if providers and not {p["name"] for p in cfg.phases} & set(providers):
+        raise ParamError(f"train.estimator={cfg.estimator!r} needs one of the phases {', '.join(providers)} in "
+                         "train.phases (they compute its context)")
     named(losses.LOSSES, "train.loss", cfg.loss, {})
     named(losses.LOSSES, "train.loss", cfg.loss, loss_hyper(cfg))
     named(losses.AGGREGATIONS, "train.aggregation", cfg.aggregation, {})
@@ -61,7 +65,7 @@ def check(cfg: TrainConfig) -> None:
             named(registry, f"train.{key}[{i}].name", item["name"], item.get("kwargs", {}))
 
 
-MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, process, prm, credit)  # every module that registers mechanisms
+MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, process, prm, credit, length)  # every module that registers mechanisms
 
 
 class Components:

@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     cuda = torch.cuda.is_available()
     model, tokenizer = load_policy(args.model, device="cpu", dtype=torch.bfloat16 if cuda else torch.float32)
     task = make_task(SETTINGS["task"])
-    reward_funcs, reward_weights = rlbook_trl.reward_functions(train["rewards"], task, grpo["max_completion_length"])
+    reward_funcs, reward_weights = rlbook_trl.reward_functions(train["rewards"], task, grpo["max_completion_length"],
+                                                               grpo["num_generations"], tokenizer)
     config = GRPOConfig(output_dir=args.output_dir, reward_weights=reward_weights, bf16=cuda, use_cpu=not cuda,
                         logging_steps=1, save_strategy="no", report_to=args.report_to, **grpo)
     lora = SETTINGS["lora"]

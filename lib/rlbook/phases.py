@@ -36,6 +36,10 @@ class Phase:
     def run(self, trainer: Any, batch: Any) -> dict[str, float]:
         raise NotImplementedError
 
+    def generation_limit(self, trainer: Any) -> int | None:
+        """The generation limit this phase sets for the next rollout (None: no opinion); e.g. SIRI's schedule."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

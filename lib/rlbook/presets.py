@@ -209,6 +209,102 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "soft gate f(r) = (4/tau) sigmoid(tau (r - 1)), tau_pos 1.0 / tau_neg 1.05", {"estimator": "grpo", "loss": "sapo"}),
     Preset("cispo", "MiniMax-M1 (MiniMax, 2025)", "Sec. 3.1 Eqs. 4-5: clipped detached IS weight, token-level "
            "normalisation", {"estimator": "grpo", "loss": "cispo", "aggregation": "token_mean"}),
+    # ------------------------------------------------------------------ efficient reasoning (rlbook.length)
+    Preset("length_penalty", "a baseline: GRPO with the plain additive length penalty the efficiency papers compare with",
+           "r = correct - 0.5 L / max_new_tokens (rlbook.rewards.length_penalty; the weight 0.5 is ours)",
+           {"estimator": "grpo", "rewards": [_CORRECT, {"name": "length_penalty", "weight": 0.5}]}),
+    Preset("overlong", "DAPO: An Open-Source LLM Reinforcement Learning System at Scale (Yu et al., 2025)",
+           "Eq. 13 soft overlong punishment alone on top of GRPO (the rest of DAPO is the dapo preset)",
+           {"estimator": "grpo", "rewards": [_CORRECT, {"name": "overlong", "weight": 1.0}]}),
+    Preset("cosine", "Demystifying Long Chain-of-Thought Reasoning in LLMs (Yeo et al., 2025)",
+           "github.com/eddycmu/demystify-long-cot (commit e90cf9b) openrlhf/reward/cosine.py and the section 4.2 "
+           "cosine script: correct 1..2, wrong -10..0, exceed -10, margin 16",
+           {"estimator": "grpo", "rewards": [{"name": "cosine", "weight": 1.0}]},
+           notes="the paper trains with PPO and reward normalisation; ours is GRPO on the same reward"),
+    Preset("dler", "DLER: Doing Length pEnalty Right (Liu et al., 2025)",
+           "github.com/NVlabs/DLER (commit ea7d4f7) dler_slurm.sh: truncation at max_response_length, stop-properly "
+           "coef 0.1, reinforce_plus_plus_baseline (batch-wise normalisation), clip 0.2 / 0.28, dual clip 10, "
+           "token-mean, dynamic sampling on the score, KL loss 0.0005 (low_var_kl)",
+           {"estimator": "reinforce_pp_baseline", "eps_low": 0.2, "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0},
+            "aggregation": "token_mean", "kl_coef": 0.0005, "kl_kind": "k3",
+            "filters": [{"name": "dynamic_sampling", "kwargs": {"metric": "acc"}}],
+            "rewards": [_CORRECT, {"name": "dler", "weight": 1.0}]},
+           notes="the truncation length is the notebook's max_new_tokens (4000 tokens for 1.5B models whose answers "
+                 "are ~4x longer); the code regenerates without a round limit"),
+    Preset("dler_da", "DLER: Doing Length pEnalty Right (Liu et al., 2025), Difficulty-Aware DLER",
+           "not in the public code: the dler preset with a per-group truncation that tightens with the group's "
+           "accuracy (rlbook.length.rewards.dler_da, an assumed rule)",
+           {"estimator": "reinforce_pp_baseline", "eps_low": 0.2, "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0},
+            "aggregation": "token_mean", "kl_coef": 0.0005, "kl_kind": "k3",
+            "filters": [{"name": "dynamic_sampling", "kwargs": {"metric": "acc"}}],
+            "rewards": [_CORRECT, {"name": "dler_da", "weight": 1.0}]}),
+    Preset("hapo", "HAPO: Training Language Models to Reason Concisely via History-Aware Policy Optimization "
+           "(Huang, Zhang & Cardie, 2025)",
+           "github.com/HCY123902/HAPO (commit c91ae3b) train_grpo.py/.sh: cosine length reward, w_lr 1.0, mode min, "
+           "TRL GRPOTrainer defaults of its version (group-normalised advantage, beta 0.04 k3 KL, clip 0.2, "
+           "per-sequence token mean)",
+           {"estimator": "grpo", "kl_coef": 0.04, "kl_kind": "k3", "aggregation": "seq_mean_token_mean",
+            "rewards": [_CORRECT, {"name": "hapo", "weight": 1.0, "kwargs": {"w_lr": 1.0, "kind": "cosine", "mode": "min"}}]},
+           notes="the history needs revisits: the script runs 5 epochs over 2000 problems; our notebooks use a small "
+                 "training pool"),
+    Preset("kimi_length", "Kimi k1.5: Scaling Reinforcement Learning with LLMs (Kimi Team, 2025)",
+           "Sec. 2.3.3 length reward on every group, on top of GRPO (the 'GRPO + length penalty' GRPO-lambda starts from)",
+           {"estimator": "grpo", "rewards": [_CORRECT, {"name": "kimi_length", "weight": 1.0}]}),
+    Preset("grpo_lambda", "Stable Reinforcement Learning for Efficient Reasoning (Dai, Liu & Si, 2025)",
+           "abstract and summaries: top-lambda groups by correctness get the length-penalised reward, the others 0/1 "
+           "(no public code; lambda 0.5 and the Kimi length reward assumed)",
+           {"estimator": "grpo", "rewards": [_CORRECT, {"name": "grpo_lambda", "weight": 1.0, "kwargs": {"lam": 0.5}}]}),
+    Preset("conciseness_rm", "Efficient Reasoning via Reward Model (Wang et al., 2025)",
+           "outcome-conditioned conciseness r = c (1 + alpha s) (CRF form assumed: the code is at an anonymous link); "
+           "rule scorer instead of the trained conciseness reward model",
+           {"estimator": "grpo", "rewards": [_CORRECT, {"name": "conciseness_rm", "weight": 1.0,
+                                                         "kwargs": {"alpha": 1.0, "scorer": "rule"}}]}),
+    Preset("budget_curriculum", "Train Long, Think Short: Curriculum Learning for Efficient Reasoning (Hammoud et al., "
+           "2025)", "B(t) = max(1, B0 gamma^floor(t/T)), B0 = 256; correctness + length + format (weights and the "
+           "length term assumed: github.com/hammoudhasan/curriculum_grpo not reachable)",
+           {"estimator": "grpo", "rewards": [{"name": "budget_curriculum", "weight": 1.0}]},
+           notes="B0, gamma and T are scale: set them in the notebook (B0 = 256 exceeds our generation limit)"),
+    Preset("siri", "SIRI: Scaling Iterative Reinforcement Learning with Interleaved Compression (Wen et al., 2025)",
+           "model cards THU-KEG/SIRI-*: cosine length scheduler, GRPO with DAPO's clip-higher and no KL; length-capped "
+           "0/1 reward (no public training code)",
+           {"estimator": "grpo", "eps_low": 0.2, "eps_high": 0.28, "kl_coef": 0.0, "aggregation": "token_mean",
+            "rewards": [_CORRECT, {"name": "length_cap", "weight": 1.0}],
+            "phases": [{"name": "length_schedule", "kwargs": {"kind": "cosine"}}]},
+           notes="the levels and period of the schedule are scale: the notebook sets them"),
+    Preset("dot", "Anti-Length Shift: Dynamic Outlier Truncation for Training Efficient Reasoning Models (Wu et al., 2026)",
+           "three-sigma truncation of the length tail in fully correct groups (secondary description; no public code)",
+           {"estimator": "grpo", "rewards": [_CORRECT, {"name": "dot", "weight": 1.0, "kwargs": {"k": 3.0}}]},
+           notes="k = 3 cannot fire in groups smaller than 10 (population std); the auxiliary KL and predictive "
+                 "dynamic sampling are not implemented"),
+    Preset("decs", "Overthinking Reduction with Decoupled Rewards and Curriculum Data Scheduling (DECS, 2025)",
+           "github.com/pixas/DECS (commit 0d12e53) scripts/train/local/train_rl_chunk_local.sh: grpo_proc_length "
+           "estimator, length_reward_beta 0.1, kappa schedule (kappa_lr 0.2), clip 0.2, no KL, token-mean",
+           {"estimator": "decs", "estimator_kwargs": {"beta": 0.1}, "eps_low": 0.2, "eps_high": 0.2, "kl_coef": 0.0,
+            "aggregation": "token_mean", "rewards": [_CORRECT], "phases": [{"name": "answer_marks"}],
+            "filters": [{"name": "decs_curriculum"}]},
+           notes="a rule judge replaces the LLM judge (DECS_NRP_DETECTOR); the code regenerates up to 10 rounds"),
+    Preset("redundancy", "Reconsidering Overthinking: Penalizing Internal and External Redundancy in CoT Reasoning "
+           "(Hong et al., 2025)",
+           "github.com/HenryZhen97/Reconsidering-Overthinking (commit 1f61c69) compress_reward.py and "
+           "scripts/deepscaler/train/deepscaler_1.5b_compress.sh: GRPO, clip 0.2 / 0.28, both penalties",
+           {"estimator": "grpo", "eps_low": 0.2, "eps_high": 0.28,
+            "rewards": [_CORRECT, {"name": "redundancy", "weight": 1.0,
+                                   "kwargs": {"use_external": True, "use_internal": True}}]},
+           notes="the script's KL-in-reward (0.001) is not reproduced (the trainer has a KL loss, not a KL reward)"),
+    Preset("arlcp", "Stop Unnecessary Reflection: Training LRMs for Efficient Reasoning with Adaptive Reflection and "
+           "Length Coordinated Penalty (Yu et al., 2026)",
+           "github.com/ZeweiYu1/ARLCP (commit d2c0a53) scripts/run_ARLCP_1.5b.sh: RLOO, ARLCP reward",
+           {"estimator": "rloo", "rewards": [_CORRECT, {"name": "arlcp", "weight": 1.0}]},
+           notes="the script's KL-in-reward (k1, 0.001) is not reproduced"),
+    Preset("vsrm", "Promoting Efficient Reasoning with Verifiable Stepwise Reward (Yue et al., 2025)",
+           "stepwise accuracy-gain rewards with REINFORCE++ (no public code; lookahead and splits assumed)",
+           {"estimator": "vsrm", "rewards": [_CORRECT], "phases": [{"name": "step_answers"}]}),
+    Preset("anytime", "Optimizing Anytime Reasoning via Budget Relative Policy Optimization (Qi et al., 2025)",
+           "github.com/sail-sg/AnytimeReasoner (commit 7e3f5bb) brpo.py and README: 4 budgets, uniform prior, BRPO "
+           "variance reduction, no KL",
+           {"estimator": "brpo", "estimator_kwargs": {"prior": "uniform", "variance_reduction": "brpo"}, "kl_coef": 0.0,
+            "rewards": [_CORRECT], "phases": [{"name": "budget_answers", "kwargs": {"n_budgets": 4}}]},
+           notes="one greedy answer per budget instead of 4 sampled summaries; summaries are not trained"),
 ]}
 
 # Trainer overrides by preset name (what notebooks and the sweep merge into their base ``train`` config).

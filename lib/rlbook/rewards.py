@@ -3,8 +3,9 @@
 ``fn(completions: list[str], problems: list[Problem], *, <context>, <hyper>) -> list[float]``.
 Context a reward may name (:data:`CONTEXT`): ``task``, ``lengths`` (tokens through EOS), ``correct`` (the
 verifier's verdict, bool), ``max_new_tokens``, ``group_size``, ``prompt_ids`` (dataset index of each
-completion's prompt), ``step``, ``total_steps`` and ``state`` (a stateful reward's own object, made per
-trainer and checkpointed).  The trainer combines the rewards as ``sum(weight_k * reward_k)`` and also
+completion's prompt), ``step``, ``total_steps``, ``state`` (a stateful reward's own object, made per
+trainer and checkpointed), ``finished`` (the completion ended with EOS within the generation limit) and
+``tokenizer``.  The trainer combines the rewards as ``sum(weight_k * reward_k)`` and also
 hands each part separately to the estimators (``reward_parts``), e.g. for BNPO's advantage decomposition.
 """
 
@@ -23,7 +24,7 @@ from rlbook.tasks import Problem, Task, is_well_formatted
 
 RewardFn = Callable[..., list[float]]
 CONTEXT = ("task", "lengths", "correct", "max_new_tokens", "group_size", "prompt_ids", "step", "total_steps",
-           "state")
+           "state", "finished", "tokenizer")
 REWARDS = Registry("reward", leading=("completions", "problems"), context=CONTEXT)
 available = REWARDS.available
 get = REWARDS.get

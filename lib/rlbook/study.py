@@ -321,6 +321,16 @@ def check_mixed_groups(res: StudyResult, claim: Claim, min_frac: float = 0.1, me
     return frac >= min_frac, f"{frac:.1%} of groups carry a non-zero advantage (needs >= {min_frac:.0%})"
 
 
+def check_base_answers(res: StudyResult, claim: Claim, fn: Callable[[str], float], min_mean: float,
+                       what: str = "") -> tuple[bool, str]:
+    """The mechanism needs something in the base model's held-out answers (e.g. reflection words to remove): the
+    mean of ``fn(answer)`` over them reaches ``min_mean``."""
+    ev = next(iter(res.sweep.evals.values()))["base"]["completions"]
+    val = float(np.mean([fn(t) for t in ev])) if ev else 0.0
+    name = what or getattr(fn, "__name__", "fn")
+    return val >= min_mean, f"base model's answers: mean {name} {val:.3f} (needs >= {min_mean})"
+
+
 def check_train_metric_between(res: StudyResult, claim: Claim, column: str, lo: float = -math.inf, hi: float = math.inf,
                                method: str | None = None, agg: str = "mean") -> tuple[bool, str]:
     """A training metric of ``method`` (default the claim's), ``agg`` over each run's steps then mean over seeds,
@@ -368,6 +378,7 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    "base_answers": check_base_answers,
     "train_metric_between": check_train_metric_between,
     "sampled_truncation_below": check_sampled_truncation_below, "measured": check_measured,
 }

@@ -131,18 +131,25 @@ class Trainer:
 
     def roll_out(self, indices: list[int]) -> Batch:
         """G sampled completions for each of the prompts ``indices``, scored by every reward."""
-        cfg, G = self.cfg, self.cfg.group_size
+        cfg, G, limit = self.cfg, self.cfg.group_size, self.generation_limit()
         problems = [self.task.train[i] for i in indices]
-        roll = self.generate([self.prompt_ids(p) for p in problems], cfg.max_new_tokens, do_sample=True,
+        roll = self.generate([self.prompt_ids(p) for p in problems], limit, do_sample=True,
                              temperature=cfg.temperature, group_size=G)
         flat = [p for p in problems for _ in range(G)]
         correct = [self.task.score(p, t) >= 1.0 for p, t in zip(flat, roll.texts, strict=True)]
         context = {"task": self.task, "lengths": roll.lengths.tolist(), "correct": correct,
-                   "max_new_tokens": cfg.max_new_tokens, "group_size": G, "step": self.step_count,
-                   "total_steps": cfg.steps, "prompt_ids": [i for i in indices for _ in range(G)]}
+                   "max_new_tokens": limit, "group_size": G, "step": self.step_count,
+                   "total_steps": cfg.steps, "prompt_ids": [i for i in indices for _ in range(G)],
+                   "finished": roll.finished.tolist() if roll.finished is not None else [True] * len(flat),
+                   "tokenizer": self.tok}
         parts = rewards.score(self.comp.rewards, roll.texts, flat, context)
         reward = (parts * self.reward_weights).sum(-1).view(len(indices), G)
         return Batch(list(indices), problems, roll, parts, reward, torch.tensor(correct).view(len(indices), G))
+
+    def generation_limit(self) -> int:
+        """This step's generation limit: ``cfg.max_new_tokens``, or the smallest a phase sets (SIRI's schedule)."""
+        limits = [lim for _, p in self.phases if (lim := p.generation_limit(self)) is not None]
+        return min([self.cfg.max_new_tokens, *limits])
 
     def keep_mask(self, batch: Batch) -> list[bool]:
         """A group is kept when every filter of ``cfg.filters`` keeps it."""

@@ -82,7 +82,20 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
         "step": 3,
         "total_steps": 10,
         **example_token_context(lengths, max_new_tokens, gen),
+        **example_length_context(binary >= 1.0, lengths, max_new_tokens, gen),
     }
+
+
+def example_length_context(correct: torch.Tensor, lengths: torch.Tensor, T: int, gen: torch.Generator,
+                           n_budgets: int = 4) -> dict[str, Any]:
+    """The length family's phase context: each correct completion's redundant span (its second half), and answer
+    scores at ``n_budgets`` equal budgets up to ``T`` (the last budget's score is the verdict)."""
+    n = lengths.long()
+    span = torch.stack([n // 2, n - 1], dim=-1) * correct.long().unsqueeze(-1)
+    ends = torch.tensor([round(T * (s + 1) / n_budgets) for s in range(n_budgets)])
+    scores = (torch.rand(*lengths.shape, n_budgets, generator=gen) < 0.5).float()
+    scores[..., -1] = correct.float()
+    return {"redundant_span": span, "budget_scores": scores, "budget_ends": ends}
 
 
 def example_token_context(lengths: torch.Tensor, T: int, gen: torch.Generator, step_len: int = 4) -> dict[str, Any]:

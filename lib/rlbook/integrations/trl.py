@@ -94,19 +94,25 @@ def completion_text(completion: Any) -> str:
     return "".join(m.get("content", "") for m in completion if isinstance(m, Mapping))
 
 
-def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, **kwargs: Any) -> Callable[..., list[float]]:
+def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, group_size: int | None = None,
+                    tokenizer: Any = None, **kwargs: Any) -> Callable[..., list[float]]:
     """rlbook reward ``name`` as a TRL reward function (``__name__`` is ``name``, TRL logs it under that).
 
     The dataset must carry ``problem_index`` and ``split`` (:func:`task_dataset`).  The reward gets the context
     its signature names, as in rlbook's trainer: ``task``, ``lengths`` (the number of completion tokens TRL
     passes, through the first EOS), ``correct`` (the task's verifier), ``max_new_tokens`` (pass
-    ``GRPOConfig.max_completion_length``), ``prompt_ids`` and, for a stateful reward, its own ``state`` object
-    (kept by this function across calls).
+    ``GRPOConfig.max_completion_length``), ``prompt_ids``, ``group_size`` (pass ``GRPOConfig.num_generations``),
+    ``tokenizer`` and ``finished`` (the completion ends with the tokenizer's EOS; without a tokenizer: it is
+    shorter than ``max_new_tokens``), ``step`` / ``total_steps`` (TRL's ``trainer_state``) and, for a stateful
+    reward, its own ``state`` object (kept by this function across calls).
     """
     entry = rewards.REWARDS.entry(name)
     rewards.REWARDS.check_hyper(name, kwargs)
-    if "max_new_tokens" in entry.needs and max_new_tokens is None:
-        raise ParamError(f"reward {name!r} needs max_new_tokens (GRPOConfig.max_completion_length)")
+    for key, value, what in (("max_new_tokens", max_new_tokens, "GRPOConfig.max_completion_length"),
+                             ("group_size", group_size, "GRPOConfig.num_generations"),
+                             ("tokenizer", tokenizer, "the processing class")):
+        if key in entry.needs and value is None:
+            raise ParamError(f"reward {name!r} needs {key} ({what})")
     state = rewards.REWARDS.make_state(name)
 
     def reward(
@@ -127,7 +133,12 @@ def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, 
         texts = [completion_text(c) for c in completions]
         context = {"task": task, "max_new_tokens": max_new_tokens, "prompt_ids": list(problem_index), "state": state,
                    "lengths": None if completion_ids is None else [len(ids) for ids in completion_ids],
-                   "correct": [task.score(p, t) >= 1.0 for p, t in zip(problems, texts, strict=True)]}
+                   "correct": [task.score(p, t) >= 1.0 for p, t in zip(problems, texts, strict=True)],
+                   "group_size": group_size, "tokenizer": tokenizer,
+                   "finished": None if completion_ids is None else _finished(completion_ids, tokenizer, max_new_tokens)}
+        trainer_state = _.get("trainer_state")
+        if trainer_state is not None:
+            context.update(step=int(trainer_state.global_step), total_steps=int(trainer_state.max_steps))
         return [float(v) for v in rewards.REWARDS.call(name, texts, problems, context=context, **kwargs)]
 
     reward.__name__ = name
@@ -135,9 +146,20 @@ def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, 
     return reward
 
 
-def reward_functions(spec: list[Mapping[str, Any]], task: Any, max_new_tokens: int) -> tuple[list[Callable], list[float]]:
+def _finished(completion_ids: list[list[int]], tokenizer: Any, max_new_tokens: int | None) -> list[bool]:
+    """Each completion ended with EOS (TRL's completion ids run through the first EOS); without a tokenizer, a
+    completion shorter than ``max_new_tokens`` counts as finished."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is not None:
+        return [bool(ids) and ids[-1] == eos for ids in completion_ids]
+    return [max_new_tokens is None or len(ids) < max_new_tokens for ids in completion_ids]
+
+
+def reward_functions(spec: list[Mapping[str, Any]], task: Any, max_new_tokens: int, group_size: int | None = None,
+                     tokenizer: Any = None) -> tuple[list[Callable], list[float]]:
     """``train.rewards`` (``[{name, weight, kwargs}]``) as TRL reward functions and their ``reward_weights``."""
-    funcs = [reward_function(r["name"], task, max_new_tokens=max_new_tokens, **dict(r.get("kwargs") or {})) for r in spec]
+    funcs = [reward_function(r["name"], task, max_new_tokens=max_new_tokens, group_size=group_size,
+                             tokenizer=tokenizer, **dict(r.get("kwargs") or {})) for r in spec]
     return funcs, [float(r.get("weight", 1.0)) for r in spec]
 
 
