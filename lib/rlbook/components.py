@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlbook import estimators, filters, losses, phases, rewards, sampling, spo
+from rlbook import curricula, estimators, filters, losses, phases, rewards, sampling, spo
 from rlbook.config import TrainConfig
 from rlbook.errors import ParamError
 from rlbook.registry import Entry
@@ -61,7 +61,7 @@ def check(cfg: TrainConfig) -> None:
             named(registry, f"train.{key}[{i}].name", item["name"], item.get("kwargs", {}))
 
 
-MODULES = (estimators, filters, losses, phases, rewards, sampling, spo)  # every module that registers mechanisms
+MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, curricula)  # every module that registers mechanisms
 
 
 class Components:

@@ -26,6 +26,8 @@ CONTEXT_NAMES = frozenset(
         "step",
         "total_steps",
         "state",  # the estimator's own state object (stateful estimators)
+        "sample_mask",  # [P, G] bool: which slots hold a sample (uneven groups; given only then)
+        "replayed",  # [P, G] bool: slots holding a replayed past sample (phase rlbook.curricula.r3_replay)
     }
 )
 
@@ -39,11 +41,19 @@ def register(
     stateful: bool = False,
     state_factory: Callable[[], Any] | None = None,
     needs: tuple[str, ...] = (),
+    ragged: bool = False,
 ) -> Callable[[Estimator], Estimator]:
-    """Register an estimator under ``name``; a stateful one names a factory for its state object."""
+    """Register an estimator under ``name``; a stateful one names a factory for its state object.
+    ``ragged=True``: it supports uneven groups (its signature names ``sample_mask`` and every group statistic
+    reduces over the filled slots only)."""
     if stateful and state_factory is None:
         raise ValueError(f"stateful estimator {name!r} needs a state_factory")
-    return ESTIMATORS.register(name, state=state_factory, needs=needs)
+    return ESTIMATORS.register(name, state=state_factory, needs=needs, ragged=ragged)
+
+
+def ragged_ones() -> list[str]:
+    """The estimators that support uneven groups (``sample_mask``)."""
+    return [n for n in ESTIMATORS.available() if ESTIMATORS.entry(n).traits.get("ragged")]
 
 
 available = ESTIMATORS.available
@@ -60,6 +70,10 @@ def compute(name: str, rewards: Tensor, context: dict[str, Any] | None = None, *
     """
     if rewards.dim() != 2:
         raise ParamError(f"rewards must be [P, G]; got shape {tuple(rewards.shape)}")
+    mask = (context or {}).get("sample_mask")
+    if mask is not None and not bool(mask.all()) and not ESTIMATORS.entry(name).traits.get("ragged"):
+        raise ParamError(f"estimator {name!r} does not support uneven groups (a sample_mask with empty slots: "
+                         f"rollout budgets, replayed or dropped samples); those that do: {', '.join(ragged_ones())}")
     out = ESTIMATORS.call(name, rewards.float(), context=context, **hyper)
     if out.shape[:2] != rewards.shape:
         raise RuntimeError(f"estimator {name!r} returned shape {tuple(out.shape)} for rewards {tuple(rewards.shape)}")
