@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from rlbook import estimators
-from rlbook.curricula import adhint, d3s, dump, knapsack, pf_ppo, r3, spo_sampling
+from rlbook.curricula import adhint, d3s, dump, knapsack, pf_ppo, r3, spo_sampling, tppo
 from rlbook.curricula.adora import adora_weights
 from rlbook.errors import ParamError
 from rlbook.models import wrap_lora
@@ -273,6 +273,19 @@ def test_adhint_reference_solutions_from_generator_metadata():
             assert sol == f"{p.entry['metadata']['expression']} = {p.answer}"
 
 
+# ------------------------------------------------------------------------------------------ T-PPO
+def test_egae_bootstraps_a_truncated_rollout_with_its_last_value():
+    # gamma 1, lambda .95, V = [.5, .6, .4, .7], truncated: V(s_4) := V(s_3) = .7 -> deltas .1, -.2, .3, 0;
+    # A_3 = 0, A_2 = .3, A_1 = -.2 + .95 x .3 = .085, A_0 = .1 + .95 x .085 = .18075
+    v = torch.tensor([[0.5, 0.6, 0.4, 0.7]])
+    cut = tppo.egae(torch.tensor([1.0]), v, torch.tensor([4]), torch.tensor([False]), 1.0, 0.95)
+    assert cut[0].tolist() == A([0.18075, 0.085, 0.3, 0.0], abs=1e-6)  # the reward of a cut rollout is ignored
+    # finished with reward 1 (V(terminal) = 0): delta_3 = 1 - .7 = .3; A_2 = .3 + .95 x .3 = .585;
+    # A_1 = -.2 + .95 x .585 = .35575; A_0 = .1 + .95 x .35575 = .43796
+    done = tppo.egae(torch.tensor([1.0]), v, torch.tensor([4]), torch.tensor([True]), 1.0, 0.95)
+    assert done[0].tolist() == A([0.43796, 0.35575, 0.585, 0.3], abs=1e-5)
+
+
 # ------------------------------------------------------------------------------------------ one real step each
 TASK = {"name": "composite", "train_size": 24, "eval_size": 4, "system_prompt": None, "config": {"datasets": [
     {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}},
@@ -289,7 +302,8 @@ CASES = {
     "r3": {"estimator": "r3", "group_size": 5, "rollouts_per_prompt": 4,
            "phases": [{"name": "r3_replay", "kwargs": {"serr": True}}]},
     "adhint": {"group_size": 8, "rollouts_per_prompt": 4, "phases": [{"name": "adhint"}, {"name": "adhint_mask"}]},
-    "adora": {"estimator": "adora"},
+    "adora": {"estimator": "adora", "phases": [{"name": "adora_stats"}]},
+    "tppo": {"estimator": "tppo_egae", "phases": [{"name": "tppo_critic"}]},
 }
 
 

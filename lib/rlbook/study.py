@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlbook import experiments, report, runs, stats
+from rlbook import experiments, regimes, report, runs, stats
 from rlbook.errors import ParamError
 from rlbook.params import load_file
 
@@ -288,6 +288,9 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    # the curricula family (rlbook.regimes): the base model's per-prompt success spread on the pool, a hard regime
+    "success_spread": regimes.check_success_spread, "hard_regime": regimes.check_hard_regime,
+    "metric_between": regimes.check_metric_between,
 }
 
 

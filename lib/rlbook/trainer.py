@@ -491,6 +491,8 @@ def step_metrics(batch: Batch, inp: UpdateInputs, train: dict[str, Any], comp: C
         "length_correct": lengths[correct].float().mean().item() if bool(correct.any()) else float("nan"),
         "length_wrong": lengths[~correct].float().mean().item() if bool((~correct).any()) else float("nan"),
         "zero_adv_group_frac": (adv_all.view(P, -1).abs().amax(-1) < 1e-8).float().mean().item(),
+        # share of the samples with a non-zero advantage (Knapsack RL's "effective gradient ratio")
+        "nonzero_adv_frac": (adv.abs().amax(-1) > 1e-8).float().mean().item() if len(adv) else 0.0,
         "adv_std": adv.std().item() if adv.numel() > 1 else 0.0,
         "gen_s": gen_s, "gen_tokens": s["gen_tokens"], "gen_tok_s": s["gen_tokens"] / gen_s if gen_s > 0 else float("nan"),
         "train_s": train_s, "trained_seqs": len(inp.rows), "skipped_seqs": len(r) - len(inp.rows),

@@ -13,7 +13,8 @@ Each module registers one paper's mechanism in the shared registries (``rlbook.s
   estimator ``r3``);
 * ``adhint``: ADHint, difficulty-dependent solution-prefix hints (phases ``adhint``, ``adhint_mask``);
 * ``adora``: ADORA, advantage weighting by group utility (estimator ``adora``);
-* ``tppo``: Truncated PPO's extended GAE on unfinished rollouts (see its module).
+* ``tppo``: Truncated PPO's extended GAE on rollouts cut at the window, with a value head (phase
+  ``tppo_critic``, estimator ``tppo_egae``).
 
 The trainer features they need are small and named: uneven groups (``Batch.sample_mask``, the sampler's
 ``budgets``, ``train.rollouts_per_prompt``), samples dropped after the advantages (``Batch.drop``), a token mask
@@ -21,4 +22,4 @@ The trainer features they need are small and named: uneven groups (``Batch.sampl
 (``train.gen_token_budget``).
 """
 
-from . import adhint, adora, d3s, dump, knapsack, pf_ppo, r3, spo_sampling  # noqa: F401  (registration)
+from . import adhint, adora, d3s, dump, knapsack, pf_ppo, r3, spo_sampling, tppo  # noqa: F401  (registration)

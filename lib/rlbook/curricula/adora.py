@@ -18,9 +18,12 @@ statistics over each group's filled slots.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from rlbook import phases
 from rlbook.errors import ParamError
 from rlbook.estimators import register
 from rlbook.estimators._util import EPS, grpo_advantage
@@ -54,3 +57,22 @@ def adora(rewards: Tensor, *, correct: Tensor, lengths: Tensor, max_new_tokens: 
     threshold = float(max_length_threshold if max_length_threshold is not None else max_new_tokens)
     w = adora_weights(correct, lengths, threshold, lamda, variant, sample_mask)
     return grpo_advantage(rewards, eps=eps, sample_mask=sample_mask) * w.unsqueeze(1)
+
+
+@phases.register("adora_stats", at="after_advantages")
+class AdoraStats(phases.Phase):
+    """Logs how ADORA classified this step's mixed groups (``adora_advantageous_frac``): the mechanism acts only
+    where some mixed groups are advantageous and some are not."""
+
+    def __init__(self, trainer: Any, *, lamda: float = 0.1, max_length_threshold: int | None = None,
+                 variant: str = "llm"):
+        self.lamda, self.variant = lamda, variant
+        self.threshold = float(max_length_threshold or trainer.cfg.max_new_tokens)
+
+    def run(self, trainer: Any, batch: Any) -> dict[str, float]:
+        mask = batch.kept if batch.kept is not None else torch.ones_like(batch.correct, dtype=torch.bool)
+        w = adora_weights(batch.correct, batch.lengths, self.threshold, self.lamda, self.variant, mask)
+        c = (batch.correct & mask.bool()).sum(dim=1)
+        mixed = (c > 0) & (c < mask.sum(dim=1))
+        frac = float((w[mixed] == 1.0).float().mean()) if bool(mixed.any()) else float("nan")
+        return {"adora_advantageous_frac": frac}

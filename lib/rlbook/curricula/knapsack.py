@@ -20,7 +20,7 @@ Optimizing Budget Allocation" (2025, arXiv 2509.25849); code: github.com/liziniu
   own rollouts (``grpo`` with ``sample_mask``), clipped to [-5, 5] (``adv_clip``), token-mean loss.
 
 Differences: success is the task verifier's verdict (the code asserts rewards in {-1, 0, 1} and maps -1 to
-0); prompts are drawn as an epoch permutation like verl's shuffled dataloader; the budgets are capped by
+0; ``success_threshold`` counts a total reward >= threshold instead); prompts are drawn as an epoch permutation like verl's shuffled dataloader; the budgets are capped by
 nothing but ``train.group_size`` (the width of a group: the trainer raises if a budget exceeds it, so set it
 to the largest budget possible, ``prompts_per_step * n``).  The code's numba path is the same programme.
 """
@@ -181,8 +181,9 @@ class KnapsackSampler(EpochSampler):
                  alpha: float = 0.9, negative_n: int | None = None, positive_n: int | None = None,
                  min_buffer_length: int = 8, reward_buffer_length: int = 16, epoch_estimation: bool = True,
                  robust_epoch_estimation: bool = True, cost_estimation: str = "probability",
-                 allow_fallback: bool = True):
+                 allow_fallback: bool = True, success_threshold: float | None = None):
         super().__init__(n_problems, seed)
+        self.threshold = success_threshold  # None: the verifier's verdict; else total reward >= threshold
         if not 1 <= min_n <= max_n or n < 1:
             raise ParamError(f"knapsack needs n >= 1 and 1 <= min_n <= max_n; got n={n}, min_n={min_n}, max_n={max_n}")
         _cost(0.5, alpha, cost_estimation)  # a bad cost_estimation fails here, not mid-run
@@ -202,9 +203,10 @@ class KnapsackSampler(EpochSampler):
     def observe_batch(self, batch: Any) -> None:
         """Each prompt's verdicts on the rollouts it was given (``on_batch_end``, grouped by dataset index)."""
         mask = batch.sample_mask if batch.sample_mask is not None else batch.correct.new_ones(batch.correct.shape)
+        success = batch.correct if self.threshold is None else batch.rewards >= self.threshold
         by_index: dict[int, list[float]] = {}
         for j, idx in enumerate(batch.indices):
-            by_index.setdefault(int(idx), []).extend(batch.correct[j][mask[j].bool()].float().tolist())
+            by_index.setdefault(int(idx), []).extend(success[j][mask[j].bool()].float().tolist())
         for idx, rewards in by_index.items():
             self.state.update(idx, rewards)
         batch.metrics.update(self.last)

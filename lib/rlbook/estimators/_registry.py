@@ -28,6 +28,8 @@ CONTEXT_NAMES = frozenset(
         "state",  # the estimator's own state object (stateful estimators)
         "sample_mask",  # [P, G] bool: which slots hold a sample (uneven groups; given only then)
         "replayed",  # [P, G] bool: slots holding a replayed past sample (phase rlbook.curricula.r3_replay)
+        "values",  # [P, G, T] a value model's V(s_t) per sampled token (phase rlbook.curricula.tppo_critic)
+        "finished",  # [P, G] bool: the completion ended with EOS (else truncated at max_new_tokens)
     }
 )
 
