@@ -95,6 +95,24 @@ def figure(hist: dict[str, Any], title: str = "base model: per-prompt success") 
     return fig
 
 
+def base_histogram(run: Any, n_prompts: int = 64, group_size: int = 8, seed: int = 0) -> tuple[dict[str, Any], pd.DataFrame]:
+    """For a notebook: the base model's success histogram on the run's training pool (:func:`success_histogram`,
+    cached), its figure saved in the run folder, and a table: prompts by correct samples, then the spread and
+    the success by source and difficulty."""
+    from rlbook.experiments import cache_root
+
+    hist = success_histogram(run.params, cache_root(run), n_prompts, group_size, seed)
+    run.figure(figure(hist), "base_success_histogram")
+    s = spread(hist)
+    rows = [{"": f"{k}/{hist['sampled']['group_size']} correct", "value": v}
+            for k, v in enumerate(hist["sampled"]["histogram"])]
+    names = {"near_0": "share of prompts with success <= 1/4", "near_1": "share of prompts with success >= 3/4",
+             "mixed": "share of prompts with mixed groups", "mean": "mean success"}
+    rows += [{"": names[k], "value": round(v, 3)} for k, v in s.items()]
+    rows += [{"": f"success: {g}", "value": round(float(d["mean"]), 3)} for g, d in sorted(hist["by_group"].items())]
+    return hist, pd.DataFrame(rows).set_index("")
+
+
 def check_success_spread(res: Any, claim: Any, min_mixed: float = 0.25, min_each: float = 0.1,
                          n_prompts: int = HIST_DEFAULTS["n_prompts"], group_size: int = HIST_DEFAULTS["group_size"],
                          ) -> tuple[bool, str]:
@@ -130,3 +148,27 @@ def check_metric_between(res: Any, claim: Any, column: str, lo: float, hi: float
     val = float(runs[column].mean()) if column in runs and runs[column].notna().any() else float("nan")
     ok = bool(np.isfinite(val)) and lo <= val <= hi
     return ok, f"{method or claim.method}: mean {column} = {val:.3f} over training (needs {lo:g}-{hi:g})"
+
+
+def column_pairs(res: Any, method: str, columns: dict[str, str]) -> pd.DataFrame:
+    """A long table ``method, seed, value`` comparing training metrics of one method's runs: each label of
+    ``columns`` becomes a "method" whose value per seed is the mean of its column over training (e.g. the R^2 of
+    PF-PPO's kept samples against all its samples)."""
+    m = res.sweep.metrics
+    runs = m[m["method"] == method]
+    rows = [{"method": label, "seed": int(seed), "value": float(part[col].mean())}
+            for label, col in columns.items() for seed, part in runs.groupby("seed")]
+    return pd.DataFrame(rows)
+
+
+def spending_table(res: Any) -> pd.DataFrame:
+    """Per method (mean over seeds): steps, generated tokens and rollouts at the end, the mean share of
+    zero-signal groups over training, and samples trained per generated rollout."""
+    m = res.sweep.metrics
+    rows = []
+    for (method, seed), part in m.groupby(["method", "seed"], sort=False):
+        rows.append({"method": method, "seed": seed, "steps": len(part), "tokens": float(part["gen_tokens"].sum()),
+                     "rollouts": float(part["gen_rollouts"].sum()),
+                     "zero-signal groups": float(part["zero_adv_group_frac"].mean()),
+                     "samples trained per rollout": float(part["trained_seqs"].sum() / max(part["gen_rollouts"].sum(), 1))})
+    return pd.DataFrame(rows).groupby("method", sort=False).mean(numeric_only=True).drop(columns="seed")
