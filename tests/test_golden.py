@@ -21,7 +21,7 @@ GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "trainer_metrics_342119
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 40, "eval_size": 8, "system_prompt": None}
 WALL = {"gen_s", "gen_tok_s", "train_s", "train_tok_s", "step_s"}
-ADDED = {"truncated_frac", "clip_frac_late"}  # diagnostics added after the refactor (issue: claims need them)
+ADDED = {"truncated_frac", "clip_frac_late", "gen_rollouts", "nonzero_adv_frac"}  # diagnostics added after the refactor (issue: claims need them)
 CONFIGS = {"grpo": {}, "kl_ace_2epochs": {"estimator": "ace", "kl_coef": 0.05, "inner_epochs": 2, "eval_every": 2}}
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from rlbook import checkpoint
 from safetensors.torch import load_file
@@ -45,14 +46,16 @@ def equal(a: object, b: object) -> bool:
     return a == b
 
 
-def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["default", "knapsack"])
+def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(tmp_path: Path, variant: str) -> None:
+    """``knapsack``: a stateful sampler whose per-prompt success state sets each prompt's rollout budget."""
     kill_after = random.Random().randint(1, STEPS - 2)  # the checkpoint to wait for; the kill lands after it
     delay = random.Random().uniform(0.0, 0.25)  # ... anywhere in the next step, or in the middle of a save
     alone, killed = tmp_path / "alone", tmp_path / "killed"
     for d in (alone, killed):
         d.mkdir()
-    ref = script(alone)
-    victim = script(killed, "--sleep", "0.25")
+    ref = script(alone, "--variant", variant)
+    victim = script(killed, "--sleep", "0.25", "--variant", variant)
     try:
         deadline = time.monotonic() + 90
         while checkpoint.latest_step(killed / "checkpoints") < kill_after:
@@ -69,7 +72,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(tmp_
     at = checkpoint.latest_step(killed / "checkpoints")
     assert kill_after <= at < STEPS, info
     finish(ref)
-    out = finish(script(killed))
+    out = finish(script(killed, "--variant", variant))
     assert f"at step {at}" in out, info
     assert json.loads((killed / "history.json").read_text())["resumed_from_step"] == at
 
@@ -79,5 +82,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(tmp_
         assert g.keys() == w.keys() and all(equal(g[k], w[k]) for k in g), (info, g, w)
     a, b = load_file(str(alone / "adapter.safetensors")), load_file(str(killed / "adapter.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), info
+    if variant == "knapsack":  # the restored success state decided budgets after the resume point (DP on)
+        assert any(m["knapsack_valid_frac"] > 0 and m["knapsack_effective"] > 0 for m in got[at:]), info
     rows = (killed / "metrics.csv").read_text().splitlines()
     assert len(rows) == STEPS + 1 and [r.split(",")[0] for r in rows[1:]] == [str(s) for s in range(1, STEPS + 1)]

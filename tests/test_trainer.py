@@ -281,7 +281,10 @@ def test_every_registered_estimator_runs_a_real_training_step(tok, name):
 
     # an estimator that reads a phase's signals (process rewards, Monte Carlo values) runs with its preset's phases
     phases = next((p.train.get("phases", []) for p in PRESETS.values() if p.train.get("estimator") == name), [])
-    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3, phases=phases)
+    # a phase that fills free slots of each group (R^3's replay) needs them left free by the rollout
+    free = sum(int(p.get("kwargs", {}).get("k", 0)) for p in phases if p["name"] == "r3_replay")
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3, phases=phases,
+                           rollouts_per_prompt=4 - free if free else 0)
     m = trainer.step()
     assert math.isfinite(m["loss"]) and math.isfinite(m["adv_std"]) and m["skipped_step"] == 0
 

@@ -12,7 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlbook import credit, estimators, filters, length, losses, phases, prm, process, rewards, sampling, spo
+from rlbook import (
+    credit,
+    curricula,
+    estimators,
+    filters,
+    length,
+    losses,
+    phases,
+    prm,
+    process,
+    rewards,
+    sampling,
+    spo,
+)
 from rlbook.config import TrainConfig
 from rlbook.errors import ParamError
 from rlbook.registry import Entry
@@ -65,7 +78,7 @@ def check(cfg: TrainConfig) -> None:
             named(registry, f"train.{key}[{i}].name", item["name"], item.get("kwargs", {}))
 
 
-MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, process, prm, credit, length)  # every module that registers mechanisms
+MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, process, prm, credit, length, curricula)  # every module that registers mechanisms
 
 
 class Components:

@@ -73,7 +73,8 @@ class TrainConfig:
     seed: int = 0
     steps: int = 10
     prompts_per_step: int = 8  # P: prompts sampled per step
-    group_size: int = 8  # G: completions per prompt
+    group_size: int = 8  # G: completions per prompt (with uneven groups: the most a group can hold)
+    rollouts_per_prompt: int = 0  # completions generated per prompt (0 = group_size; fewer leaves slots for phases)
     max_new_tokens: int = 32
     temperature: float = 1.0
     top_p: float = 1.0
@@ -116,7 +117,7 @@ class TrainConfig:
         for key, lo in (("seed", 0), ("steps", 0), ("prompts_per_step", 1), ("group_size", 1), ("max_new_tokens", 1),
                         ("micro_batch_size", 1), ("gen_batch_size", 1), ("inner_epochs", 1), ("eval_every", 0),
                         ("eval_size", 1), ("eval_pass_k", 0), ("max_bad_steps", 1), ("checkpoint_every", 0),
-                        ("max_sampling_rounds", 1), ("gen_token_budget", 0)):
+                        ("max_sampling_rounds", 1), ("rollouts_per_prompt", 0), ("gen_token_budget", 0)):
             _range(f"train.{key}", getattr(self, key), lo, kind=int)
         _range("train.temperature", self.temperature, 1e-4)
         _range("train.top_p", self.top_p, 1e-4, 1.0)
@@ -137,6 +138,9 @@ class TrainConfig:
             _range(f"train.rewards[{i}].weight", r.get("weight", 1.0))
         _mechanism_list("train.filters", self.filters, ("name", "kwargs"))
         _mechanism_list("train.phases", self.phases, ("name", "kwargs"))
+        if self.rollouts_per_prompt > self.group_size:
+            raise ParamError(f"train.rollouts_per_prompt={self.rollouts_per_prompt} must be <= train.group_size="
+                             f"{self.group_size} (the number of slots of a group)")
 
     @property
     def batch_size(self) -> int:

@@ -370,7 +370,9 @@ def collect(specs: Sequence[RunSpec], seeds: int | Iterable[int], cache: str | P
             samples = m["sampled_groups"] if "sampled_groups" in m else cfg["prompts_per_step"]
             m.insert(0, "seed", seed)
             m.insert(0, "method", spec.label)
-            m["samples"] = (samples * cfg["group_size"]).cumsum()
+            # completions generated so far (uneven groups: what was generated, not slots), and their tokens
+            m["samples"] = m["gen_rollouts"].cumsum() if "gen_rollouts" in m else (samples * cfg["group_size"]).cumsum()
+            m["tokens"] = m["gen_tokens"].cumsum()
             m["key"] = folder.name
             if "adv_std" in m:
                 m["adv_var"] = m["adv_std"] ** 2

@@ -12,6 +12,9 @@ Hook points, in the order of :meth:`rlbook.trainer.Trainer.step`:
 
 * ``before_advantages``: after scoring, filtering and the on-demand context, before the estimator (e.g. a
   process reward model scores tokens into ``batch.context["token_rewards"]``, or updates itself);
+* ``after_advantages``: after the estimator, before the update: a phase may drop samples
+  (``batch.sample_mask``) or tokens (``batch.context["loss_token_mask"]``, [B, Lc], 0 = no gradient), e.g.
+  advantage-variance down-sampling;
 * ``after_update``: after the policy update (e.g. an SFT step, a reward model's update on this batch).
 
 The metrics a phase returns are added to the step's metrics (prefix them with the phase's name).
@@ -25,7 +28,7 @@ from typing import Any
 from rlbook.errors import ParamError
 from rlbook.registry import Registry
 
-HOOKS = ("before_advantages", "after_update")
+HOOKS = ("before_advantages", "after_advantages", "after_update")
 PHASES = Registry("phase", leading=("trainer",), context=())
 available = PHASES.available
 

@@ -203,6 +203,79 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0}, "aggregation": "token_mean", "kl_coef": 0.0},
            notes="no offline value initialisation; the prioritised prompt sampler is a separate sampler"),
     *CREDIT_PRESETS,
+    # ---- choosing what to train on (rlbook.curricula): each preset sets what its paper's comparison changes;
+    # the settings both arms of that comparison share (clip-higher, KL, learning rate...) stay the notebook's
+    Preset("knapsack", "Knapsack RL: Unlocking Exploration of LLMs via Optimizing Budget Allocation (Li et al., 2025)",
+           "official script github.com/liziniu/KnapsackRL (commit 05eeb92) examples/knapsack_trainer/"
+           "run_knapsack_grpo_7b.sh: n = 8, min_n = negative_n = positive_n = 2, max_n = 128, alpha 0.9, "
+           "reward_buffer_length 16, min_buffer_length 8, epoch estimation on, adv_clip_value 5.0",
+           {"estimator": "grpo", "sampler": "knapsack",
+            "sampler_kwargs": {"n": 8, "min_n": 2, "negative_n": 2, "positive_n": 2, "max_n": 128, "alpha": 0.9,
+                               "reward_buffer_length": 16, "min_buffer_length": 8},
+            "phases": [{"name": "adv_clip", "kwargs": {"value": 5.0}}]},
+           notes="train.group_size is the widest group the trainer can hold: set it to prompts_per_step x n (the "
+                 "largest budget possible).  Shared by the script's GRPO baseline and not set here: clip 0.2 / "
+                 "0.28, dual clip 10, token-mean loss, 8 mini-batch updates per batch.  Success = the verifier"),
+    Preset("dump", "DUMP: Automated Distribution-Level Curriculum Learning for RL-based LLM Post-training "
+           "(Wang et al., 2025)", "official code github.com/ZhentingWang/DUMP (commit 235e85d) "
+           "verl/utils/curriculum_learning.py (window 300, c = 1, softmax temperature 0.1) and "
+           "main_grpo_..._combinedkk.sh (enable_curriculum_learning=True, data_source_key=data_source)",
+           {"sampler": "dump", "sampler_kwargs": {"bucket_key": "source+difficulty", "window": 300, "c": 1.0,
+                                                  "tau": 0.1}},
+           notes="buckets are our pool's source x difficulty (the paper's: 12 Knights-and-Knaves sizes); the "
+                 "validation-time pseudo-samples of the code are not pushed; KL 0.001 is in both of its arms"),
+    Preset("spo_sampling", "Single-stream Policy Optimization (Xu & Ding, 2025): prioritised sampling",
+           "verl recipe spo/spo_ray_trainer.py (github.com/verl-project/verl-recipe, commit e477def): weights "
+           "sqrt(p_hat (1 - p_hat)) + 0.05 from the KL-adaptive Beta tracker (D_half 0.06, rho in [0.875, 0.96])",
+           {"sampler": "spo_sampling", "sampler_kwargs": {"epsilon": 0.05, "d_half": 0.06, "rho_min": 0.875,
+                                                          "rho_max": 0.96}, "phases": [{"name": "spo_drift"}]},
+           notes="the sampler alone on GRPO (the paper pairs it with its single-stream estimator, preset spo); no "
+                 "offline prior (alpha = beta = 0.5 at the start); candidates = the whole pool"),
+    Preset("d3s", "Learning More with Less: A Dynamic Dual-Level Down-Sampling Framework for Efficient Policy "
+           "Optimization (Wang et al., 2025)", "abstract and third-party notes (no public code): max-variance "
+           "rollout subset per group, top |A| x entropy tokens, linear schedule from aggressive to relaxed",
+           {"phases": [{"name": "d3s", "kwargs": {"mode": "intra", "n_init": 0.5, "n_final": 1.0, "k_init": 0.2,
+                                                  "k_final": 1.0}}]},
+           notes="the four schedule constants are assumptions (the paper's are not public)"),
+    Preset("pf_ppo", "Policy Filtration for RLHF to Mitigate Noise in Reward Models (Zhang et al., 2025)",
+           "Sec. 4 and 5.3: N = 5 responses per prompt ranked by the reward model, best-random (BR) filtering "
+           "(the paper's best on HumanEval / LeetCode)",
+           {"phases": [{"name": "pf_ppo", "kwargs": {"strategy": "br"}}],
+            "rewards": [{"name": "noisy_rm", "weight": 1.0, "kwargs": {"margin": 1.0, "sigma": 1.0}}]},
+           notes="the reward model is simulated from the verifier (noisy_rm); the paper trains PPO with a critic, we "
+                 "use a group baseline over the kept samples; strategies bw / bon by override"),
+    Preset("r3", "R^3: Replay, Reflection, and Ranking Rewards for LLM Reinforcement Learning (Jiang et al., 2026)",
+           "Sec. 3.2.1-3.2.4, Eq. 3 (no public code): cross-context replay of k past samples into all-equal groups",
+           {"estimator": "r3", "estimator_kwargs": {"alpha": 1.0, "lam": 1e-6},
+            "phases": [{"name": "r3_replay", "kwargs": {"k": 1, "keep": 8, "serr": False}}]},
+           notes="set train.rollouts_per_prompt = group_size - k (the free slots for replays); k, alpha, lambda and "
+                 "the buffer size are not stated in the paper; SERR by override (serr: true); ISR not implemented"),
+    Preset("adhint", "ADHint: Adaptive Hints with Difficulty Priors for Reinforcement Learning (Zhang et al., 2025)",
+           "method as described (no public code): hint ratio (w_max - w_min) Diff_N + w_min from the naive "
+           "rollouts, selective masking of hint tokens in negative-advantage rollouts",
+           {"phases": [{"name": "adhint", "kwargs": {"w_min": 0.1, "w_max": 0.9}}, {"name": "adhint_mask"}]},
+           notes="set train.rollouts_per_prompt to the naive rollouts (the other slots get hinted ones); CGM and "
+                 "AE-RDP not implemented (formulas not public); w_min, w_max assumed"),
+    Preset("adora", "ADORA: Training Reasoning Models with Dynamic Advantage Estimation on Reinforcement Learning",
+           "official code github.com/ShadeCloak/ADORA (commit c518485) ADORA/ADORA.sh and core_algos.py::"
+           "compute_grpo_outcome_advantage_ADORA: lamda 0.1 for groups whose longest correct answer is not longer "
+           "than their mean complete wrong answer",
+           {"estimator": "adora", "estimator_kwargs": {"lamda": 0.1, "variant": "llm"},
+            "phases": [{"name": "adora_stats", "kwargs": {"lamda": 0.1}}]},
+           notes="positives = the verifier's correct answers (the code: score > 1.01); complete = shorter than "
+                 "max_new_tokens (the code: 3900 tokens); KL 0.001 is in both arms of its comparison"),
+    Preset("tppo", "Truncated Proximal Policy Optimization (Fan et al., 2025)",
+           "method as described (no public code): Extended GAE on rollouts cut at the window, V(s_L) := V(s_{L-1}), "
+           "a value model fitted on finished rollouts with Monte-Carlo returns",
+           {"estimator": "tppo_egae", "estimator_kwargs": {"gamma": 1.0, "lam": 0.95},
+            "phases": [{"name": "tppo_critic", "kwargs": {"lr": 1e-2, "critic_steps": 20}}]},
+           notes="the window is train.max_new_tokens; successive batching (continuing cut rollouts in the next step) "
+                 "is not implemented; the critic is a linear head on the policy's hidden state; gamma, lambda "
+                 "assumed"),
+    Preset("dynamic_sampling", "DAPO (Yu et al., 2025): dynamic sampling alone",
+           "verl recipe dapo/dapo_ray_trainer.py: groups whose accuracy has zero spread are dropped and more "
+           "prompts drawn", {"filters": [{"name": "dynamic_sampling", "kwargs": {"metric": "acc"}}]},
+           notes="the DAPO baseline of the curricula family: only the filter, on plain GRPO (preset dapo has the rest)"),
     Preset("gspo", "Group Sequence Policy Optimization (Zheng et al., 2025)",
            "Eq. 5-7: sequence-level length-normalised ratio clipped at 3e-4 / 4e-4", {"estimator": "grpo", "loss": "gspo"}),
     Preset("sapo", "Soft Adaptive Policy Optimization (Gao et al., 2025)",

@@ -84,6 +84,22 @@ class Rollout:
                        None if any(r.finished is None for r in parts) else torch.cat([r.finished for r in parts]))
 
 
+def rollout_from_ids(prompts: list[list[int]], completions: list[list[int]], texts: list[str],
+                     finished: list[bool], pad_id: int, device: Any = "cpu") -> Rollout:
+    """A :class:`Rollout` of given completions (token ids through their EOS, e.g. stored earlier or a hint plus
+    its continuation) after their prompts: prompts left-padded, completions right-padded, no per-token
+    sampling statistics (the training forward computes what it needs)."""
+    ids, att = left_pad(prompts, pad_id, torch.device(device))
+    lc = max(1, max(len(c) for c in completions))
+    comp = torch.full((len(completions), lc), pad_id, dtype=torch.long, device=ids.device)
+    cmask = torch.zeros((len(completions), lc), device=ids.device)
+    for i, c in enumerate(completions):
+        comp[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        cmask[i, : len(c)] = 1.0
+    return Rollout(torch.cat([ids, comp], dim=1), torch.cat([att, cmask.long()], dim=1), ids.shape[1], comp, cmask,
+                   list(texts), finished=torch.tensor(finished, dtype=torch.bool))
+
+
 def completion_mask(completion_ids: torch.Tensor, eos_ids: list[int]) -> torch.Tensor:
     """1 for every completion token up to and including the first EOS, 0 afterwards (never padding)."""
     is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))
@@ -351,6 +367,12 @@ class Batch:
     context: dict[str, Any] = field(default_factory=dict)  # signals computed on demand (rlbook.trainer)
     advantages: torch.Tensor | None = None  # [P, G] or [P, G, T]
     metrics: dict[str, Any] = field(default_factory=dict)  # what phases report
+    # [P, G] bool: which of a group's G slots hold a sample (uneven groups: a rollout budget per prompt,
+    # replayed or hinted samples added); None: every slot (rectangular groups)
+    sample_mask: torch.Tensor | None = None
+    # [P, G] bool: the samples a phase kept for the advantages and the update (down-sampling, filtering of
+    # unreliable rewards); None: every sample.  Metrics describe all samples, the update only these.
+    train_mask: torch.Tensor | None = None
 
     @property
     def P(self) -> int:
@@ -365,16 +387,89 @@ class Batch:
         """[P, G] completion lengths in tokens (through the first EOS)."""
         return self.roll.lengths.view(self.P, self.G)
 
+    @property
+    def valid(self) -> torch.Tensor:
+        """[P * G] bool: the rows that hold a sample (all of them for rectangular groups)."""
+        if self.sample_mask is None:
+            return torch.ones(self.P * self.G, dtype=torch.bool)
+        return self.sample_mask.reshape(-1).bool()
+
+    @property
+    def kept(self) -> torch.Tensor | None:
+        """[P, G] bool: the samples that enter the advantages and the update (None: every slot)."""
+        if self.train_mask is None:
+            return self.sample_mask
+        return self.train_mask if self.sample_mask is None else self.train_mask & self.sample_mask.bool()
+
+    def drop(self, keep: torch.Tensor) -> None:
+        """Leave the samples where ``keep`` ([P, G] bool) is False out of the advantages and the update."""
+        current = self.kept
+        self.train_mask = keep.bool() if current is None else keep.bool() & current.bool()
+
     def groups(self, keep: list[int]) -> Batch:
         """The batch restricted to the groups (prompts) ``keep``."""
         G = self.G
         rows = [j * G + g for j in keep for g in range(G)]
         return Batch([self.indices[j] for j in keep], [self.problems[j] for j in keep], self.roll.select(rows),
-                     self.parts[rows], self.rewards[keep], self.correct[keep])
+                     self.parts[rows], self.rewards[keep], self.correct[keep],
+                     sample_mask=None if self.sample_mask is None else self.sample_mask[keep])
 
     @staticmethod
     def cat(parts: list[Batch], pad_id: int) -> Batch:
         """Concatenate batches of groups (rollouts padded to common widths)."""
+        masks = [b.sample_mask for b in parts]
+        mask = None if all(m is None for m in masks) else torch.cat(
+            [m if m is not None else torch.ones_like(b.correct, dtype=torch.bool) for m, b in zip(masks, parts, strict=True)])
         return Batch([i for b in parts for i in b.indices], [p for b in parts for p in b.problems],
                      Rollout.cat([b.roll for b in parts], pad_id), torch.cat([b.parts for b in parts]),
-                     torch.cat([b.rewards for b in parts]), torch.cat([b.correct for b in parts]))
+                     torch.cat([b.rewards for b in parts]), torch.cat([b.correct for b in parts]), sample_mask=mask)
+
+    def fill(self, slots: list[tuple[int, int]], roll: Rollout, parts: torch.Tensor, correct: list[bool],
+             pad_id: int) -> None:
+        """Put new samples into empty slots ``(prompt j, slot g)``: row k of ``roll`` (a completion of prompt j,
+        e.g. a replayed or a hinted one) with its reward parts ``parts[k]`` and verdict ``correct[k]``; the
+        rollout is re-padded to common widths and ``sample_mask`` marks the slots as holding a sample.
+        ``rewards`` is recomputed from ``parts`` by the caller (the weights are the trainer's)."""
+        if not slots:
+            return
+        B = self.P * self.G
+        merged = Rollout.cat([self.roll, roll], pad_id)
+        order = list(range(B))
+        for k, (j, g) in enumerate(slots):
+            order[j * self.G + g] = B + k
+        self.roll = merged.select(order)
+        mask = self.sample_mask.clone() if self.sample_mask is not None else torch.ones(self.P, self.G, dtype=torch.bool)
+        for k, (j, g) in enumerate(slots):
+            self.parts[j * self.G + g] = parts[k]
+            self.correct[j, g] = bool(correct[k])
+            mask[j, g] = True
+        self.sample_mask = mask
+        if self.train_mask is not None:
+            for j, g in slots:
+                self.train_mask[j, g] = True
+
+
+def pad_groups(roll: Rollout, counts: list[int], width: int, pad_id: int) -> tuple[Rollout, torch.Tensor]:
+    """Lay out a rollout of ``sum(counts)`` rows (prompt j's ``counts[j]`` completions, prompt-major) as
+    ``len(counts)`` groups of ``width`` slots: slot g < counts[j] holds completion g of prompt j, the others
+    are empty rows (the prompt, no completion token: masks 0, text "").  Returns the rollout and the
+    ``[P, width]`` bool mask of the filled slots."""
+    if any(c < 1 or c > width for c in counts):
+        raise ValueError(f"rollouts per prompt must be in 1..{width} (train.group_size); got {counts}")
+    starts = [sum(counts[:j]) for j in range(len(counts))]
+    src = [starts[j] + min(g, counts[j] - 1) for j in range(len(counts)) for g in range(width)]
+    mask = torch.tensor([[g < c for g in range(width)] for c in counts], dtype=torch.bool)
+    out = roll.select(src)
+    empty = ~mask.reshape(-1).to(out.input_ids.device)
+    out.completion_ids[empty] = pad_id
+    out.completion_mask[empty] = 0
+    out.attention_mask[empty, out.prompt_len:] = 0
+    out.input_ids[empty, out.prompt_len:] = pad_id
+    for name in ("entropy", "logp"):
+        x = getattr(out, name)
+        if x is not None:
+            x[empty] = 0
+    if out.finished is not None:
+        out.finished[empty] = True
+    out.texts = [t if keep else "" for t, keep in zip(out.texts, (~empty).tolist(), strict=True)]
+    return out, mask

@@ -5,7 +5,11 @@
 * ``sampler.next(k) -> list[int]``: the indices of the next ``k`` prompts;
 * ``sampler.observe(indices, rewards, correct, lengths)`` after scoring (``rewards``/``correct``/``lengths``
   are ``[P, G]`` tensors, one row per index), so a curriculum or a replay buffer can react to what the
-  policy is learning.
+  policy is learning.  The trainer calls ``sampler.observe_batch(batch)`` once the advantages are computed;
+  by default it calls ``observe``; a sampler that needs more (the advantages, the uneven groups'
+  ``sample_mask``, each problem's ``meta``, context such as ``spo_drift``) overrides it;
+* ``sampler.budgets(indices) -> list[int] | None``: how many completions to generate for each prompt
+  (None: ``train.group_size`` each); a budget per prompt (Knapsack RL) makes the groups uneven.
 
 Samplers keep their cursor, RNG and any statistics in ``state_dict()`` so a resumed run draws exactly the
 prompts the uninterrupted run would have drawn.  A sampler is a class registered with
@@ -34,6 +38,15 @@ class Sampler:
 
     def observe(self, indices: list[int], rewards: Tensor, correct: Tensor, lengths: Tensor) -> None:
         """Outcomes of the prompts drawn this step (one row of ``[P, G]`` per index)."""
+
+    def observe_batch(self, batch: Any) -> None:
+        """The step's :class:`~rlbook.rollout.Batch` after the estimator (advantages, ``sample_mask``, context);
+        default: :meth:`observe` with its rewards, verdicts and lengths."""
+        self.observe(batch.indices, batch.rewards, batch.correct, batch.lengths)
+
+    def budgets(self, indices: list[int]) -> list[int] | None:
+        """Completions to generate for each prompt of ``indices`` (None: ``train.group_size`` each)."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}

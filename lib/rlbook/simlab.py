@@ -173,6 +173,9 @@ def make_context(batch: Batch, step: int = 0, total_steps: int = 1) -> dict[str,
         "max_new_tokens": MAX_NEW_TOKENS,
         "step": step,
         "total_steps": total_steps,
+        "finished": batch.lengths < MAX_NEW_TOKENS,  # a synthetic completion at the limit counts as cut
+        "sample_mask": torch.ones_like(batch.rewards, dtype=torch.bool),  # every slot filled, none replayed
+        "replayed": torch.zeros_like(batch.rewards, dtype=torch.bool),
     }
 
 

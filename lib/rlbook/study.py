@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlbook import experiments, probe, report, runs, stats
+from rlbook import experiments, probe, regimes, report, runs, stats
 from rlbook.errors import ParamError
 from rlbook.params import load_file
 
@@ -381,6 +381,9 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "base_answers": check_base_answers,
     "train_metric_between": check_train_metric_between,
     "sampled_truncation_below": check_sampled_truncation_below, "measured": check_measured,
+    # the curricula family (rlbook.regimes): the base model's per-prompt success spread on the pool, a hard regime
+    "success_spread": regimes.check_success_spread, "hard_regime": regimes.check_hard_regime,
+    "metric_between": regimes.check_metric_between,
 }
 
 

@@ -38,7 +38,7 @@ from rlbook.components import Components
 from rlbook.config import TrainConfig, build
 from rlbook.errors import TrainingError
 from rlbook.models import Tokenizer, has_adapter, trainable_parameters
-from rlbook.rollout import Batch, Rollout, eos_ids, generate, logprobs_no_grad, micro_batches
+from rlbook.rollout import Batch, Rollout, eos_ids, generate, logprobs_no_grad, micro_batches, pad_groups
 from rlbook.runs import MetricsLog
 from rlbook.tasks import Problem, Task, extract_answer
 from rlbook.update import StepGuard, UpdateInputs, policy_update
@@ -85,12 +85,12 @@ class Trainer:
         cfg, t0 = self.cfg, time.perf_counter()
         batch = self._oom("generation", "gen_batch_size", self.collect, self._generation_snapshot())
         gen_s = time.perf_counter() - t0
-        self.sampler.observe(batch.indices, batch.rewards, batch.correct, batch.lengths)
         t1 = time.perf_counter()
         self.add_context(batch)
         self.run_phases("before_advantages", batch)
-        batch.advantages = estimators.compute(cfg.estimator, batch.rewards, context=batch.context,
-                                              **self.comp.estimator.kwargs)
+        batch.advantages = self.advantages(batch)
+        self.sampler.observe_batch(batch)
+        self.run_phases("after_advantages", batch)
         inputs = self.update_inputs(batch)
         train = self._oom("training", "micro_batch_size", lambda: self.update(inputs), self._training_snapshot())
         self.step_count += 1
@@ -110,13 +110,14 @@ class Trainer:
         cfg, P = self.cfg, self.cfg.prompts_per_step
         kept: list[Batch] = []
         dropped: list[Batch] = []
-        rounds = gen_tokens = n_correct = n_sampled = 0
+        rounds = gen_tokens = gen_rollouts = n_correct = 0
         while sum(b.P for b in kept) < P and rounds < (cfg.max_sampling_rounds if self.comp.filters else 1):
             rounds += 1
             indices = self.sampler.next(P - sum(b.P for b in kept))
             batch = self.roll_out(indices)
             gen_tokens += int(batch.roll.lengths.sum())
-            n_correct, n_sampled = n_correct + int(batch.correct.sum()), n_sampled + batch.correct.numel()
+            gen_rollouts += int(batch.valid.sum())
+            n_correct += int(batch.correct.reshape(-1)[batch.valid].sum())
             keep = self.keep_mask(batch)
             kept += [batch.groups([j]) for j in range(batch.P) if keep[j]]
             dropped += [batch.groups([j]) for j in range(batch.P) if not keep[j]]
@@ -124,27 +125,61 @@ class Trainer:
         chosen = kept + dropped[: P - n_kept] if cfg.top_up or not self.comp.filters else kept
         out = Batch.cat(chosen or dropped, self.tok.pad_token_id)
         out.trainable = bool(chosen)
-        out.sampling = {"gen_tokens": gen_tokens, "groups": n_kept + sum(b.P for b in dropped),
+        out.sampling = {"gen_tokens": gen_tokens, "gen_rollouts": gen_rollouts, "groups": n_kept + sum(b.P for b in dropped),
                         "dropped": sum(b.P for b in dropped), "rounds": rounds,
-                        "shortfall": P - sum(b.P for b in chosen), "sampled_accuracy": n_correct / max(1, n_sampled)}
+                        "shortfall": P - sum(b.P for b in chosen), "sampled_accuracy": n_correct / max(1, gen_rollouts)}
         return out
 
     def roll_out(self, indices: list[int]) -> Batch:
-        """G sampled completions for each of the prompts ``indices``, scored by every reward."""
+        """G sampled completions for each of the prompts ``indices``, scored by every reward; with a rollout
+        budget per prompt (:meth:`rollout_counts`) prompt j gets ``counts[j]`` of its G slots filled."""
         cfg, G, limit = self.cfg, self.cfg.group_size, self.generation_limit()
         problems = [self.task.train[i] for i in indices]
-        roll = self.generate([self.prompt_ids(p) for p in problems], limit, do_sample=True,
-                             temperature=cfg.temperature, group_size=G)
-        flat = [p for p in problems for _ in range(G)]
+        counts = self.rollout_counts(indices)
+        if counts is None:
+            roll = self.generate([self.prompt_ids(p) for p in problems], limit, do_sample=True,
+                                 temperature=cfg.temperature, group_size=G)
+            parts, correct = self.score(roll, problems, indices, [G] * len(indices), limit)
+            return Batch(list(indices), problems, roll, parts, (parts * self.reward_weights).sum(-1).view(len(indices), G),
+                         torch.tensor(correct).view(len(indices), G))
+        roll = self.generate([self.prompt_ids(p) for p, n in zip(problems, counts, strict=True) for _ in range(n)],
+                             limit, do_sample=True, temperature=cfg.temperature, group_size=1)
+        parts, correct = self.score(roll, problems, indices, counts, limit)
+        padded, mask = pad_groups(roll, counts, G, self.tok.pad_token_id)
+        full_parts = torch.zeros(len(indices) * G, parts.shape[1])
+        full_parts[mask.reshape(-1)] = parts  # the generated rows are prompt-major, as the filled slots
+        full_correct = torch.zeros(len(indices), G, dtype=torch.bool)
+        full_correct[mask] = torch.tensor(correct, dtype=torch.bool)
+        return Batch(list(indices), problems, padded, full_parts, (full_parts * self.reward_weights).sum(-1).view(len(indices), G),
+                     full_correct, sample_mask=mask)
+
+    def score(self, roll: Rollout, problems: list[Problem], indices: list[int], counts: list[int],
+              limit: int | None = None) -> tuple[torch.Tensor, list[bool]]:
+        """Reward parts ``[rows, K]`` and verdicts of a rollout whose rows are ``counts[j]`` completions of
+        prompt j in turn, generated with at most ``limit`` new tokens (default: this step's
+        :meth:`generation_limit`)."""
+        cfg, limit = self.cfg, self.generation_limit() if limit is None else limit
+        flat = [p for p, n in zip(problems, counts, strict=True) for _ in range(n)]
         correct = [self.task.score(p, t) >= 1.0 for p, t in zip(flat, roll.texts, strict=True)]
         context = {"task": self.task, "lengths": roll.lengths.tolist(), "correct": correct,
-                   "max_new_tokens": limit, "group_size": G, "step": self.step_count,
-                   "total_steps": cfg.steps, "prompt_ids": [i for i in indices for _ in range(G)],
-                   "finished": roll.finished.tolist() if roll.finished is not None else [True] * len(flat),
-                   "tokenizer": self.tok}
-        parts = rewards.score(self.comp.rewards, roll.texts, flat, context)
-        reward = (parts * self.reward_weights).sum(-1).view(len(indices), G)
-        return Batch(list(indices), problems, roll, parts, reward, torch.tensor(correct).view(len(indices), G))
+                   "max_new_tokens": limit, "group_size": cfg.group_size, "step": self.step_count,
+                   "total_steps": cfg.steps, "tokenizer": self.tok,
+                   "prompt_ids": [i for i, n in zip(indices, counts, strict=True) for _ in range(n)],
+                   "finished": roll.finished.tolist() if roll.finished is not None else [True] * len(flat)}
+        return rewards.score(self.comp.rewards, roll.texts, flat, context), correct
+
+    def rollout_counts(self, indices: list[int]) -> list[int] | None:
+        """Completions to generate per prompt: the sampler's budgets (Knapsack RL), else
+        ``cfg.rollouts_per_prompt`` when set (the remaining slots are left for phases to fill: replay, hints),
+        else None (all G slots, the rectangular default)."""
+        budgets, per_prompt = self.sampler.budgets(indices), self.cfg.rollouts_per_prompt or self.cfg.group_size
+        if budgets is None and per_prompt == self.cfg.group_size:
+            return None
+        counts = [int(b) for b in budgets] if budgets is not None else [per_prompt] * len(indices)
+        if len(counts) != len(indices) or any(c < 1 or c > self.cfg.group_size for c in counts):
+            raise TrainingError(f"rollouts per prompt {counts} must be one per prompt, each in 1..{self.cfg.group_size} "
+                                "(train.group_size is the width of a group: raise it to the largest budget)")
+        return counts
 
     def generation_limit(self) -> int:
         """This step's generation limit: ``cfg.max_new_tokens``, or the smallest a phase sets (SIRI's schedule)."""
@@ -154,6 +189,9 @@ class Trainer:
     def keep_mask(self, batch: Batch) -> list[bool]:
         """A group is kept when every filter of ``cfg.filters`` keeps it."""
         keep = torch.ones(batch.P, dtype=torch.bool)
+        if self.comp.filters and batch.sample_mask is not None and not bool(batch.sample_mask.all()):
+            raise TrainingError("group filters see rectangular groups only; a rollout budget per prompt "
+                                "(sampler budgets, train.rollouts_per_prompt) cannot be combined with train.filters")
         context = {"correct": batch.correct, "lengths": batch.lengths, "reward_parts": batch.parts.view(batch.P, batch.G, -1),
                    "prompt_ids": torch.tensor(batch.indices), "step": self.step_count}
         for use in self.comp.filters:
@@ -180,7 +218,7 @@ class Trainer:
             "lengths": batch.lengths.float(), "reward_parts": batch.parts.view(batch.P, batch.G, -1),
             "part_weights": self.reward_weights, "correct": batch.correct, "prompt_ids": torch.tensor(batch.indices),
             "max_new_tokens": self.cfg.max_new_tokens, "step": self.step_count, "total_steps": self.cfg.steps,
-            "state": self.comp.estimator.state,
+            "state": self.comp.estimator.state, "sample_mask": batch.sample_mask,
         })
         wanted = self.comp.needs() | ({"ref_logp"} if self.comp.kl else set())
         for name, provide in PROVIDERS.items():  # in dependency order
@@ -193,20 +231,36 @@ class Trainer:
             if phases.hook(name) == hook:
                 batch.metrics.update(phase.run(self, batch))
 
+    # ------------------------------------------------------------------------------ 5. advantages
+    def advantages(self, batch: Batch) -> torch.Tensor:
+        """The estimator's advantages; with uneven groups (or samples a phase dropped) it gets ``sample_mask``
+        (the samples kept) and must declare it supports them (``estimators.register(..., ragged=True)``);
+        empty or dropped slots get A = 0."""
+        kept = batch.kept
+        context = {**batch.context, "sample_mask": kept}
+        adv = estimators.compute(self.cfg.estimator, batch.rewards, context=context, **self.comp.estimator.kwargs)
+        if kept is None:
+            return adv
+        return adv * kept.view(*kept.shape, *([1] * (adv.dim() - 2))).to(adv.dtype)
+
     # ------------------------------------------------------------------------------ 6. policy update
     def update_inputs(self, batch: Batch) -> UpdateInputs:
-        """The rows to train on (zero-advantage rows left out when the loss allows it) and their context."""
+        """The rows to train on (zero-advantage rows left out when the loss allows it, empty slots always) and
+        their context; a phase's ``batch.context["loss_token_mask"]`` ([B, Lc], 0 = no gradient) narrows the tokens."""
         cfg, B = self.cfg, batch.P * batch.G
         adv = batch.advantages.reshape(B, *batch.advantages.shape[2:]).float()  # type: ignore[union-attr]
         skip_ok = cfg.skip_zero_advantage and cfg.kl_coef == 0 and self.comp.loss.entry.zero_advantage_safe
         nonzero = adv.reshape(B, -1).abs().amax(-1) > 0
-        rows = [r for r in range(B) if (nonzero[r] or not skip_ok)] if batch.trainable else []
+        valid = batch.kept.reshape(-1).bool() if batch.kept is not None else batch.valid
+        rows = [r for r in range(B) if valid[r] and (nonzero[r] or not skip_ok)] if batch.trainable else []
         flat = {"rewards": batch.rewards.reshape(B), "correct": batch.correct.reshape(B),
                 "lengths": batch.roll.lengths}
         row_context = {k: v for k, v in flat.items() if k in self.comp.loss.entry.needs}
+        token_mask = batch.context.get("loss_token_mask")
+        cmask = batch.roll.completion_mask if token_mask is None else batch.roll.completion_mask * token_mask
         return UpdateInputs(batch.roll, rows, micro_batches(rows, batch.roll.lengths.tolist(), cfg, self.whole_groups),
-                            adv, batch.context.get("ref_logp") or {}, row_context,
-                            float(batch.roll.completion_mask.sum()))
+                            adv, batch.context.get("ref_logp") or {}, row_context, float(cmask.sum()),
+                            n_seqs=int(valid.sum()), token_mask=token_mask)
 
     def update(self, inputs: UpdateInputs) -> dict[str, Any]:
         """The policy update (:func:`rlbook.update.policy_update`)."""
@@ -394,14 +448,14 @@ class Trainer:
 # ------------------------------------------------------------------------------ context providers
 def _ref_logp(tr: Trainer, batch: Batch) -> dict[int, torch.Tensor]:
     """Per-token log-probs of every sampled completion under the reference (the adapter disabled)."""
-    rows = list(range(batch.P * batch.G))
+    rows = batch.valid.nonzero().flatten().tolist()
     return tr._oom("the reference pass", "micro_batch_size",
                    lambda: logprobs_no_grad(tr.model, tr.cfg, batch.roll, rows, True, tr.whole_groups), lambda: None)
 
 
 def _token_logp(tr: Trainer, batch: Batch) -> dict[int, torch.Tensor]:
     """Per-token log-probs of every sampled completion under the current policy, before the update."""
-    rows = list(range(batch.P * batch.G))
+    rows = batch.valid.nonzero().flatten().tolist()
     return tr._oom("the log-prob pass", "micro_batch_size",
                    lambda: logprobs_no_grad(tr.model, tr.cfg, batch.roll, rows, False, tr.whole_groups), lambda: None)
 
@@ -411,6 +465,8 @@ def _seq_log_ratio(tr: Trainer, batch: Batch) -> torch.Tensor:
     cur, ref, lengths = batch.context["token_logp"], batch.context["ref_logp"], batch.roll.lengths
     out = torch.zeros(batch.P * batch.G)
     for r in range(out.numel()):
+        if r not in cur:  # an empty slot (uneven groups)
+            continue
         n = int(lengths[r])
         out[r] = (cur[r][:n] - ref[r][:n]).sum()
     return out.view(batch.P, batch.G)
@@ -464,24 +520,27 @@ DEPENDS: dict[str, tuple[str, ...]] = {"seq_log_ratio": ("ref_logp", "token_logp
 def step_metrics(batch: Batch, inp: UpdateInputs, train: dict[str, Any], comp: Components, gen_s: float,
                  train_s: float) -> dict[str, Any]:
     """The step's metrics row (``metrics.csv``): rewards, accuracy, lengths, advantages, timing, update."""
-    P, G, lengths, correct = batch.P, batch.G, batch.roll.lengths, batch.correct.view(-1)
-    r, adv = batch.rewards.view(-1), batch.advantages.reshape(P * G, -1).float()  # type: ignore[union-attr]
-    s = batch.sampling
+    P, G, v = batch.P, batch.G, batch.valid  # v: the rows that hold a sample (all, for rectangular groups)
+    lengths, correct, r = batch.roll.lengths[v], batch.correct.view(-1)[v], batch.rewards.view(-1)[v]
+    adv_all = batch.advantages.reshape(P * G, -1).float()  # type: ignore[union-attr]
+    adv, s = adv_all[v], batch.sampling
     m: dict[str, Any] = {
         "step": 0, "reward_mean": r.mean().item(), "reward_std": r.std().item() if r.numel() > 1 else 0.0,
         "accuracy": correct.float().mean().item(), "response_length": lengths.float().mean().item(),
         # mean length of the correct / wrong completions (NaN when there are none): Dr. GRPO's length bias
         "length_correct": lengths[correct].float().mean().item() if bool(correct.any()) else float("nan"),
         "length_wrong": lengths[~correct].float().mean().item() if bool((~correct).any()) else float("nan"),
-        "zero_adv_group_frac": (adv.view(P, -1).abs().amax(-1) < 1e-8).float().mean().item(),
+        "zero_adv_group_frac": (adv_all.view(P, -1).abs().amax(-1) < 1e-8).float().mean().item(),
+        # share of the samples with a non-zero advantage (Knapsack RL's "effective gradient ratio")
+        "nonzero_adv_frac": (adv.abs().amax(-1) > 1e-8).float().mean().item() if len(adv) else 0.0,
         "adv_std": adv.std().item() if adv.numel() > 1 else 0.0,
         "gen_s": gen_s, "gen_tokens": s["gen_tokens"], "gen_tok_s": s["gen_tokens"] / gen_s if gen_s > 0 else float("nan"),
-        "train_s": train_s, "trained_seqs": len(inp.rows), "skipped_seqs": P * G - len(inp.rows),
-        "skipped_tokens": int(lengths.sum()) - int(lengths[inp.rows].sum()) if inp.rows else int(lengths.sum()),
-        "sampled_groups": s["groups"], "dropped_groups": s["dropped"],
+        "train_s": train_s, "trained_seqs": len(inp.rows), "skipped_seqs": len(r) - len(inp.rows),
+        "skipped_tokens": int(lengths.sum()) - int(batch.roll.lengths[inp.rows].sum()) if inp.rows else int(lengths.sum()),
+        "sampled_groups": s["groups"], "dropped_groups": s["dropped"], "gen_rollouts": s["gen_rollouts"],
     }
     if batch.roll.finished is not None:  # share of completions cut at max_new_tokens (no EOS)
-        m["truncated_frac"] = 1.0 - batch.roll.finished.float().mean().item()
+        m["truncated_frac"] = 1.0 - batch.roll.finished[v].float().mean().item()
     if comp.filters:
         # accuracy of every completion sampled this step, the dropped groups' included (``accuracy``: the kept ones)
         m.update(sampling_rounds=s["rounds"], shortfall=s["shortfall"], sampled_accuracy=s["sampled_accuracy"])

@@ -40,6 +40,8 @@ class UpdateInputs:
     row_context: dict[str, torch.Tensor]  # per-row loss context ([B] or [B, T]), sliced per micro-batch
     n_tokens: float  # unmasked completion tokens of the whole batch
     old_logp: dict[int, torch.Tensor] = field(default_factory=dict)
+    n_seqs: int | None = None  # samples of the whole batch (None: every row; fewer with uneven groups)
+    token_mask: torch.Tensor | None = None  # [B, Lc]: 0 on tokens a phase leaves out of the loss (None: all)
 
 
 def _loss_context(inp: UpdateInputs, mb: list[int], ids: torch.Tensor, lc: int, entropy: torch.Tensor | None,
@@ -61,8 +63,10 @@ def _loss_context(inp: UpdateInputs, mb: list[int], ids: torch.Tensor, lc: int, 
 def micro_batch_loss(model: Any, cfg: TrainConfig, comp: Components, inp: UpdateInputs, mb: list[int],
                      epoch: int) -> dict[str, float]:
     """Forward, loss and ``backward()`` of one micro-batch; returns its sums for the step's metrics."""
-    B = inp.roll.input_ids.shape[0]
+    B = inp.n_seqs if inp.n_seqs is not None else inp.roll.input_ids.shape[0]
     ids, att, cmask, lc = slice_rows(inp.roll, mb)
+    if inp.token_mask is not None:
+        cmask = cmask * inp.token_mask[torch.tensor(mb)][:, :lc].to(cmask)
     # Entropy over the vocabulary costs a pass over [mb, T, V]: only when the loss uses it or the sampler
     # did not already measure it.
     need_entropy = "entropy" in comp.loss.entry.needs or (epoch == 0 and inp.roll.entropy is None)

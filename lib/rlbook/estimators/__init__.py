@@ -83,7 +83,18 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
         "total_steps": 10,
         **example_token_context(lengths, max_new_tokens, gen),
         **example_length_context(binary >= 1.0, lengths, max_new_tokens, gen),
+        **example_curricula_context(lengths, max_new_tokens, gen),
     }
+
+
+def example_curricula_context(lengths: torch.Tensor, T: int, gen: torch.Generator) -> dict[str, Any]:
+    """The curricula family's context: every slot filled (``sample_mask``), none replayed, completions shorter
+    than ``T`` finished, and a value model's per-token values (0 beyond each length)."""
+    P, G = lengths.shape
+    beyond = torch.arange(T) >= lengths.unsqueeze(-1)
+    return {"sample_mask": torch.ones(P, G, dtype=torch.bool), "replayed": torch.zeros(P, G, dtype=torch.bool),
+            "finished": lengths < T,
+            "values": (torch.rand(P, G, T, generator=gen)).masked_fill(beyond, 0.0)}
 
 
 def example_length_context(correct: torch.Tensor, lengths: torch.Tensor, T: int, gen: torch.Generator,

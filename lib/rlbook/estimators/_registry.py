@@ -41,6 +41,10 @@ CONTEXT_NAMES = frozenset(
         "step",
         "total_steps",
         "state",  # the estimator's own state object (stateful estimators)
+        "sample_mask",  # [P, G] bool: which slots hold a sample (uneven groups; given only then)
+        "replayed",  # [P, G] bool: slots holding a replayed past sample (phase rlbook.curricula.r3_replay)
+        "values",  # [P, G, T] a value model's V(s_t) per sampled token (phase rlbook.curricula.tppo_critic)
+        "finished",  # [P, G] bool: the completion ended with EOS (else truncated at max_new_tokens)
     }
 )
 
@@ -48,7 +52,7 @@ ESTIMATORS = Registry("estimator", leading=("rewards",), context=CONTEXT_NAMES)
 # context that exists only for real completions (tokens, steps): estimators naming it are token-level
 TOKEN_CONTEXT = frozenset({"token_mask", "completion_ids", "old_logp", "step_index", "token_rewards", "step_rewards",
                            "step_mask", "step_values", "token_values", "prompt_values",
-                           "redundant_span", "budget_scores", "budget_ends"})
+                           "redundant_span", "budget_scores", "budget_ends", "values"})
 Estimator = Callable[..., Tensor]
 
 
@@ -58,9 +62,12 @@ def register(
     stateful: bool = False,
     state_factory: Callable[[], Any] | None = None,
     needs: tuple[str, ...] = (),
+    ragged: bool = False,
 ) -> Callable[[Estimator], Estimator]:
     """Register an estimator under ``name``; a stateful one names a factory for its state object.  An estimator
-    that names token-level context (:data:`TOKEN_CONTEXT`) returns ``[P, G, T]`` advantages (trait ``token_level``)."""
+    that names token-level context (:data:`TOKEN_CONTEXT`) returns ``[P, G, T]`` advantages (trait ``token_level``).
+    ``ragged=True``: it supports uneven groups (its signature names ``sample_mask`` and every group statistic
+    reduces over the filled slots only)."""
     if stateful and state_factory is None:
         raise ValueError(f"stateful estimator {name!r} needs a state_factory")
 
@@ -68,7 +75,7 @@ def register(
         import inspect
 
         named = set(inspect.signature(fn).parameters) | set(needs)
-        return ESTIMATORS.register(name, state=state_factory, needs=needs,
+        return ESTIMATORS.register(name, state=state_factory, needs=needs, ragged=ragged,
                                    token_level=bool(named & TOKEN_CONTEXT))(fn)
 
     return deco
@@ -77,6 +84,11 @@ def register(
 def token_level(name: str) -> bool:
     """Whether estimator ``name`` works on the completions' tokens (and returns ``[P, G, T]``)."""
     return bool(ESTIMATORS.entry(name).traits.get("token_level", False))
+
+
+def ragged_ones() -> list[str]:
+    """The estimators that support uneven groups (``sample_mask``)."""
+    return [n for n in ESTIMATORS.available() if ESTIMATORS.entry(n).traits.get("ragged")]
 
 
 available = ESTIMATORS.available
@@ -93,6 +105,10 @@ def compute(name: str, rewards: Tensor, context: dict[str, Any] | None = None, *
     """
     if rewards.dim() != 2:
         raise ParamError(f"rewards must be [P, G]; got shape {tuple(rewards.shape)}")
+    mask = (context or {}).get("sample_mask")
+    if mask is not None and not bool(mask.all()) and not ESTIMATORS.entry(name).traits.get("ragged"):
+        raise ParamError(f"estimator {name!r} does not support uneven groups (a sample_mask with empty slots: "
+                         f"rollout budgets, replayed or dropped samples); those that do: {', '.join(ragged_ones())}")
     out = ESTIMATORS.call(name, rewards.float(), context=context, **hyper)
     if out.shape[:2] != rewards.shape:
         raise RuntimeError(f"estimator {name!r} returned shape {tuple(out.shape)} for rewards {tuple(rewards.shape)}")

@@ -23,6 +23,22 @@ def group_mean_std(rewards: Tensor, unbiased: bool = True) -> tuple[Tensor, Tens
     return mean, std
 
 
+def ragged_mean_std(rewards: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-prompt mean and Bessel std over the filled slots of uneven groups (``mask`` [P, G] bool), ``[P, 1]``.
+
+    verl's ``compute_grpo_outcome_advantage`` groups by uid with a dict, so each group uses its own size m:
+    mean and ``torch.std`` (n - 1) over its m samples; a group of one gets mean 0 and std 1 (A = r).  An empty
+    group gets mean 0, std 1 (its slots are masked anyway)."""
+    m = mask.to(rewards.dtype)
+    n = m.sum(dim=1, keepdim=True)
+    mean = (rewards * m).sum(dim=1, keepdim=True) / n.clamp(min=1.0)
+    var = (((rewards - mean) ** 2) * m).sum(dim=1, keepdim=True) / (n - 1.0).clamp(min=1.0)
+    single = n < 2
+    mean = torch.where(single, torch.zeros_like(mean), mean)
+    std = torch.where(single, torch.ones_like(var), var.sqrt())
+    return mean, std
+
+
 def batch_std(x: Tensor) -> Tensor:
     """Std over every element (unbiased when there are at least two), a 0-d tensor."""
     return x.std(correction=1) if x.numel() > 1 else torch.zeros((), dtype=x.dtype, device=x.device)
@@ -34,11 +50,18 @@ def whiten(x: Tensor, center: bool = True, eps: float = EPS) -> Tensor:
     return (x - mean) / (batch_std(x) + eps)
 
 
-def grpo_advantage(rewards: Tensor, eps: float = EPS, scale: bool = True) -> Tensor:
-    """``(r - group mean) / (group std + eps)``; ``scale=False`` drops the division (Dr. GRPO)."""
-    mean, std = group_mean_std(rewards)
+def grpo_advantage(rewards: Tensor, eps: float = EPS, scale: bool = True, sample_mask: Tensor | None = None) -> Tensor:
+    """``(r - group mean) / (group std + eps)``; ``scale=False`` drops the division (Dr. GRPO).  With
+    ``sample_mask`` (uneven groups) the statistics are over each group's filled slots
+    (:func:`ragged_mean_std`) and empty slots get 0."""
+    if sample_mask is None:
+        mean, std = group_mean_std(rewards)
+        centered = rewards - mean
+        return centered / (std + eps) if scale else centered
+    mean, std = ragged_mean_std(rewards, sample_mask)
     centered = rewards - mean
-    return centered / (std + eps) if scale else centered
+    out = centered / (std + eps) if scale else centered
+    return torch.where(sample_mask.bool(), out, torch.zeros_like(out))
 
 
 def masked_group_stats(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

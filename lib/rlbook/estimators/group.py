@@ -8,29 +8,38 @@ from torch import Tensor
 from rlbook.config import ParamError
 
 from ._registry import register
-from ._util import EPS, batch_std, group_mean_std, grpo_advantage, masked_group_stats, to_unit
+from ._util import (
+    EPS,
+    batch_std,
+    group_mean_std,
+    grpo_advantage,
+    masked_group_stats,
+    ragged_mean_std,
+    to_unit,
+)
 
 
-@register("grpo")
-def grpo(rewards: Tensor, *, eps: float = EPS) -> Tensor:
+@register("grpo", ragged=True)
+def grpo(rewards: Tensor, *, sample_mask: Tensor | None = None, eps: float = EPS) -> Tensor:
     """A = (r - group mean) / (group std + eps), std with Bessel's correction.
 
     Source: Shao et al., "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language
     Models" (2024), Sec. 4.1.2 outcome supervision; code: verl ``compute_grpo_outcome_advantage``.
-    Same as the code (a group of one gets A = r).
+    Same as the code (a group of one gets A = r).  Uneven groups (``sample_mask``): each group's own size,
+    as the code's per-uid dict does (Knapsack RL trains with exactly this function).
     """
-    return grpo_advantage(rewards, eps=eps)
+    return grpo_advantage(rewards, eps=eps, sample_mask=sample_mask)
 
 
-@register("dr_grpo")
-def dr_grpo(rewards: Tensor) -> Tensor:
+@register("dr_grpo", ragged=True)
+def dr_grpo(rewards: Tensor, *, sample_mask: Tensor | None = None) -> Tensor:
     """A = r - group mean (no division by the group std).
 
     Source: Liu et al., "Understanding R1-Zero-Like Training: A Critical Perspective" (2025), Dr. GRPO
     Eq. 3.  The paper's other half, the constant length normaliser, lives in the loss aggregation
-    ``seq_mean_token_sum_norm`` (``rlbook.losses``), not here.
+    ``seq_mean_token_sum_norm`` (``rlbook.losses``), not here.  Uneven groups: the mean over filled slots.
     """
-    return grpo_advantage(rewards, scale=False)
+    return grpo_advantage(rewards, scale=False, sample_mask=sample_mask)
 
 
 @register("lite_ppo")
@@ -45,8 +54,9 @@ def lite_ppo(rewards: Tensor, *, eps: float = EPS) -> Tensor:
     return (rewards - mean) / (batch_std(rewards) + eps)
 
 
-@register("ngrpo")
-def ngrpo(rewards: Tensor, *, max_reward: float = 1.0, n_virtual: int = 1, eps: float = EPS) -> Tensor:
+@register("ngrpo", ragged=True)
+def ngrpo(rewards: Tensor, *, sample_mask: Tensor | None = None, max_reward: float = 1.0, n_virtual: int = 1,
+          eps: float = EPS) -> Tensor:
     """GRPO whose group mean and std also count ``n_virtual`` virtual samples of reward ``max_reward``.
 
     An all-wrong group then gets negative advantages instead of zeros (advantage calibration); a group
@@ -62,6 +72,14 @@ def ngrpo(rewards: Tensor, *, max_reward: float = 1.0, n_virtual: int = 1, eps: 
     if n_virtual < 0:
         raise ParamError(f"n_virtual={n_virtual!r} must be >= 0")
     p, g = rewards.shape
+    if sample_mask is not None:  # uneven groups: each group's filled slots plus the virtual samples
+        virtual = torch.ones(p, n_virtual, dtype=torch.bool, device=rewards.device)
+        full = torch.cat([rewards, torch.full((p, n_virtual), float(max_reward), dtype=rewards.dtype)], dim=1)
+        mask = torch.cat([sample_mask.bool(), virtual], dim=1)
+        mean, std = ragged_mean_std(full, mask)
+        single = sample_mask.sum(dim=1, keepdim=True) < 2  # a real group of one: A = r, as without the mask
+        out = torch.where(single, rewards, (rewards - mean) / (std + eps))
+        return torch.where(sample_mask.bool(), out, torch.zeros_like(out))
     if g == 1:
         return rewards.clone()
     virtual = torch.full((p, n_virtual), float(max_reward), dtype=rewards.dtype, device=rewards.device)

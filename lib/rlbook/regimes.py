@@ -1,0 +1,174 @@
+"""The regime a curriculum needs, measured: the base model's per-prompt success on the training pool.
+
+Sampling, filtering, replay, hint and rollout-budget methods change which prompts, samples or tokens GRPO sees.
+They can only matter where prompts differ: some always solved, some never, many in between.  So each notebook
+of the family reports the base model's success histogram on its training pool (G samples of each of the
+first ``n_prompts`` training prompts at the run's temperature and length, :func:`rlbook.probe.probe`), split by
+the pool's source and difficulty, and its claims require (:data:`rlbook.study.CHECKS`) a spread of per-prompt
+success (:func:`check_success_spread`) or, for methods that target all-wrong groups, a hard regime.
+
+The measurement is cached in the run cache (``probe-<hash>/``, keyed by the model, task, length, temperature,
+sample counts and the code's version, with a ``DONE`` marker like a run), so every notebook on the same pool
+reads the same histogram and ``rlbook cache --prune`` treats it like a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HIST_DEFAULTS = {"n_prompts": 64, "group_size": 8, "seed": 0}
+
+
+def _key(params: dict[str, Any], n_prompts: int, group_size: int, seed: int) -> str:
+    from rlbook.cache import code_version
+
+    train = params.get("train", {})
+    spec = {"model": params.get("model"), "task": params.get("task"), "max_new_tokens": train.get("max_new_tokens", 32),
+            "temperature": train.get("temperature", 1.0), "n_prompts": n_prompts, "group_size": group_size,
+            "seed": seed, "code": code_version()}
+    return "probe-" + hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def success_histogram(params: dict[str, Any], cache: str | Path, n_prompts: int = 64, group_size: int = 8,
+                      seed: int = 0) -> dict[str, Any]:
+    """The base model's sampled success on the first ``n_prompts`` training prompts of ``params["task"]``
+    (``group_size`` samples each): ``per_prompt_success``, ``histogram`` (prompts with j of G correct), the
+    mixed / all-wrong / all-correct shares and ``by_group`` (source and difficulty).  Cached (module doc)."""
+    folder = Path(cache) / _key(params, n_prompts, group_size, seed)
+    if (folder / "DONE").is_file():
+        return json.loads((folder / "probe.json").read_text())
+    from rlbook import probe
+    from rlbook.cache import code_version
+    from rlbook.models import load_policy
+    from rlbook.tasks import make_task
+
+    task = make_task(params["task"])
+    model, tok = load_policy(params.get("model", "smollm2-135m-instruct"), lora=None)
+    train = params.get("train", {})
+    res = probe.probe(task, model, tok, max_new_tokens=int(train.get("max_new_tokens", 32)), n_eval=1,
+                      n_prompts=min(n_prompts, len(task.train)), group_size=group_size,
+                      temperature=float(train.get("temperature", 1.0)), seed=seed, examples=0)
+    out = {"sampled": {k: v for k, v in res["sampled"].items() if k != "completions"},
+           "by_group": (res.get("by_group") or {}).get("sampled", {}), "seconds": res["seconds"]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "probe.json").write_text(json.dumps(out, indent=1, default=str))
+    (folder / "config.json").write_text(json.dumps({"label": "base success histogram", "code": code_version(),
+                                                    "task": params["task"], "model": params.get("model")}, default=str))
+    (folder / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return out
+
+
+def histogram_table(hist: dict[str, Any]) -> pd.DataFrame:
+    """Prompts by number of correct samples out of G (the base model's success histogram)."""
+    s = hist["sampled"]
+    g = int(s["group_size"])
+    counts = s["histogram"]
+    return pd.DataFrame({"correct of G": [f"{j}/{g}" for j in range(g + 1)], "prompts": counts,
+                         "share": np.asarray(counts, dtype=float) / max(sum(counts), 1)}).set_index("correct of G")
+
+
+def spread(hist: dict[str, Any], low: float = 0.25, high: float = 0.75) -> dict[str, float]:
+    """Shares of prompts with success <= ``low`` (near 0), >= ``high`` (near 1), strictly between 0 and 1 (mixed)."""
+    p = np.asarray(hist["sampled"]["per_prompt_success"], dtype=float)
+    return {"near_0": float(np.mean(p <= low)), "near_1": float(np.mean(p >= high)),
+            "mixed": float(np.mean((p > 0) & (p < 1))), "mean": float(p.mean())}
+
+
+def figure(hist: dict[str, Any], title: str = "base model: per-prompt success") -> Any:
+    """Bar chart of :func:`histogram_table`."""
+    import matplotlib.pyplot as plt
+
+    table = histogram_table(hist)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(table.index, table["prompts"], color="tab:blue")
+    ax.set_xlabel("correct samples of G")
+    ax.set_ylabel("prompts")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def base_histogram(run: Any, n_prompts: int = 64, group_size: int = 8, seed: int = 0) -> tuple[dict[str, Any], pd.DataFrame]:
+    """For a notebook: the base model's success histogram on the run's training pool (:func:`success_histogram`,
+    cached), its figure saved in the run folder, and a table: prompts by correct samples, then the spread and
+    the success by source and difficulty."""
+    from rlbook.experiments import cache_root
+
+    hist = success_histogram(run.params, cache_root(run), n_prompts, group_size, seed)
+    run.figure(figure(hist), "base_success_histogram")
+    s = spread(hist)
+    rows = [{"": f"{k}/{hist['sampled']['group_size']} correct", "value": v}
+            for k, v in enumerate(hist["sampled"]["histogram"])]
+    names = {"near_0": "share of prompts with success <= 1/4", "near_1": "share of prompts with success >= 3/4",
+             "mixed": "share of prompts with mixed groups", "mean": "mean success"}
+    rows += [{"": names[k], "value": round(v, 3)} for k, v in s.items()]
+    rows += [{"": f"success: {g}", "value": round(float(d["mean"]), 3)} for g, d in sorted(hist["by_group"].items())]
+    return hist, pd.DataFrame(rows).set_index("")
+
+
+def check_success_spread(res: Any, claim: Any, min_mixed: float = 0.25, min_each: float = 0.1,
+                         n_prompts: int = HIST_DEFAULTS["n_prompts"], group_size: int = HIST_DEFAULTS["group_size"],
+                         ) -> tuple[bool, str]:
+    """Regime check: per-prompt success spreads from near 0 to near 1 on the training pool: at least ``min_mixed``
+    of the prompts mixed and at least ``min_each`` with success <= 1/4 and >= 3/4 (the base model)."""
+    from rlbook.experiments import cache_root
+
+    s = spread(success_histogram(res.params, cache_root(res.run), n_prompts, group_size))
+    ok = s["mixed"] >= min_mixed and s["near_0"] >= min_each and s["near_1"] >= min_each
+    return ok, (f"base per-prompt success: {s['mixed']:.0%} mixed, {s['near_0']:.0%} <= 1/4, {s['near_1']:.0%} >= 3/4 "
+                f"(needs >= {min_mixed:.0%} mixed and >= {min_each:.0%} at each end)")
+
+
+def check_hard_regime(res: Any, claim: Any, lo: float = 0.01, hi: float = 0.08,
+                      n_prompts: int = HIST_DEFAULTS["n_prompts"], group_size: int = HIST_DEFAULTS["group_size"],
+                      ) -> tuple[bool, str]:
+    """Regime check for methods that target all-wrong groups: the base model's sampled success on the pool is
+    between ``lo`` and ``hi`` (most groups all wrong, a few not)."""
+    from rlbook.experiments import cache_root
+
+    s = spread(success_histogram(res.params, cache_root(res.run), n_prompts, group_size))
+    wrong = success_histogram(res.params, cache_root(res.run), n_prompts, group_size)["sampled"]["all_wrong_share"]
+    return lo <= s["mean"] <= hi, (f"base sampled success {s['mean']:.1%}, {wrong:.0%} of groups all wrong "
+                                   f"(the hard regime needs {lo:.0%}-{hi:.0%})")
+
+
+def check_metric_between(res: Any, claim: Any, column: str, lo: float, hi: float, method: str | None = None,
+                         ) -> tuple[bool, str]:
+    """A training metric's mean over a method's steps lies in [lo, hi] (e.g. the share of valid Knapsack states,
+    the share of all-equal groups that R^3 could fill from its buffer)."""
+    m = res.sweep.metrics
+    runs = m[m["method"] == (method or claim.method)]
+    val = float(runs[column].mean()) if column in runs and runs[column].notna().any() else float("nan")
+    ok = bool(np.isfinite(val)) and lo <= val <= hi
+    return ok, f"{method or claim.method}: mean {column} = {val:.3f} over training (needs {lo:g}-{hi:g})"
+
+
+def column_pairs(res: Any, method: str, columns: dict[str, str]) -> pd.DataFrame:
+    """A long table ``method, seed, value`` comparing training metrics of one method's runs: each label of
+    ``columns`` becomes a "method" whose value per seed is the mean of its column over training (e.g. the R^2 of
+    PF-PPO's kept samples against all its samples)."""
+    m = res.sweep.metrics
+    runs = m[m["method"] == method]
+    rows = [{"method": label, "seed": int(seed), "value": float(part[col].mean())}
+            for label, col in columns.items() for seed, part in runs.groupby("seed")]
+    return pd.DataFrame(rows)
+
+
+def spending_table(res: Any) -> pd.DataFrame:
+    """Per method (mean over seeds): steps, generated tokens and rollouts at the end, the mean share of
+    zero-signal groups over training, and samples trained per generated rollout."""
+    m = res.sweep.metrics
+    rows = []
+    for (method, seed), part in m.groupby(["method", "seed"], sort=False):
+        rows.append({"method": method, "seed": seed, "steps": len(part), "tokens": float(part["gen_tokens"].sum()),
+                     "rollouts": float(part["gen_rollouts"].sum()),
+                     "zero-signal groups": float(part["zero_adv_group_frac"].mean()),
+                     "samples trained per rollout": float(part["trained_seqs"].sum() / max(part["gen_rollouts"].sum(), 1))})
+    return pd.DataFrame(rows).groupby("method", sort=False).mean(numeric_only=True).drop(columns="seed")
