@@ -9,9 +9,17 @@ under left padding (``cumsum(attention_mask) - 1``), so the trainer's forward pa
 sampler's log-probs.  Sampling is temperature + nucleus (top-p), the same distribution that
 ``generate(do_sample=True, temperature=T, top_p=p, top_k=0)`` draws from; greedy when
 ``do_sample=False``.
+
+Optionally the loop also returns each token's *self-certainty* (Kang, Zhao & Song 2025, "Scalable Best-of-N
+Selection for Large Language Models via Self-Certainty", arXiv 2502.18581): KL(U || p) of the model's raw
+next-token distribution p = softmax(z) (temperature 1) from the uniform U over the V vocabulary entries,
+``-log V - (1/V) sum_j log p_j``, computed from the logits already at hand as ``logsumexp(z) - mean(z) - log V``
+(the same number; :func:`self_certainty_from_logits`), so Best-of-N selection needs no second forward pass.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from transformers import DynamicCache
@@ -41,6 +49,17 @@ def _pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: floa
     return torch.multinomial(probs, 1).squeeze(-1)
 
 
+def self_certainty_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position self-certainty KL(U || softmax(logits)) in nats, over the last dimension (V entries).
+
+    ``KL(U || p) = sum_j (1/V) log((1/V) / p_j) = -log V - mean_j log p_j`` and ``log p_j = z_j - logsumexp(z)``,
+    so it equals ``logsumexp(z) - mean(z) - log V``: >= 0, 0 for a uniform distribution, larger = more confident.
+    Source: backprop07/Self-Certainty ``src/confidence_list.py`` (``confidence_logprob_sum``), README formula.
+    """
+    z = logits.float()
+    return torch.logsumexp(z, dim=-1) - z.mean(-1) - math.log(z.shape[-1])
+
+
 @torch.no_grad()
 def sample_groups(
     model: torch.nn.Module,
@@ -54,12 +73,15 @@ def sample_groups(
     temperature: float = 1.0,
     top_p: float = 1.0,
     return_logprobs: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return_self_certainty: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Completions ``[P * G, Lc]`` (prompt-major rows), padded with ``pad_id`` after each row's EOS.
 
     With ``return_logprobs`` also the log-prob of each chosen token under ``softmax(logits / T)``,
     as computed by the forward pass that sampled it (what the trainer's forward must reproduce), and
-    the entropy of that sampling distribution at each position.
+    the entropy of that sampling distribution at each position.  With ``return_self_certainty`` also each
+    position's self-certainty (:func:`self_certainty_from_logits` of the raw logits that produced the token,
+    temperature 1), appended last.
 
     ``prompt_ids`` / ``prompt_mask`` are the P distinct prompts, left-padded.  ``Lc`` is at most
     ``max_new_tokens``; decoding stops as soon as every row has emitted an EOS.
@@ -82,6 +104,7 @@ def sample_groups(
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), device=device)
     entropies = torch.zeros((B, max_new_tokens), device=device)
+    certainty = torch.zeros((B, max_new_tokens), device=device) if return_self_certainty else None
     active = torch.arange(B, device=device)  # rows still decoding; finished rows leave the batch
     finished_since_compaction = torch.zeros(B, dtype=torch.bool, device=device)
     width = 0
@@ -94,6 +117,8 @@ def sample_groups(
             logp_all = torch.log_softmax(logits.float() / temperature, -1)
             logps[active, t] = logp_all.gather(-1, tok[:, None]).squeeze(-1)
             entropies[active, t] = -(logp_all.exp() * logp_all).sum(-1)
+        if certainty is not None:
+            certainty[active, t] = self_certainty_from_logits(logits)
         finished_since_compaction = finished_since_compaction | torch.isin(tok, eos)
         if bool(finished_since_compaction.all()) or t == max_new_tokens - 1:
             break
@@ -109,6 +134,7 @@ def sample_groups(
         cache = out.past_key_values
         logits = out.logits[:, -1]
     tokens, logps, entropies = tokens[:, :width], logps[:, :width], entropies[:, :width]
+    extra = (certainty[:, :width],) if certainty is not None else ()
     if return_logprobs:
-        return tokens, logps, entropies
-    return tokens
+        return (tokens, logps, entropies, *extra)
+    return (tokens, *extra) if extra else tokens
