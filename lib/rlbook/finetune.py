@@ -127,6 +127,16 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     return loss, info
 
 
+def subsample(items: Sequence[Any], k: int, seed: int) -> list[Any]:
+    """At most ``k`` of ``items``: a seeded random subset, kept in the original order."""
+    if len(items) <= k:
+        return list(items)
+    import numpy as np
+
+    keep = sorted(np.random.default_rng(seed).choice(len(items), size=k, replace=False).tolist())
+    return [items[i] for i in keep]
+
+
 def _batches(n: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     out = []

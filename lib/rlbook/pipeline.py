@@ -26,6 +26,7 @@ import pandas as pd
 from rlbook import experiments, runs, stats, study
 from rlbook.errors import ParamError
 
+
 def cache_root(run: Any = None) -> Path:
     """Where stages are cached: the run cache (:func:`rlbook.experiments.cache_root`), next to trained runs."""
     root = experiments.cache_root(run)
