@@ -116,7 +116,7 @@ def sample_pool(model: Any, tok: Tokenizer, task: Any, problems: Sequence[Proble
     flat = [p for p in problems for _ in range(k)]
     correct = [task.score(p, t) >= 1.0 for p, t in zip(flat, roll.texts, strict=True)]
     answers = [extract_answer(t, numeric=task.numeric) for t in roll.texts]
-    answers = [None if a is None else a.strip() for a in answers]
+    answers = [a.strip() if a is not None and a.strip() else None for a in answers]
     return Pool(cert.numpy(), nppl.numpy(), np.array(correct).reshape(len(problems), k),
                 [answers[i * k : (i + 1) * k] for i in range(len(problems))],
                 roll.lengths.float().view(len(problems), k).numpy())
@@ -180,3 +180,52 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(greater / (len(pos) * len(neg)))
+
+
+# ------------------------------------------------------------------------------------ the study
+
+
+def run_study(params: dict[str, Any], root: Any, progress: Callable[[str], None] = print) -> dict[int, Pool]:
+    """One pool of ``n_max`` samples per held-out problem for every seed, each a cached stage."""
+    from rlbook.models import load_policy
+    from rlbook.stages import stage
+    from rlbook.tasks import make_task
+
+    keys = ("model", "task", "n_max", "max_new_tokens", "temperature", "top_p", "problems")
+    out: dict[int, Pool] = {}
+    for seed in range(int(params["seeds"])):
+        progress(f"pool, seed {seed}")
+
+        def compute(_: Any, s: int = seed) -> dict[str, Any]:
+            task = make_task(params["task"])
+            model, tok = load_policy(params["model"], lora=None)
+            return sample_pool(model, tok, task, task.eval[: int(params["problems"])], int(params["n_max"]),
+                               int(params["max_new_tokens"]), float(params["temperature"]),
+                               float(params["top_p"]), seed=s).to_dict()
+
+        out[seed] = Pool.from_dict(stage(root, "bon-pool", {**{k: params[k] for k in keys}, "seed": seed}, compute))
+    return out
+
+
+def selectors(powers: Sequence[float]) -> dict[str, Selector]:
+    """The registered selectors and one Borda selector per exponent in ``powers``."""
+    return {**SELECTORS, **{f"Borda p={p:g}": borda_selector(p) for p in powers}}
+
+
+def tables(pools: dict[int, Pool], ns: Sequence[int], powers: Sequence[float], draws: int
+           ) -> dict[str, list[dict[str, Any]]]:
+    """Long tables: ``bon`` (``method`` = "<selector>@N", per problem) for the claims and curves; ``headroom``
+    (per problem: pass@N_max minus the mean accuracy of one sample, the room a selector has); ``auroc`` (per
+    seed: how well self-certainty separates correct from wrong responses of the same problems, pooled)."""
+    sels = selectors(powers)
+    bon, head, roc = [], [], []
+    for seed, pool in pools.items():
+        for r in bon_curve(pool, ns, sels, draws, seed):
+            bon.append({"method": f"{r['selector']}@{r['n']}", "selector": r["selector"], "N": r["n"], "seed": seed,
+                        "unit": r["unit"], "value": r["value"]})
+        head += [{"method": "pool", "seed": seed, "unit": j,
+                  "value": float(pool.correct[j].any()) - float(pool.correct[j].mean())}
+                 for j in range(pool.correct.shape[0])]
+        centred = pool.certainty - pool.certainty.mean(1, keepdims=True)  # within-problem comparison
+        roc.append({"method": "self-certainty", "seed": seed, "value": auroc(centred, pool.correct)})
+    return {"bon": bon, "headroom": head, "auroc": roc}

@@ -255,7 +255,7 @@ def run_sequence(base_factory: Callable[[], tuple[Any, Tokenizer]], arm: Arm, ta
         if i > 0:
             model = next_stage_model(model, lora, seed * 1000 + i)
         info = train_stage(model, tok, task, arm, {**cfg, "seed": seed * 1000 + i})
-        infos.append({"stage": name, **info})
+        infos.append({"stage": name, "kind": arm.kind, **info})
         rows.append({"after": name, "correct": evaluate_tasks(model, tok, everything, eval_size, eval_max_new_tokens)})
     return {"rows": rows, "stages": infos}
 
@@ -354,4 +354,35 @@ def metrics_table(study_out: dict[str, Any]) -> list[dict[str, Any]]:
         if len(res["rows"]) != len(names):
             continue
         rows.append({"method": arm, "seed": seed, **cl_metrics(accuracy_matrix(res, study_out["base"], names))})
+    return rows
+
+
+def mean_matrices(study_out: dict[str, Any]) -> dict[str, Any]:
+    """Per arm, the accuracy matrix averaged over seeds as a DataFrame: rows "base" and "after <stage>",
+    columns the tasks then the probes."""
+    import pandas as pd
+
+    cols = list(study_out["tasks"]) + list(study_out["probes"])
+    by_arm: dict[str, list[np.ndarray]] = {}
+    labels: dict[str, list[str]] = {}
+    for (arm, _), res in study_out["runs"].items():
+        by_arm.setdefault(arm, []).append(accuracy_matrix(res, study_out["base"], cols))
+        labels[arm] = ["base"] + [f"after {r['after']}" for r in res["rows"]]
+    return {arm: pd.DataFrame(np.mean(ms, axis=0), index=labels[arm], columns=cols) for arm, ms in by_arm.items()}
+
+
+def stage_table(study_out: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per (arm, seed, stage): what the stage measured (training metrics, RIF's kept share, time)."""
+    return [{"arm": arm, "seed": seed, **info} for (arm, seed), res in study_out["runs"].items()
+            for info in res["stages"]]
+
+
+def zero_advantage_table(study_out: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per GRPO (arm, seed): the share of sampled groups whose advantages were all zero, averaged over stages
+    (rollouts that cost generation but give no gradient)."""
+    rows = []
+    for (arm, seed), res in study_out["runs"].items():
+        vals = [i["zero_adv_group_frac"] for i in res["stages"] if i.get("kind") != "sft"]
+        if vals:
+            rows.append({"method": arm, "seed": seed, "value": float(np.mean(vals))})
     return rows

@@ -60,6 +60,18 @@ def self_certainty_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(z, dim=-1) - z.mean(-1) - math.log(z.shape[-1])
 
 
+def _record(logits: torch.Tensor, tok: torch.Tensor, active: torch.Tensor, t: int, temperature: float,
+            logps: torch.Tensor | None, entropies: torch.Tensor, certainty: torch.Tensor | None) -> None:
+    """Write position ``t`` of the active rows: the chosen token's log-prob and the entropy under
+    ``softmax(logits / T)`` (when ``logps`` is given), and the self-certainty of the raw logits (when asked)."""
+    if logps is not None:
+        logp_all = torch.log_softmax(logits.float() / temperature, -1)
+        logps[active, t] = logp_all.gather(-1, tok[:, None]).squeeze(-1)
+        entropies[active, t] = -(logp_all.exp() * logp_all).sum(-1)
+    if certainty is not None:
+        certainty[active, t] = self_certainty_from_logits(logits)
+
+
 @torch.no_grad()
 def sample_groups(
     model: torch.nn.Module,
@@ -79,9 +91,8 @@ def sample_groups(
 
     With ``return_logprobs`` also the log-prob of each chosen token under ``softmax(logits / T)``,
     as computed by the forward pass that sampled it (what the trainer's forward must reproduce), and
-    the entropy of that sampling distribution at each position.  With ``return_self_certainty`` also each
-    position's self-certainty (:func:`self_certainty_from_logits` of the raw logits that produced the token,
-    temperature 1), appended last.
+    the entropy of that sampling distribution at each position; ``return_self_certainty`` appends each token's
+    self-certainty (:func:`self_certainty_from_logits` of the raw logits that produced it).
 
     ``prompt_ids`` / ``prompt_mask`` are the P distinct prompts, left-padded.  ``Lc`` is at most
     ``max_new_tokens``; decoding stops as soon as every row has emitted an EOS.
@@ -113,12 +124,7 @@ def sample_groups(
         tok = torch.where(finished_since_compaction, torch.full_like(tok, pad_id), tok)
         tokens[active, t] = tok
         width = t + 1
-        if return_logprobs:
-            logp_all = torch.log_softmax(logits.float() / temperature, -1)
-            logps[active, t] = logp_all.gather(-1, tok[:, None]).squeeze(-1)
-            entropies[active, t] = -(logp_all.exp() * logp_all).sum(-1)
-        if certainty is not None:
-            certainty[active, t] = self_certainty_from_logits(logits)
+        _record(logits, tok, active, t, temperature, logps if return_logprobs else None, entropies, certainty)
         finished_since_compaction = finished_since_compaction | torch.isin(tok, eos)
         if bool(finished_since_compaction.all()) or t == max_new_tokens - 1:
             break
@@ -133,8 +139,5 @@ def sample_groups(
                     use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
         logits = out.logits[:, -1]
-    tokens, logps, entropies = tokens[:, :width], logps[:, :width], entropies[:, :width]
-    extra = (certainty[:, :width],) if certainty is not None else ()
-    if return_logprobs:
-        return (tokens, logps, entropies, *extra)
-    return (tokens, *extra) if extra else tokens
+    out = (tokens, *((logps, entropies) if return_logprobs else ()), *(() if certainty is None else (certainty,)))
+    return tuple(x[:, :width] for x in out) if len(out) > 1 else tokens[:, :width]

@@ -114,3 +114,49 @@ class PipelineResult:
                "tables": sorted(self.tables), **(results or {})}
         self.run.save_results(out)
         return Markdown(study.conclusion(self.rows))
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+
+def bar_plot(summary: pd.DataFrame, ylabel: str, title: str = "") -> Any:
+    """Means with their calibrated 95% intervals (a :meth:`PipelineResult.summary` table), one bar per method."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(summary), 3.4))
+    x = np.arange(len(summary))
+    err = np.vstack([summary["mean"] - summary["ci_low"], summary["ci_high"] - summary["mean"]])
+    ax.bar(x, summary["mean"], yerr=np.nan_to_num(err), capsize=4, color="#4c72b0")
+    ax.set_xticks(x, [str(m) for m in summary.index], rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def seed_curves(table: pd.DataFrame, x: str, hue: str, ylabel: str, title: str = "") -> Any:
+    """``value`` against ``x`` (mean over units per seed, then a band across seeds), one line per ``hue``."""
+    from rlbook import report
+
+    per_seed = table.groupby([hue, "seed", x], sort=False)["value"].mean().reset_index()
+    fig = report.method_curves(per_seed.rename(columns={hue: "method"}), [("value", ylabel)], x=x, title=title)
+    return fig
+
+
+def heatmaps(frames: Mapping[str, pd.DataFrame], title: str = "") -> Any:
+    """One annotated heatmap per table (e.g. an accuracy matrix per training paradigm), a common colour scale."""
+    import matplotlib.pyplot as plt
+
+    n = len(frames)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
+    for ax, (name, df) in zip(axes.flat, frames.items(), strict=True):
+        ax.imshow(df.to_numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
+        ax.set_xticks(range(df.shape[1]), df.columns, rotation=30, ha="right")
+        ax.set_yticks(range(df.shape[0]), df.index)
+        for (i, j), v in np.ndenumerate(df.to_numpy()):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+        ax.set_title(name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -151,7 +151,7 @@ def train_critic(data: dict[str, torch.Tensor], *, steps: int, batch_size: int =
         opt.step()
         if step % target_every == 0:
             soft_update(target, critic, tau)
-        hist.append({"step": step, "loss": float(loss), **info})
+        hist.append({"step": step, "loss": float(loss.detach()), **info})
     return critic, hist
 
 
