@@ -10,7 +10,8 @@ each turn) and returns their :class:`Transition` lists; :func:`mc_returns` adds 
 :class:`GuessNumber` is a small environment with an exact verifier and short actions, in which using the
 feedback matters: a hidden whole number in ``[low, high]``, at most ``max_turns`` guesses, each answered "too
 high" / "too low"; reward 1 for the correct guess (the episode ends), else 0.  Uniform guessing succeeds about
-``max_turns / (high - low + 1)`` of the time, binary search always; :meth:`GuessNumber.informative` says
+``max_turns / (high - low + 1)`` of the time, binary search always when ``high - low + 1 <= 2^max_turns - 1``
+(7 of 8 numbers with 3 guesses); :meth:`GuessNumber.informative` says
 whether a guess can still be right (inside the interval the feedback allows, not guessed before).
 """
 
