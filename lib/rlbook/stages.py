@@ -45,9 +45,10 @@ def stage(root: str | Path, name: str, config: Mapping[str, Any], compute: Calla
     seed = config.get("seed") if isinstance(config, Mapping) else None
     write_json(folder / "config.json", {"label": name, "seed": seed, "code": code_version(),
                                              "config": plain(dict(config))})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = plain(compute(folder))
     result["stage_seconds"] = time.perf_counter() - t0
+    result["stage_cpu_seconds"] = time.process_time() - c0  # all threads of this process: the cost on an idle machine
     write_json(folder / "result.json", result)
     tmp = folder / f".{DONE}.{os.getpid()}"
     tmp.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
