@@ -92,7 +92,7 @@ def test_td_learning_recovers_a_two_step_chain():
 
 def test_guess_number_rules():
     env = agents.GuessNumber(1, 8, 3)
-    env.reset(0)
+    assert env.reset(0) == env.messages()[-1]["content"] and env.messages()[0]["role"] == "system"
     target = env.target
     assert 1 <= target <= 8
     res = env.step("banana")
@@ -113,7 +113,7 @@ def test_rollout_episodes_with_scripted_policies():
         out = []
         for s in states:
             lo, hi = 1, 7
-            for part in s[-1]["content"].split("so far: ")[1].split(". Guesses")[0].split(", "):
+            for part in s[-1]["content"].split("Previous guesses: ")[1].split(". You have")[0].split(", "):
                 if "too high" in part:
                     hi = min(hi, int(part.split()[0]) - 1)
                 if "too low" in part:
@@ -143,3 +143,26 @@ def test_lm_policy_and_features_on_the_tiny_model(tok):
     s = qvalue.state_features(model, tok, states, layer=1)
     sa = qvalue.action_features(model, tok, states, ["3", "4", "5"], layer=1)
     assert s.shape == sa.shape == (3, 32) and not torch.allclose(s, sa)
+
+
+def test_layer_features_stop_early_and_match_the_full_pass(tok):
+    model = tiny_llama(vocab_size=98, seed=0, init_std=0.2, layers=3).eval()
+    ids = torch.tensor([[5, 6, 7, 8], [2, 9, 10, 11]])
+    att = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])
+    pos = (att.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=att, position_ids=pos, output_hidden_states=True).hidden_states
+    for layer in (1, 2):
+        ours = qvalue._layer_output(model, layer, input_ids=ids, attention_mask=att, position_ids=pos)
+        assert torch.allclose(ours, full[layer], atol=1e-6)
+    with pytest.raises(ValueError, match="intermediate"):
+        qvalue._layer_output(model, 3, input_ids=ids)
+
+
+def test_next_state_features_follow_the_episode():
+    def t(ep, turn, done):
+        return agents.Transition(ep, turn, [], "", 0.0, [], done)
+
+    flat = [(t(0, 0, False), 0, False), (t(0, 1, True), 0, False), (t(1, 0, False), 0, False), (t(1, 1, True), 0, False)]
+    s = torch.arange(4.0).unsqueeze(1)
+    assert qvalue.next_state_features(flat, s).squeeze(1).tolist() == [1.0, 0.0, 3.0, 0.0]

@@ -161,7 +161,8 @@ class GuessNumber:
     An action is read as its first integer; none, or one outside ``[low, high]``, is an invalid guess (the turn is
     spent, the observation says so).  Reward 1 for the correct guess, which ends the episode."""
 
-    def __init__(self, low: int = 1, high: int = 8, max_turns: int = 3, system_prompt: str | None = None):
+    def __init__(self, low: int = 1, high: int = 6, max_turns: int = 3,
+                 system_prompt: str | None = "You are a concise assistant."):
         if not low < high or max_turns < 1:
             raise ValueError(f"GuessNumber needs low < high and max_turns >= 1, got {low}, {high}, {max_turns}")
         self.low, self.high, self.max_turns, self.system_prompt = low, high, max_turns, system_prompt
@@ -205,8 +206,9 @@ class GuessNumber:
     def observation(self) -> str:
         left = self.max_turns - len(self.history)
         past = ", ".join(f"{g if g is not None else '?'} ({s})" for g, s in self.history) or "none"
-        return (f"I am thinking of a whole number from {self.low} to {self.high}. Guess it. "
-                f"Your guesses so far: {past}. Guesses left: {left}. Reply with one number only.")
+        return (f"Let's play a guessing game. I picked a whole number from {self.low} to {self.high}. Previous "
+                f"guesses: {past}. You have {left} guesses left. What is your guess? Answer with a single number "
+                f"from {self.low} to {self.high}.")
 
     def messages(self) -> Messages:
         msgs = [{"role": "user", "content": self.observation()}]

@@ -51,18 +51,45 @@ def repr_messages(state: list[dict[str, str]], action: str) -> list[dict[str, st
     return [*head, {"role": last["role"], "content": f"{last['content']}\n{QUESTION.format(action=action.strip())}"}]
 
 
+class _Stop(Exception):
+    """Raised by a forward hook to end a forward pass once the wanted layer has run."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__()
+        self.hidden = hidden
+
+
+def _layer_output(model: Any, layer: int, **inputs: Any) -> torch.Tensor:
+    """Output of decoder layer ``layer`` (1-based: what ``output_hidden_states`` lists at index ``layer`` for every
+    layer but the last, which it lists after the final norm), running only the layers up to it."""
+    layers = model.get_decoder().layers
+    if not 1 <= layer < len(layers):
+        raise ValueError(f"layer={layer} must be between 1 and {len(layers) - 1} (an intermediate layer)")
+
+    def stop(module: Any, args: Any, out: Any) -> None:
+        raise _Stop(out[0] if isinstance(out, tuple) else out)
+
+    handle = layers[layer - 1].register_forward_hook(stop)
+    try:
+        model(**inputs, use_cache=False, logits_to_keep=1)
+    except _Stop as s:
+        return s.hidden
+    finally:
+        handle.remove()
+    raise RuntimeError("the forward pass ended without reaching the hooked layer")
+
+
 @torch.no_grad()
 def hidden_features(model: Any, tok: Tokenizer, prompts: Sequence[list[int]], layer: int,
                     batch_size: int = 32) -> torch.Tensor:
-    """Hidden state of layer ``layer`` (0 = embeddings) at each prompt's last token, ``[B, d]``, under the active
-    adapter (no gradient: the features are frozen)."""
+    """Hidden state after decoder layer ``layer`` at each prompt's last token, ``[B, d]``, under the active adapter
+    (no gradient: the features are frozen; the layers above ``layer`` are not run)."""
     device = next(model.parameters()).device
     out = []
     for s in range(0, len(prompts), batch_size):
         ids, att = left_pad(list(prompts[s : s + batch_size]), tok.pad_token_id, device)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
-        h = model(input_ids=ids, attention_mask=att, position_ids=pos, output_hidden_states=True, logits_to_keep=1,
-                  use_cache=False).hidden_states[layer]
+        h = _layer_output(model, layer, input_ids=ids, attention_mask=att, position_ids=pos)
         out.append(h[:, -1].float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -196,6 +223,17 @@ def repr_examples(tok: Tokenizer, transitions: Sequence[Any], cap: int, seed: in
             for t, y in pick]
 
 
+def next_state_features(flat: Sequence[tuple[Any, int, bool]], s: torch.Tensor) -> torch.Tensor:
+    """Features of each transition's next state: the next transition's state in the same episode (the same
+    messages); zeros after the last turn, where ``done`` masks the bootstrap anyway."""
+    out = torch.zeros_like(s)
+    for i, (t, _, _) in enumerate(flat[:-1]):
+        nxt = flat[i + 1][0]
+        if not t.done and nxt.episode == t.episode and nxt.turn == t.turn + 1:
+            out[i] = s[i + 1]
+    return out
+
+
 def _flatten(episodes: list[list[Any]], split: int) -> list[tuple[Any, int, bool]]:
     return [(t, split, any(x.reward > 0 for x in ep)) for ep in episodes for t in ep]
 
@@ -237,7 +275,7 @@ def build_dataset(params: dict[str, Any], folder: Any) -> dict[str, Any]:
                          batch_size=int(d["batch_size"]), seed=0)
         layer = int(params["layer"])
         s = state_features(model, tok, states, layer)
-        s_next = state_features(model, tok, [t.next_state for t, _, _ in flat], layer)
+        s_next = next_state_features(flat, s)
         sa = action_features(model, tok, [st for st in states for _ in range(n)], [c for cs in cands for c in cs],
                              layer).view(len(flat), n, -1)
     save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model, adapter_name="repr").items()},
