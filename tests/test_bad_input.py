@@ -34,7 +34,7 @@ def bad(argv: list[str], outputs: Path, capsys: pytest.CaptureFixture[str], *exp
 
 ROWS = [  # (row of the doc, -p overrides / flags, expected pieces of the message)
     ("unknown params key", ["-p", "nonexistent=1"],
-     ["unknown parameter 'nonexistent'; allowed: lora, model, show_examples, task, train"]),
+     ["unknown parameter 'nonexistent'; allowed: eval_size, lora, model, show_examples, task, train"]),
     ("unknown key in a section", ["-p", "train.foo=1"], ["unknown key train.foo; allowed: seed, steps,"]),
     ("bad type", ["-p", "show_examples=1.5"], ["show_examples=1.5 must be an integer (like the default 8)"]),
     ("bad type", ["-p", "train.lr=abc"], ["train.lr='abc' must be a number"]),

@@ -61,7 +61,9 @@ def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache):
     out = tmp_path / "outputs"
     proc = subprocess.run(
         [sys.executable, "-m", "rlbook.cli", "run", name, "--profile", "smoke", "--outputs", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "RLBOOK_RUNS_CACHE": str(runs_cache)},
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        # one torch thread each: the tests run notebooks two at a time (pytest -n 2) on two cores
+        env={**os.environ, "RLBOOK_RUNS_CACHE": str(runs_cache), "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (folder,) = list((out / name).iterdir())
@@ -74,3 +76,4 @@ def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache):
     if name == "quickstart":
         assert 0.0 <= results["base_accuracy"] <= 1.0 and 0.0 <= results["final_accuracy"] <= 1.0
         assert (folder / "metrics.csv").exists()
+

@@ -203,3 +203,17 @@ def test_samples_to_target_and_pareto() -> None:
     assert np.isnan(tab.loc["slow", "samples_to_target"]) and tab.loc["slow", "reached"] == 0.0
     fig = report.pareto_plot(_final())
     assert len(fig.axes[0].get_legend().get_texts()) == 2
+
+
+def test_mcnemar_counts_only_the_discordant_pairs_and_format_split_by_hand():
+    # discordant: 0 -> 1 twice, 1 -> 0 never: binomial(2 of 2, p = 0.5) two-sided = 2 * 0.25 = 0.5
+    assert report.mcnemar_p([0, 0, 1, 1], [1, 1, 1, 1]) == pytest.approx(0.5)
+    assert report.mcnemar_p([1, 0], [1, 0]) == 1.0
+    before = {"formatted": [0, 0, 1, 1], "correct": [0, 0, 1, 0]}
+    after = {"formatted": [1, 1, 1, 1], "correct": [1, 0, 1, 0]}
+    t = report.format_split(before, after)
+    assert t.loc["answer in the requested format", "change"] == pytest.approx(0.5)
+    # among well-formatted: before 1 of 2 (0.5), after 2 of 4 (0.5)
+    assert t.loc["accuracy among well-formatted answers", "before"] == pytest.approx(0.5)
+    assert t.loc["accuracy among well-formatted answers", "after"] == pytest.approx(0.5)
+    assert t.loc["accuracy overall", "after"] == pytest.approx(0.5)

@@ -1,10 +1,15 @@
-"""``rlbook run / list / resume / export``: execute notebooks into run folders, list them, export a method.
+"""``rlbook run / list / resume / cache / tasks / export``: execute notebooks into run folders, list them, choose
+tasks, manage the run cache, export a method.
 
 ``rlbook run NOTEBOOK [--profile P] [--params FILE] [-p key=value ...] [--outputs DIR]`` resolves the
 parameters (:mod:`rlbook.params`; a bad one is a one-line error, exit 2, nothing written), makes a
 run folder (:mod:`rlbook.runs`), executes ``notebooks/NOTEBOOK.ipynb`` there with papermill, renders
 ``report.html``, marks the manifest ``ok`` / ``failed`` / ``interrupted`` and rebuilds
 ``outputs/index.html``.  Exit codes: 0 ok, 1 failed, 2 usage error, 130 SIGINT, 143 SIGTERM.
+
+``rlbook tasks`` lists the task presets (with their last measured base accuracy) and every
+reasoning-gym task; ``rlbook tasks --probe NAME [-p key=value ...]`` measures the base model on one
+task configuration (:mod:`rlbook.probe`) and says whether GRPO gets any signal there.
 
 ``rlbook resume RUN_FOLDER`` (or ``rlbook run NOTEBOOK --resume RUN_FOLDER``) continues an interrupted
 or failed run in the same folder with the parameters its manifest recorded: the previous executed
@@ -393,6 +398,42 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- rlbook tasks
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from rlbook import probe
+
+    try:
+        root = P.find_root()
+    except ParamError:
+        root = None
+    results = root / probe.RESULTS_FILE if root is not None else None
+    if args.probe is None:
+        if args.p:
+            return _error("-p needs --probe NAME")
+        print(probe.list_text(results))
+        return 0
+    try:
+        spec, mnt = probe.task_from_cli(args.probe, args.p)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        res = probe.probe(spec, max_new_tokens=mnt or args.max_new_tokens, n_eval=args.n_eval,
+                          n_prompts=args.prompts, group_size=args.group_size, temperature=args.temperature,
+                          seed=args.seed, model_name=args.model)
+    except ParamError as e:
+        return _error(str(e))
+    if args.probe in probe.preset_names():
+        res["preset"] = args.probe
+    print(probe.format_report(res))
+    if args.save:
+        probe.save_result(res, args.save)
+        print(f"saved: {args.save}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--outputs", type=Path, help="outputs folder (default: outputs/ at the repo root)")
@@ -427,6 +468,20 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override (YAML value)")
     exp.add_argument("--out", help="file (trl) or folder (verl) to write; default exports/NOTEBOOK-METHOD-ENGINE")
     exp.set_defaults(func=cmd_export)
+    tsk = sub.add_parser("tasks", help="list tasks; --probe NAME measures the base model on one configuration")
+    tsk.add_argument("--probe", metavar="NAME", help="a preset or reasoning-gym task to measure")
+    tsk.add_argument("-p", action="append", default=[], metavar="KEY=VALUE",
+                     help="task override: config.KEY=V, answer_format=tag, instruction=..., max_new_tokens=N")
+    tsk.add_argument("--max-new-tokens", type=int, default=32, help="when neither the preset nor -p sets it")
+    tsk.add_argument("--n-eval", type=int, default=100, help="held-out problems decoded greedily")
+    tsk.add_argument("--prompts", type=int, default=32, help="train prompts sampled G times (0: skip)")
+    tsk.add_argument("--group-size", type=int, default=8, help="G samples per prompt")
+    tsk.add_argument("--temperature", type=float, default=1.0)
+    tsk.add_argument("--seed", type=int, default=0)
+    tsk.add_argument("--model", default="smollm2-135m-instruct")
+    tsk.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    tsk.add_argument("--save", type=Path, help="append the result as one JSON line to this file")
+    tsk.set_defaults(func=cmd_tasks)
     return top
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlbook import experiments, report, runs, stats
+from rlbook import experiments, probe, report, runs, stats
 from rlbook.errors import ParamError
 from rlbook.params import load_file
 
@@ -97,7 +97,7 @@ def start(study: Study, namespace: Mapping[str, Any]) -> runs.Run:
 def margin_check(claim: Claim, eval_size: int) -> tuple[bool, str] | None:
     """For a non-inferiority or parity claim on a held-out metric: its margin must exceed one run's evaluation
     standard error (at 50% accuracy, the largest), or the claim cannot tell "as good" from noise."""
-    if claim.direction not in ("not_less", "equivalent") or claim.metric not in ("final_accuracy", "accuracy_gain"):
+    if claim.direction not in ("not_less", "equivalent") or not claim.metric.startswith(("final_accuracy", "accuracy_gain")):
         return None
     se = stats.eval_standard_error(0.5, eval_size)
     return claim.margin > se, f"margin {claim.margin:g} vs one run's evaluation standard error {se:.3f} ({eval_size} problems)"
@@ -120,6 +120,9 @@ def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None,
             print(f"note: claim {c.text!r} will be untestable here: {ok[1]}")
     res = experiments.sweep(specs, p["seeds"], cache=experiments.cache_root(run))
     out = StudyResult(study, run, res, specs, p)
+    warning = probe.signal_warning(out.base_accuracy(), p["task"])
+    if warning:
+        print(f"warning: {warning}")
     if methods is None and not overrides:
         res.metrics.to_csv(run.metrics_path, index=False)
     print(f"{res.trained} runs trained, {res.reused} reused from the cache: {len(specs)} methods x {p['seeds']} seeds")
@@ -156,17 +159,30 @@ def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
     return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
 
 
-def _eval_auc(res: experiments.SweepResult) -> pd.DataFrame:
-    """Area under the held-out accuracy curve: the mean over the evaluations made during training (``eval_every``)
-    and the final one, per run (a speed-and-level summary)."""
-    m = res.metrics.dropna(subset=["eval_accuracy"]) if "eval_accuracy" in res.metrics else res.metrics.iloc[:0]
-    rows = []
-    for (method, seed), part in m.groupby(["method", "seed"], sort=False):
-        final = res.evals[(method, seed)]["final"]["accuracy"]
-        rows.append({"method": method, "seed": seed, "value": float(np.mean([*part["eval_accuracy"], final]))})
-    if not rows:
-        raise ParamError("eval_auc needs held-out curves: set train.eval_every > 0")
-    return pd.DataFrame(rows)
+def held_out_curves(res: experiments.SweepResult) -> dict[tuple[str, int], np.ndarray]:
+    """Each run's held-out accuracy curve on the trainer's fixed evaluation problems (``train.eval_every``,
+    ``train.eval_size``): the base model's accuracy on those problems first, then every evaluation."""
+    if "eval_accuracy" not in res.metrics or res.metrics["eval_accuracy"].isna().all():
+        raise ParamError("held-out curves need train.eval_every > 0 (evaluations during training)")
+    out = {}
+    for (method, seed), part in res.metrics.groupby(["method", "seed"], sort=False):
+        evals = part["eval_accuracy"].dropna().to_numpy()
+        n = int(part["eval_n"].dropna().iloc[0])
+        base = float(np.mean(res.evals[(method, seed)]["base"]["correct"][:n]))
+        out[(method, seed)] = np.concatenate([[base], evals])
+    return out
+
+
+def _curve_metric(stat: Callable[[np.ndarray], float]) -> Callable[[experiments.SweepResult], pd.DataFrame]:
+    def metric(res: experiments.SweepResult) -> pd.DataFrame:
+        return pd.DataFrame([{"method": m, "seed": s, "value": stat(c)} for (m, s), c in held_out_curves(res).items()])
+
+    return metric
+
+
+def drawdown(curve: np.ndarray) -> float:
+    """The largest fall of a curve below its running maximum (0 for a curve that never falls)."""
+    return float((np.maximum.accumulate(curve) - curve).max())
 
 
 AGGS: dict[str, Callable[[pd.Series], float]] = {
@@ -191,7 +207,10 @@ METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
     "final_format": _held_out("formatted"),
     "final_truncated": _held_out("truncated"),
     "accuracy_gain": _accuracy_gain,
-    "eval_auc": _eval_auc,
+    # held-out curves (train.eval_every): speed and stability on a fixed problem set
+    "eval_auc": _curve_metric(lambda c: float(np.mean(c[1:]))),  # mean held-out accuracy over the evaluations
+    "eval_drawdown": _curve_metric(drawdown),  # largest fall below the best held-out accuracy so far
+    "eval_std": _curve_metric(lambda c: float(np.std(np.diff(c)))),  # spread of the changes between evaluations
 }
 
 
@@ -395,6 +414,11 @@ class StudyResult:
             rows.append(row)
         return pd.DataFrame(rows).set_index("method")
 
+    def metric_table(self, metric: str) -> pd.DataFrame:
+        """The long table ``method, seed[, unit], value`` of a metric of these runs (to pass to another result's
+        :meth:`finish` as a measurement, e.g. a second sweep's accuracy)."""
+        return metric_table(self.sweep, metric)
+
     def pareto(self, name: str = "accuracy_vs_length") -> Any:
         """Held-out accuracy against mean response length, seed means with intervals in both directions."""
         fig = report.pareto_plot(self.sweep.final)
@@ -457,3 +481,102 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
         tail = ("\n\n*Inconclusive*: the 95% interval contains both the claimed and the opposite side at this "
                 "scale; the smallest detectable effect says how large an effect these seeds could have shown.")
     return head + "\n\n" + "\n".join(_claim_sentence(r) for r in rows) + tail
+
+
+# ----------------------------------------------------------------------------------- task suites
+
+
+def sweep_suite(study: Study, run: runs.Run, tasks: Sequence[str], task_override: Mapping[str, Any] | None = None,
+                max_new_tokens: int | None = None) -> SuiteResult:
+    """The run's methods on every task of a suite (``rlbook.tasks.PRESETS`` names): one cached sweep per task,
+    with the preset's task spec (updated by ``task_override``, e.g. smaller splits) and generation length
+    (``max_new_tokens`` replaces it when given)."""
+    from rlbook.tasks import preset
+
+    results = {}
+    for name in tasks:
+        p = preset(name)
+        task = {**p["task"], **(task_override or {})}
+        train = {**run.params["train"], "max_new_tokens": max_new_tokens or p["max_new_tokens"]}
+        print(f"task {name}: {p['about']}")
+        results[name] = sweep(study, run, task=task, train=train, eval_size=task["eval_size"])
+    return SuiteResult(study, run, results)
+
+
+@dataclass
+class SuiteResult:
+    """Methods compared across a suite of tasks: per-task results and rliable aggregates over (seeds, tasks)."""
+
+    study: Study
+    run: runs.Run
+    results: dict[str, StudyResult]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        return next(iter(self.results.values())).methods
+
+    def long(self, metric: str = "final_accuracy") -> pd.DataFrame:
+        """``metric`` on every task, one long table with a ``task`` column; units are ``task:problem``."""
+        parts = []
+        for task, res in self.results.items():
+            t = metric_table(res.sweep, metric).assign(task=task)
+            if "unit" in t.columns:
+                t["unit"] = task + ":" + t["unit"].astype(str)
+            parts.append(t)
+        return pd.concat(parts, ignore_index=True)
+
+    def scores(self, metric: str = "final_accuracy") -> dict[str, np.ndarray]:
+        """Each method's ``[seeds, tasks]`` matrix of the per-run mean of ``metric``."""
+        df = self.long(metric)
+        return {m: stats.score_matrix(df, m) for m in self.methods}
+
+    def table(self, metric: str = "final_accuracy") -> pd.DataFrame:
+        """Mean of ``metric`` per task and method (columns: tasks, then the mean over tasks)."""
+        df = self.long(metric).groupby(["method", "task"], sort=False)["value"].mean().unstack("task")
+        df["mean over tasks"] = df.mean(axis=1)
+        return df.loc[self.methods]
+
+    def aggregates(self, baseline: str, metric: str = "final_accuracy") -> pd.DataFrame:
+        """rliable's interquartile mean over (seeds, tasks) with its stratified-bootstrap interval per method, and
+        each method's probability of improvement over ``baseline`` with its interval."""
+        scores = self.scores(metric)
+        out = stats.iqm_table(scores)
+        for m in self.methods:
+            if m != baseline:
+                poi = stats.probability_of_improvement(scores[m], scores[baseline])
+                out.loc[m, ["P(improve)", "P low", "P high"]] = [poi["poi"], poi["ci_low"], poi["ci_high"]]
+        return out
+
+    def figure(self, baseline: str, name: str = "suite") -> Any:
+        """Accuracy per task and method (bars), the quantity the aggregates summarise."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(1.6 * len(self.results) + 3, 3.6))
+        self.table().drop(columns="mean over tasks").T.plot.bar(ax=ax, rot=0)
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title(f"methods across {len(self.results)} tasks (baseline {baseline})")
+        self.run.figure(fig, name)
+        return fig
+
+    def finish(self, baseline: str, results: Mapping[str, Any] | None = None) -> Any:
+        """The study's claims on the pooled suite (units = task:problem, paired by seed), results.json and the
+        conclusion."""
+        from IPython.display import Markdown
+
+        rows = []
+        for c in self.study.claims:
+            table = self.long(c.metric)
+            unit = "unit" if "unit" in table.columns else None
+            eff = stats.seed_level_effects(table, c.method, c.baseline, unit_col=unit)
+            rows.append({**stats.evaluate_claim(c.text, c.metric + " (suite)", eff, method=c.method,
+                                                baseline=c.baseline, direction=c.direction, margin=c.margin),
+                         "paper": c.paper, "checks": ""})
+        self.rows = stats.assign_verdicts(rows)
+        agg = self.aggregates(baseline)
+        self.run.save_results({"tasks": list(self.results), "seeds": int(self.run.params["seeds"]),
+                               "iqm": agg.reset_index().to_dict("records"),
+                               "accuracy_by_task": self.table().reset_index().to_dict("records"),
+                               **{f"iqm[{m}]": float(v) for m, v in agg["iqm"].items()},
+                               "claims": self.rows, **(results or {})})
+        return Markdown(conclusion(self.rows))

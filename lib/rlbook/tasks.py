@@ -5,6 +5,11 @@ train and eval splits are generated from different seeds derived from ``TaskSpec
 de-duplicated against each other, so a held-out problem never appears in training.  Verification
 is the dataset's own ``score_answer``; extraction takes the ``<answer>`` tag the prompt asks for,
 else a trailing "answer: X", else (for numeric answers) the last number in the completion.
+
+Every :class:`Problem` carries ``meta``: its source family and per-item difficulty, read from the
+reasoning-gym entry's ``metadata`` (``composite`` records the sub-dataset each entry came from).
+``TaskSpec(name="composite", config={"datasets": [{"name": ..., "weight": ..., "config": {...}}]})``
+mixes families; the sub-dataset specs may be plain mappings (as YAML gives them).
 """
 
 from __future__ import annotations
@@ -72,6 +77,47 @@ class Problem:
     answer: str
     messages: list[dict[str, str]]
     entry: dict[str, Any]  # the reasoning-gym entry (for score_answer)
+    meta: dict[str, Any] = field(default_factory=dict)  # {"source", "source_index", "difficulty"}: problem_meta()
+
+
+def problem_meta(entry: dict[str, Any], default_source: str) -> dict[str, Any]:
+    """Source family and difficulty of one reasoning-gym entry, from its ``metadata``.
+
+    ``difficulty`` maps each of the dataset's difficulty knobs to this item's own value when the
+    metadata records one (chain_sum: ``num_terms``, ``num_digits``), else to the config's range as a
+    list (``[lo, hi]``); a scalar difficulty (gsm_symbolic) becomes ``{"difficulty": value}``.
+    """
+    md = entry.get("metadata") or {}
+    knobs = md.get("difficulty")
+    if isinstance(knobs, dict):
+        level = {k: _plain(md[k]) if k in md and not isinstance(md[k], (dict, list)) else _plain(v) for k, v in knobs.items()}
+    elif knobs is None:
+        level = {}
+    else:
+        level = {"difficulty": _plain(knobs)}
+    return {"source": md.get("source_dataset", default_source), "source_index": md.get("source_index"),
+            "difficulty": level}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _dataset_kwargs(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as ``create_dataset`` takes it: composite's sub-dataset mappings become ``DatasetSpec``s."""
+    if name != "composite" or "datasets" not in config:
+        return config
+    from reasoning_gym.composite import DatasetSpec
+
+    specs = []
+    for ds in config["datasets"] or []:
+        if isinstance(ds, dict):
+            unknown = set(ds) - {"name", "weight", "config"}
+            if unknown or "name" not in ds:
+                raise ParamError(f"task.config.datasets entry {ds!r} must have keys name, weight, config (got {sorted(ds)})")
+            ds = DatasetSpec(name=ds["name"], weight=float(ds.get("weight", 1.0)), config=dict(ds.get("config") or {}))
+        specs.append(ds)
+    return {**config, "datasets": specs}
 
 
 def extract_answer(completion: str, numeric: bool = True) -> str | None:
@@ -115,9 +161,10 @@ class Task:
         self.spec = spec
         try:
             pool = reasoning_gym.create_dataset(
-                spec.name, size=spec.train_size + 2 * spec.eval_size + 200, seed=spec.seed, **spec.config
+                spec.name, size=spec.train_size + 2 * spec.eval_size + 200, seed=spec.seed,
+                **_dataset_kwargs(spec.name, spec.config),
             )
-        except TypeError as e:
+        except (TypeError, AssertionError, ValueError) as e:
             raise ParamError(f"task.config for {spec.name!r} is invalid: {e}") from e
         self._dataset = pool
         unique: dict[str, dict[str, Any]] = {}
@@ -141,7 +188,8 @@ class Task:
         messages = [{"role": "user", "content": content}]
         if self.spec.system_prompt is not None:
             messages.insert(0, {"role": "system", "content": self.spec.system_prompt})
-        return Problem(index=index, question=entry["question"], answer=str(entry["answer"]), messages=messages, entry=entry)
+        return Problem(index=index, question=entry["question"], answer=str(entry["answer"]), messages=messages,
+                       entry=entry, meta=problem_meta(entry, self.spec.name))
 
     def score(self, problem: Problem, completion: str) -> float:
         """The task's own verifier applied to the extracted answer (1.0 = correct)."""
@@ -161,3 +209,83 @@ def make_task(spec: TaskSpec | dict[str, Any]) -> Task:
 
     spec = build(TaskSpec, spec, "task")
     return hub.HubTask(spec) if hub.is_hub_name(spec.name) else Task(spec)  # type: ignore[return-value]
+
+
+# Named task configurations chosen by measuring the embedded model with ``rlbook tasks --probe NAME``
+# (the measurements: docs/TASKS.md, made from docs/tasks_probe.jsonl).  "max_new_tokens" is the length the
+# measurement generated (a run's train.max_new_tokens).
+STEP_INSTRUCTION = (  # rlbook.steps.INSTRUCTION: one running partial sum per line
+    "Add the numbers one at a time from left to right. Write each step on its own line as "
+    "'previous total + next number = new total', then write 'Answer: ' and the final total."
+)
+STEP_SYSTEM_PROMPT = (  # rlbook.steps.SYSTEM_PROMPT: a worked example, without which the model ignores the format
+    "You add numbers one step at a time. Example.\nQuestion: 2 + 5 - 3 =\nYour reply:\n2 + 5 = 7\n7 - 3 = 4\nAnswer: 4"
+)
+REASON_INSTRUCTION = "Solve it step by step, then give the final answer."
+_SPLIT = {"train_size": 1000, "eval_size": 100}
+
+
+def _sums(terms: tuple[int, int], digits: tuple[int, int]) -> dict[str, int]:
+    return {"min_terms": terms[0], "max_terms": terms[1], "min_digits": digits[0], "max_digits": digits[1]}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "sums-1digit": {
+        "task": {"name": "chain_sum", "config": _sums((2, 2), (1, 1)), **_SPLIT}, "max_new_tokens": 32,
+        "about": "a + b or a - b, one-digit terms (the quickstart task; only 199 distinct questions: 99 train)",
+    },
+    "products-1digit": {
+        "task": {"name": "products", "config": _sums((2, 2), (1, 1)), "train_size": 60, "eval_size": 40},
+        "max_new_tokens": 32,
+        "about": "a * b, one-digit factors (only 94 distinct questions: 54 train, 40 held out)",
+    },
+    "letters-5words": {
+        "task": {"name": "letter_counting", "config": {"min_words": 5, "max_words": 5}, **_SPLIT},
+        "max_new_tokens": 32, "about": "how often a letter occurs in a 5-word text",
+    },
+    "gcd-20": {
+        "task": {"name": "gcd", "config": {"min_value": 1, "max_value": 20}, **_SPLIT}, "max_new_tokens": 32,
+        "about": "GCD of two numbers up to 20 (228 train questions; half the answers are 1: always saying 1 scores ~50%)",
+    },
+    "sums-2digit": {
+        "task": {"name": "chain_sum", "config": _sums((2, 2), (2, 2)), **_SPLIT}, "max_new_tokens": 32,
+        "about": "hard regime: a +/- b with two-digit terms (almost every group all wrong)",
+    },
+    "mixed-pool": {
+        "task": {"name": "composite", **_SPLIT, "config": {"datasets": [
+            {"name": "chain_sum", "weight": 2, "config": _sums((2, 2), (1, 2))},
+            {"name": "products", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "letter_counting", "weight": 1, "config": {"min_words": 5, "max_words": 5}},
+        ]}},
+        "max_new_tokens": 32,
+        "about": "one- and two-digit sums, one-digit products, letter counts; Problem.meta has source and difficulty",
+    },
+    "arith-small": {
+        "task": {"name": "composite", "train_size": 400, "eval_size": 200, "config": {"datasets": [
+            {"name": "chain_sum", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "products", "weight": 1, "config": _sums((2, 2), (1, 1))},
+            {"name": "gcd", "weight": 1, "config": {"min_value": 1, "max_value": 20}},
+        ]}},
+        "max_new_tokens": 32,
+        "about": "one-digit sums, one-digit products and GCDs up to 20: over 500 distinct questions, so 200 held out",
+    },
+    "sums-reasoning": {
+        "task": {"name": "chain_sum", "config": _sums((2, 2), (1, 1)), **_SPLIT, "instruction": REASON_INSTRUCTION},
+        "max_new_tokens": 128, "about": "sums-1digit with reasoning asked for: long answers of widely varied length",
+    },
+    "sums-steps": {
+        "task": {"name": "chain_sum", "config": _sums((3, 3), (1, 1)), **_SPLIT, "instruction": STEP_INSTRUCTION,
+                 "system_prompt": STEP_SYSTEM_PROMPT},
+        "max_new_tokens": 64, "about": "3 one-digit terms, one running partial sum per line (rlbook.steps oracle)",
+    },
+}
+SUITE: list[str] = ["sums-1digit", "products-1digit", "letters-5words", "gcd-20"]  # base accuracy 10-70%
+
+
+def preset(name: str) -> dict[str, Any]:
+    """A copy of preset ``name``: ``{"task": TaskSpec dict, "max_new_tokens": int, "about": str}``."""
+    import copy
+
+    if name not in PRESETS:
+        raise ParamError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])

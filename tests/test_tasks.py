@@ -1,0 +1,88 @@
+"""Tasks: existing splits unchanged, per-problem source/difficulty metadata, composite pools, presets."""
+
+from __future__ import annotations
+
+import pytest
+from rlbook.config import ParamError
+from rlbook.tasks import PRESETS, SUITE, make_task, preset, problem_meta
+
+QUICKSTART = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+              "train_size": 1000, "eval_size": 100}
+
+
+def test_existing_splits_are_unchanged() -> None:
+    # Pinned from the code before Problem.meta existed (commit 3421196): same problems, same order.
+    t = make_task(QUICKSTART)
+    assert len(t.eval) == 100 and len(t.train) == 99  # only 199 distinct 2-term 1-digit questions
+    assert [p.question[-8:] for p in t.eval[:3]] == [" 1 - 5 =", " 2 - 1 =", " 9 - 7 ="]
+    assert [p.question[-8:] for p in t.train[:3]] == [" 1 - 2 =", " 0 - 7 =", " 5 - 5 ="]
+    assert [p.answer for p in t.train[:3]] == ["-1", "-7", "0"]
+    assert t.train[-1].question.endswith(" 8 + 2 =")
+    assert t.eval[0].messages[1]["content"].endswith("1 - 5 = Reply with the answer only.")
+    legs = make_task({"name": "leg_counting", "train_size": 20, "eval_size": 5})
+    assert [p.answer for p in legs.eval] == ["304", "144", "392", "200", "228"]
+    assert [p.answer for p in legs.train[:5]] == ["222", "116", "190", "262", "276"]
+
+
+def test_meta_records_source_and_item_difficulty() -> None:
+    t = make_task({"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+                   "train_size": 50, "eval_size": 10})
+    for p in t.train + t.eval:
+        md = p.entry["metadata"]
+        assert p.meta == {"source": "chain_sum", "source_index": md["source_index"],
+                          "difficulty": {"num_terms": md["num_terms"], "num_digits": md["num_digits"]}}
+        assert len(p.meta["difficulty"]) == 2 and len(md["expression"].split()) == 2 * md["num_terms"] - 1
+    assert {p.meta["difficulty"]["num_digits"] for p in t.train} == {1, 2}
+
+
+def test_problem_meta_range_and_scalar_difficulty() -> None:
+    # leg_counting records num_animals per item but only the range of num_instances.
+    entry = {"metadata": {"source_dataset": "leg_counting", "source_index": 3, "num_animals": 5,
+                          "difficulty": {"num_animals": (3, 10), "num_instances": (1, 15)}}}
+    assert problem_meta(entry, "x") == {"source": "leg_counting", "source_index": 3,
+                                        "difficulty": {"num_animals": 5, "num_instances": [1, 15]}}
+    entry = {"metadata": {"source_dataset": "gsm_symbolic", "source_index": 0, "difficulty": 1.0}}
+    assert problem_meta(entry, "x")["difficulty"] == {"difficulty": 1.0}
+    assert problem_meta({}, "fallback") == {"source": "fallback", "source_index": None, "difficulty": {}}
+
+
+def test_composite_from_plain_mappings_records_each_source() -> None:
+    spec = {"name": "composite", "train_size": 120, "eval_size": 20, "config": {"datasets": [
+        {"name": "chain_sum", "weight": 3, "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}},
+        {"name": "products", "weight": 1, "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}},
+    ]}}
+    t = make_task(spec)
+    sources = {p.meta["source"] for p in t.train}
+    assert sources == {"chain_sum", "products"}
+    for p in t.train[:40]:
+        assert p.meta["source"] == p.entry["metadata"]["source_dataset"]
+        assert t.score(p, p.answer) == 1.0  # composite routes scoring to the source dataset
+        op = "*" if p.meta["source"] == "products" else None
+        if op:
+            assert op in p.question
+
+
+def test_composite_bad_entry_and_bad_config_are_param_errors() -> None:
+    bad = {"name": "composite", "config": {"datasets": [{"name": "chain_sum", "wieght": 1}]}}
+    with pytest.raises(ParamError, match="must have keys name, weight, config"):
+        make_task(bad)
+    with pytest.raises(ParamError, match="task.config for 'chain_sum' is invalid"):
+        make_task({"name": "chain_sum", "config": {"min_terms": 3, "max_terms": 2}})
+
+
+def test_presets_build_and_suite_is_made_of_presets() -> None:
+    assert len(SUITE) >= 4 and set(SUITE) <= set(PRESETS)
+    for name in PRESETS:
+        p = preset(name)
+        assert set(p) >= {"task", "max_new_tokens", "about"}
+        t = make_task(p["task"])
+        assert len(t.train) >= 50 and len(t.eval) >= 40
+    # The sizes the presets' descriptions state.
+    assert [len(make_task(preset(n)["task"]).train) for n in ("sums-1digit", "products-1digit", "gcd-20")] == [99, 54, 228]
+    gcd = make_task(preset("gcd-20")["task"])
+    assert 0.45 < sum(p.answer == "1" for p in gcd.eval) / len(gcd.eval) < 0.55
+    p = preset(SUITE[0])
+    p["task"]["config"]["mutated"] = 1  # a copy: the registry stays as it was
+    assert "mutated" not in PRESETS[SUITE[0]]["task"]["config"]
+    with pytest.raises(ParamError, match="unknown preset 'nope'; available: "):
+        preset("nope")
