@@ -83,8 +83,8 @@ def test_td_learning_recovers_a_two_step_chain():
     data = {"s": torch.stack([s0, s1, s0]), "sa": torch.eye(3), "r": torch.tensor([0.0, 1.0, 0.0]),
             "done": torch.tensor([0.0, 1.0, 1.0]), "s_next": torch.stack([s1, end, end])}
     data["sa"] = torch.stack([torch.tensor([1.0, 0, 0, 1]), torch.tensor([0.0, 1, 0, 1]), torch.tensor([0.0, 0, 1, 1])])
-    critic, _ = qvalue.train_critic(data, steps=1500, batch_size=8, lr=3e-3, gamma=0.5, tau=0.2, target_every=5,
-                                    hidden=32, seed=0)
+    critic, _ = qvalue.train_critic(data, steps=400, batch_size=8, lr=1e-2, gamma=0.5, tau=0.5, target_every=4,
+                                    hidden=16, seed=0)
     with torch.no_grad():
         q = critic.q(data["sa"]).mean(0)
     assert q.tolist() == pytest.approx([0.5, 1.0, 0.0], abs=0.08)

@@ -317,7 +317,9 @@ def ranking_units(critic: DoubleCritic, f: dict[str, torch.Tensor], split: int, 
 def extraction_examples(tok: Tokenizer, critic: DoubleCritic, f: dict[str, torch.Tensor], text: list[dict[str, Any]],
                         threshold: float, cap: int, seed: int) -> tuple[list[Any], dict[str, float]]:
     """Best-of-N policy extraction data on the training states: the critic's best candidate where its clamped
-    advantage passes ``threshold`` (weight 1; the weight-0 rows are left out, see :func:`best_of_n`)."""
+    advantage passes ``threshold`` (:func:`best_of_n`).  Digi-Q's loss averages over the batch including the
+    weight-0 rows, a constant factor per batch that Adam's normalisation all but cancels; we leave them out
+    (they cost a forward and backward pass each and add nothing to the gradient)."""
     from rlbook.finetune import Example, completion_ids, subsample
 
     m = (f["split"] == 0).nonzero().squeeze(1)
