@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from rlbook import filters, prm
-from rlbook.models import active_adapter, adapter_parameters, tiny_llama, wrap_lora
+from rlbook.models import adapter_parameters, tiny_llama, use_adapter, wrap_lora
 from rlbook.presets import method_train
 from rlbook.rollout import slice_rows, token_logprobs
 from rlbook.tasks import make_task
@@ -111,7 +111,7 @@ def test_fresh_prm_gives_zero_rewards_and_loss_ln2_then_learns_alone(tok):
     phase.run(trainer, batch)
     ids, att, cmask, lc = slice_rows(batch.roll, [0])
     with torch.no_grad():
-        with active_adapter(trainer.model, "prm"):
+        with use_adapter(trainer.model, "prm"):
             lp_prm, _ = token_logprobs(trainer.model, ids, att, lc)
         with trainer.model.disable_adapter():
             lp_ref, _ = token_logprobs(trainer.model, ids, att, lc)

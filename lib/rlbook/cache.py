@@ -23,7 +23,8 @@ from typing import Any
 PACKAGE = Path(__file__).resolve().parent
 # Modules that never change what a training run computes: they read, test, report or export runs.
 NOT_TRAINING = ("cli.py", "export.py", "report.py", "stats.py", "study.py", "simlab.py", "probe.py", "cache.py",
-                "measure.py", "creditlab.py", "efficiency.py", "regimes.py", "integrations/")
+                "measure.py", "creditlab.py", "efficiency.py", "regimes.py", "integrations/",
+                "pipeline.py", "stages.py")
 PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "math-verify")
 
 

@@ -10,7 +10,7 @@ about a second.
 The reference policy is the same model with the LoRA adapter disabled
 (:func:`reference_mode`), never a second copy of the weights.  A second model that shares the base (an
 implicit process reward model, ``rlbook.prm``) is a second LoRA adapter on the same peft model
-(:func:`add_adapter`, :func:`active_adapter`); the policy's adapter is :data:`POLICY_ADAPTER`.
+(:func:`add_adapter`, :func:`use_adapter`, :func:`wrap_adapters`); the policy's adapter is :data:`POLICY_ADAPTER`.
 """
 
 from __future__ import annotations
@@ -227,6 +227,13 @@ def load_policy(
     return wrap_lora(model, lora, seed=seed), tok
 
 
+def _peft_config(cfg: LoraConfig) -> object:
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                          target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+
+
 def wrap_lora(model: PreTrainedModel, lora: LoraConfig | dict | None, seed: int | None = None) -> PreTrainedModel:
     """Attach a trainable LoRA adapter named ``default`` (peft); freeze the base weights."""
     if lora is None:
@@ -272,22 +279,43 @@ def add_adapter(model: torch.nn.Module, name: str, lora: LoraConfig | dict, seed
     model.set_adapter(active)  # type: ignore[operator]  # the policy trainable, the new adapter frozen
 
 
-@contextlib.contextmanager
-def active_adapter(model: torch.nn.Module, name: str) -> Iterator[None]:
-    """Run ``model`` with adapter ``name`` active (and trainable); the previous adapter is restored on exit
-    (peft's ``set_adapter`` also moves ``requires_grad``, so the policy's parameters are frozen inside)."""
-    previous = model.active_adapter  # type: ignore[attr-defined]
-    model.set_adapter(name)  # type: ignore[operator]
-    try:
-        yield
-    finally:
-        model.set_adapter(previous)  # type: ignore[operator]
-
-
 def adapter_parameters(model: torch.nn.Module, name: str) -> dict[str, torch.nn.Parameter]:
     """The parameters of LoRA adapter ``name``, by parameter name."""
     key = f".{name}."
     return {n: p for n, p in model.named_parameters() if "lora_" in n and key in n}
+
+
+def wrap_adapters(model: PreTrainedModel, lora: LoraConfig | dict, names: list[str],
+                  seed: int | None = None) -> PreTrainedModel:
+    """Several LoRA adapters ``names`` (peft multi-adapter) on ONE copy of the base weights; the first is active.
+
+    Each adapter is initialised as peft does (B = 0), so every adapter starts as the base model; ``seed`` fixes
+    the random A matrices.  Switch roles with :func:`use_adapter`.
+    """
+    cfg = lora if isinstance(lora, LoraConfig) else LoraConfig(**lora)
+    if cfg.r == 0 or not names or len(set(names)) != len(names):
+        raise ValueError(f"wrap_adapters needs lora.r > 0 and distinct names, got r={cfg.r}, names={names}")
+    from peft import get_peft_model
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    peft = get_peft_model(model, _peft_config(cfg), adapter_name=names[0])
+    for name in names[1:]:
+        peft.add_adapter(name, _peft_config(cfg))
+    peft.set_adapter(names[0])
+    return peft
+
+
+def copy_adapter(model: torch.nn.Module, src: str, dst: str) -> None:
+    """Make adapter ``dst`` a copy of adapter ``src`` (created with ``src``'s config when missing).  Used for a
+    frozen reference such as DPO's (TRL's ``DPOTrainer`` copies ``default`` into ``ref`` the same way)."""
+    if dst not in model.peft_config:  # type: ignore[operator]
+        model.add_adapter(dst, model.peft_config[src])  # type: ignore[operator, index]
+    state = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, p in state.items():
+            if f".{src}." in name:
+                state[name.replace(f".{src}.", f".{dst}.")].copy_(p)
 
 
 def has_adapter(model: torch.nn.Module) -> bool:
@@ -303,29 +331,57 @@ def reference_mode(model: torch.nn.Module) -> Iterator[None]:
         yield
 
 
+def current_adapter(model: torch.nn.Module) -> str:
+    """The name of the adapter a peft model currently runs (``"default"`` for a single :func:`wrap_lora` adapter)."""
+    name = getattr(model, "active_adapter", "default")
+    return name[0] if isinstance(name, (list, tuple)) else str(name)
+
+
 @contextlib.contextmanager
-def merged_lora(model: torch.nn.Module, adapter: str = POLICY_ADAPTER) -> Iterator[None]:
-    """Run ``model`` with each LoRA delta of ``adapter`` merged into its base weight (for fast generation).
+def use_adapter(model: torch.nn.Module, name: str) -> Iterator[None]:
+    """Run (and train) ``model`` with the adapter ``name`` active; the previously active one is restored on exit.
+
+    peft's ``set_adapter`` also makes only that adapter's LoRA weights trainable (``requires_grad``), so an
+    optimizer over :func:`trainable_parameters` built inside the block trains that adapter alone.  Several
+    adapters on one base (peft multi-adapter) share one copy of the base weights.
+    """
+    if not has_adapter(model):
+        raise ValueError("use_adapter needs a peft model with named adapters")
+    if name not in model.peft_config:  # type: ignore[operator]
+        raise ValueError(f"adapter {name!r} not found; the model has: {', '.join(model.peft_config)}")  # type: ignore[arg-type]
+    before = current_adapter(model)
+    model.set_adapter(name)  # type: ignore[operator]
+    try:
+        yield
+    finally:
+        model.set_adapter(before)  # type: ignore[operator]
+
+
+@contextlib.contextmanager
+def merged_lora(model: torch.nn.Module, adapter: str | None = None) -> Iterator[None]:
+    """Run ``model`` with each LoRA delta merged into its base weight (for fast generation).
 
     Inside the block every LoRA linear layer computes ``x @ (W + s * B @ A).T`` in one matmul
     instead of ``x @ W.T + s * (x @ A.T) @ B.T``.  The merged weights are fresh tensors and the
     original ``W`` tensors are put back on exit, so nothing drifts (peft's merge/unmerge subtracts
     the delta again, which leaves rounding error in the base weights after many steps).  Without an
-    adapter this is a no-op.  Other adapters (a reward model's) are off inside the block.
+    adapter this is a no-op.  ``adapter``: which adapter to merge (default: the active one, which is
+    ``"default"`` for a model from :func:`wrap_lora`).
     """
     if not has_adapter(model):
         yield
         return
     from peft.tuners.lora import LoraLayer
 
+    name = adapter or current_adapter(model)
     swapped: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
     try:
         with torch.no_grad():
             for module in model.modules():
-                if isinstance(module, LoraLayer) and adapter in getattr(module, "lora_A", {}):
+                if isinstance(module, LoraLayer) and name in getattr(module, "lora_A", {}):
                     base = module.get_base_layer()
                     original = base.weight
-                    delta = module.get_delta_weight(adapter).to(original.dtype)
+                    delta = module.get_delta_weight(name).to(original.dtype)
                     base.weight = torch.nn.Parameter(original + delta, requires_grad=False)
                     swapped.append((base, original))
         with model.disable_adapter():  # type: ignore[operator]

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from rlbook import phases, process
 from rlbook.errors import ParamError
-from rlbook.models import LoraConfig, active_adapter, adapter_parameters, add_adapter, reference_mode
+from rlbook.models import LoraConfig, adapter_parameters, add_adapter, reference_mode, use_adapter
 from rlbook.rollout import Batch, Rollout, forward_logprobs, micro_batches, slice_rows
 
 UPDATES = ("before", "after", "none")
@@ -159,7 +159,7 @@ class ImplicitPRM(phases.Phase):
 
     def forward(self, trainer: Any, roll: Rollout, mb: list[int], reference: bool, grad: bool) -> Tensor:
         ids, att, _, lc = slice_rows(roll, mb)
-        ctx = reference_mode(trainer.model) if reference else active_adapter(trainer.model, self.adapter)
+        ctx = reference_mode(trainer.model) if reference else use_adapter(trainer.model, self.adapter)
         with ctx, torch.set_grad_enabled(grad and not reference):
             logp, _ = forward_logprobs(trainer.model, self.cfg1, ids, att, lc, mb)
         return logp
@@ -185,7 +185,7 @@ class ImplicitPRM(phases.Phase):
         q: dict[int, Tensor] = {}
         losses: list[float] = []
         norms: list[float] = []
-        with active_adapter(trainer.model, self.adapter):  # peft reads requires_grad at backward: stay active
+        with use_adapter(trainer.model, self.adapter):  # peft reads requires_grad at backward: stay active
             for start in range(0, len(rows), size):
                 losses.append(self.minibatch(trainer, roll, rows[start : start + size], acc, ref, q, norms))
         return self._stack(roll, q), float(np.mean(losses)), float(np.mean(norms))

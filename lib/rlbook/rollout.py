@@ -43,6 +43,8 @@ class Rollout:
     entropy: torch.Tensor | None = None  # [B, Lc] entropy of the sampling distribution at each token
     logp: torch.Tensor | None = None  # [B, Lc] log-prob of each sampled token under the sampling distribution
     finished: torch.Tensor | None = None  # [B] bool: the completion ended with an EOS (else it was truncated)
+    # [B, Lc] self-certainty KL(U || p) of the raw next-token distribution at each token (generate(self_certainty=True))
+    self_certainty: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -53,7 +55,8 @@ class Rollout:
         return Rollout(self.input_ids[idx], self.attention_mask[idx], self.prompt_len, self.completion_ids[idx],
                        self.completion_mask[idx], [self.texts[i] for i in rows],
                        None if self.entropy is None else self.entropy[idx], None if self.logp is None else self.logp[idx],
-                       None if self.finished is None else self.finished[idx])
+                       None if self.finished is None else self.finished[idx],
+                       None if self.self_certainty is None else self.self_certainty[idx])
 
     @staticmethod
     def cat(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -81,7 +84,8 @@ class Rollout:
             cmask.append(pad(r.completion_mask, 0, right, 0))
         return Rollout(torch.cat(ids), torch.cat(att), lp, torch.cat(cids), torch.cat(cmask),
                        [t for r in parts for t in r.texts], per_token("entropy"), per_token("logp"),
-                       None if any(r.finished is None for r in parts) else torch.cat([r.finished for r in parts]))
+                       None if any(r.finished is None for r in parts) else torch.cat([r.finished for r in parts]),
+                       per_token("self_certainty"))
 
 
 def rollout_from_ids(prompts: list[list[int]], completions: list[list[int]], texts: list[str],
@@ -205,8 +209,10 @@ def generate(
     do_sample: bool = True,
     temperature: float = 1.0,
     group_size: int = 1,
+    self_certainty: bool = False,
 ) -> Rollout:
-    """``group_size`` completions of each prompt (rows prompt-major), batched, with a KV cache."""
+    """``group_size`` completions of each prompt (rows prompt-major), batched, with a KV cache.  With
+    ``self_certainty`` (rlbook backend only) each token's self-certainty is kept in ``Rollout.self_certainty``."""
     pad, eos = tok.pad_token_id, eos_ids(model, tok)
     device = next(model.parameters()).device
     ids, att = left_pad(prompts, pad, device)
@@ -219,11 +225,11 @@ def generate(
     merge = merged_lora(model) if cfg.merge_lora_for_generation else contextlib.nullcontext()
     with merge:
         chunks = _generate_chunks(model, cfg, eos, pad, gen_ids, gen_att, max_new_tokens, do_sample, temperature,
-                                  group_size, prefix)
+                                  group_size, prefix, self_certainty)
     model.train(was_training)
-    comp_ids = torch.cat([c for c, _, _ in chunks])
-    entropy, logp = (torch.cat([c[k] for c in chunks]) if all(c[k] is not None for c in chunks) else None
-                     for k in (1, 2))
+    comp_ids = torch.cat([c[0] for c in chunks])
+    entropy, logp, certainty = (torch.cat([c[k] for c in chunks]) if all(c[k] is not None for c in chunks) else None
+                                for k in (1, 2, 3))
     ids = ids.repeat_interleave(group_size, dim=0)
     att = att.repeat_interleave(group_size, dim=0)
     # Trim columns that no row uses (every row finished earlier).
@@ -235,7 +241,8 @@ def generate(
     return Rollout(input_ids=torch.cat([ids, comp_ids], dim=1), attention_mask=torch.cat([att, mask.long()], dim=1),
                    prompt_len=lp, completion_ids=comp_ids, completion_mask=mask, texts=texts,
                    entropy=None if entropy is None else entropy[:, :width],
-                   logp=None if logp is None else logp[:, :width], finished=finished)
+                   logp=None if logp is None else logp[:, :width], finished=finished,
+                   self_certainty=None if certainty is None else certainty[:, :width])
 
 
 def common_prefix(prompts: list[list[int]], min_len: int = 16) -> int:
@@ -254,18 +261,23 @@ def common_prefix(prompts: list[list[int]], min_len: int = 16) -> int:
 def _generate_chunks(
     model: Any, cfg: TrainConfig, eos: list[int], pad: int, ids: torch.Tensor, att: torch.Tensor,
     max_new_tokens: int, do_sample: bool, temperature: float, group_size: int, prefix: torch.Tensor | None = None,
-) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+    self_certainty: bool = False,
+) -> list[tuple[torch.Tensor | None, ...]]:
     """Generation over chunks of about ``gen_batch_size`` rows; completions (and, from the rlbook sampler, each
-    token's entropy and log-prob) padded to ``max_new_tokens``."""
+    token's entropy, log-prob and, when asked, self-certainty) padded to ``max_new_tokens``."""
+    if self_certainty and cfg.generation_backend != "rlbook":
+        raise ValueError("self_certainty needs generation_backend='rlbook' (it is accumulated in rlbook's sampler)")
     per_chunk = max(1, cfg.gen_batch_size // group_size)  # prompts per chunk
     chunks = []
     for s in range(0, ids.shape[0], per_chunk):
         p_ids, p_att = ids[s : s + per_chunk], att[s : s + per_chunk]
-        ent = lp = None
+        ent = lp = sc = None
         if cfg.generation_backend == "rlbook":
-            comp, lp, ent = sample_groups(model, p_ids, p_att, group_size, max_new_tokens, eos, pad,
-                                         do_sample=do_sample, temperature=temperature, top_p=cfg.top_p,
-                                         return_logprobs=True, prefix_ids=prefix)
+            comp, lp, ent, *rest = sample_groups(model, p_ids, p_att, group_size, max_new_tokens, eos, pad,
+                                                 do_sample=do_sample, temperature=temperature, top_p=cfg.top_p,
+                                                 return_logprobs=True, prefix_ids=prefix,
+                                                 return_self_certainty=self_certainty)
+            sc = rest[0] if rest else None
         else:
             kw: dict[str, Any] = {"do_sample": do_sample}
             if do_sample:
@@ -277,9 +289,9 @@ def _generate_chunks(
         if comp.shape[1] < max_new_tokens:  # generation stopped early: pad to a common width
             fill = torch.full((comp.shape[0], max_new_tokens - comp.shape[1]), pad, device=comp.device)
             comp = torch.cat([comp, fill], dim=1)
-            ent, lp = (None if x is None else torch.nn.functional.pad(x, (0, max_new_tokens - x.shape[1]))
-                       for x in (ent, lp))
-        chunks.append((comp, ent, lp))
+            ent, lp, sc = (None if x is None else torch.nn.functional.pad(x, (0, max_new_tokens - x.shape[1]))
+                           for x in (ent, lp, sc))
+        chunks.append((comp, ent, lp, sc))
     return chunks
 
 

@@ -373,6 +373,21 @@ def check_measured(res: StudyResult, claim: Claim, column: str, lo: float = -mat
     return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows ({need})"
 
 
+def check_measured_between(res: Any, claim: Claim, table: str, lo: float = -math.inf, hi: float = math.inf,
+                           method: str | None = None) -> tuple[bool, str]:
+    """For a pipeline (:class:`rlbook.pipeline.PipelineResult`): the mean of the measured table ``table`` (rows of
+    ``method``, default the claim's method; every row when the table has one method) lies in [lo, hi], e.g. a
+    base success rate in the mechanism's regime, or a stage that learned before its forgetting is measured."""
+    tables = getattr(res, "tables", None) or {}
+    if table not in tables:
+        raise ParamError(f"regime check measured_between: no table {table!r}; have: {', '.join(tables) or 'none'}")
+    t = tables[table]
+    name = method or claim.method
+    part = t[t["method"] == name] if name in set(t["method"]) else t
+    val = float(part["value"].astype(float).mean())
+    return lo <= val <= hi, f"{table} ({name}) = {val:.3g} (the mechanism needs {lo:g} to {hi:g})"
+
+
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "clip_active": check_clip_active, "truncation_below": check_truncation_below,
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
@@ -384,6 +399,7 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     # the curricula family (rlbook.regimes): the base model's per-prompt success spread on the pool, a hard regime
     "success_spread": regimes.check_success_spread, "hard_regime": regimes.check_hard_regime,
     "metric_between": regimes.check_metric_between,
+    "measured_between": check_measured_between,
 }
 
 
@@ -422,6 +438,20 @@ def finite_pairs(table: pd.DataFrame, method: str, baseline: str | None) -> tupl
         return part.fillna(0.0), (f"no finite values of the metric for {', '.join(sorted(set(bad['method'])))} "
                                   "(e.g. a zero mean gradient: no reward signal)")
     return kept, ""
+
+
+def claim_row(c: Claim, table: pd.DataFrame, checks: list[tuple[bool, str]]) -> dict[str, Any]:
+    """One claim's row (effect, calibrated interval, verdict as a family of one) from its long metric table and
+    the outcomes of its regime checks; Holm across a notebook's rows is :func:`rlbook.stats.assign_verdicts`."""
+    table, why = finite_pairs(table, c.method, c.baseline)
+    checks = checks + ([(False, why)] if why else [])
+    unit = "unit" if "unit" in table.columns else None
+    eff = stats.seed_level_effects(table, c.method, c.baseline, unit_col=unit)
+    row = stats.evaluate_claim(c.text, c.metric, eff, method=c.method, baseline=c.baseline,
+                               direction=c.direction, margin=c.margin, checks=checks)
+    row["checks"] = "; ".join(f"{'ok' if ok else 'FAILED'}: {why}" for ok, why in checks)
+    row["paper"] = c.paper
+    return row
 
 
 @dataclass
@@ -488,15 +518,7 @@ class StudyResult:
             checks = [CHECKS[name](self, c, **kw) for name, kw in c.requires]
             margin = margin_check(c, _eval_size(self.params))
             checks += [margin] if margin is not None else []
-            table, why = finite_pairs(metric_table(self.sweep, c.metric, extra), c.method, c.baseline)
-            checks += [(False, why)] if why else []
-            unit = "unit" if "unit" in table.columns else None
-            eff = stats.seed_level_effects(table, c.method, c.baseline, unit_col=unit)
-            row = stats.evaluate_claim(c.text, c.metric, eff, method=c.method, baseline=c.baseline,
-                                       direction=c.direction, margin=c.margin, checks=checks)
-            row["checks"] = "; ".join(f"{'ok' if ok else 'FAILED'}: {why}" for ok, why in checks)
-            row["paper"] = c.paper
-            rows.append(row)
+            rows.append(claim_row(c, metric_table(self.sweep, c.metric, extra), checks))
         self.rows = stats.assign_verdicts(rows)
         return self.rows
 
