@@ -46,7 +46,7 @@ ROWS = [  # (row of the doc, -p overrides / flags, expected pieces of the messag
     ("unknown reward", ["-p", "train.rewards=[{name: nope}]"],
      ["train.rewards[0].name='nope' is not allowed; allowed: ", "correct"]),
     ("unknown task", ["-p", "task.name=nope"], ["task.name='nope' is not a reasoning-gym task; available: ", "chain_sum"]),
-    ("unknown sampler", ["-p", "train.sampler=nope"], ["train.sampler='nope' is not allowed; allowed: uniform"]),
+    ("unknown sampler", ["-p", "train.sampler=nope"], ["train.sampler='nope' is not allowed; allowed: ", "knapsack", "uniform"]),
     ("unknown profile", ["--profile", "tpu"], ["unknown profile 'tpu' for quickstart; allowed: smoke, cpu, gpu"]),
     ("bad `-p` syntax", ["-p", "foo"], ["override 'foo' must look like key=value"]),
     ("bad `-p` syntax", ["-p", "train.steps=[1"], ["override train.steps: value '[1' is not valid YAML"]),

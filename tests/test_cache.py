@@ -25,7 +25,9 @@ def test_a_change_to_training_code_changes_the_code_version_but_reporting_code_d
     cache._code_version.cache_clear()
     assert cache.code_version(pkg) == before
     grpo = pkg / "estimators" / "group.py"
-    grpo.write_text(grpo.read_text().replace("return grpo_advantage(rewards, eps=eps)", "return -grpo_advantage(rewards, eps=eps)"))
+    source = grpo.read_text()
+    assert "return grpo_advantage(" in source
+    grpo.write_text(source.replace("return grpo_advantage(", "return -grpo_advantage(", 1))
     cache._code_version.cache_clear()
     assert cache.code_version(pkg) != before
     assert pkg / "trainer.py" in cache.training_sources(pkg) and pkg / "study.py" not in cache.training_sources(pkg)

@@ -97,7 +97,8 @@ def rlbook_trainer_advantages(tok, task, train: dict, seen: dict, model=None) ->
     correct = torch.tensor([task.score(p, t) >= 1.0 for p, t in zip(flat, roll.texts, strict=True)])
     reward = (seen["parts"] * trainer.reward_weights).sum(-1).view(len(indices), G)
     batch = Batch(list(indices), problems, roll, seen["parts"], reward, correct.view(len(indices), G))
-    batch.sampling = {"gen_tokens": 0, "groups": len(indices), "dropped": 0, "rounds": 1, "shortfall": 0}
+    batch.sampling = {"gen_tokens": 0, "gen_rollouts": len(flat), "groups": len(indices), "dropped": 0, "rounds": 1,
+                      "shortfall": 0, "sampled_accuracy": float(correct.float().mean())}
     trainer.collect = lambda: batch
     got: dict = {}
 

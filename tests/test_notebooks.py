@@ -77,3 +77,22 @@ def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache):
         assert 0.0 <= results["base_accuracy"] <= 1.0 and 0.0 <= results["final_accuracy"] <= 1.0
         assert (folder / "metrics.csv").exists()
 
+
+def _code_lines(name: str) -> list[str]:
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    lines = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" not in cell.get("metadata", {}).get("tags", []):
+            lines += [ln.strip() for ln in "".join(cell["source"]).splitlines() if ln.strip()]
+    return lines
+
+
+def test_notebooks_share_no_block_of_more_than_five_identical_code_lines():
+    """A new notebook needs no copied code: any algorithm two notebooks need belongs in lib/."""
+    seen: dict[tuple[str, ...], str] = {}
+    for name in NOTEBOOKS:
+        lines = _code_lines(name)
+        for i in range(len(lines) - 5):
+            block = tuple(lines[i : i + 6])
+            other = seen.setdefault(block, name)
+            assert other == name, f"{name} and {other} share these 6 code lines:\n" + "\n".join(block)

@@ -54,11 +54,17 @@ def on_token_grid(metrics: pd.DataFrame, columns: Sequence[str], points: int = 8
     return pd.DataFrame(rows)
 
 
-def tokens_figure(res: study.StudyResult, panels: Sequence[tuple[str, str]], name: str = "curves_vs_tokens",
+# every credit notebook's panels against generated tokens; a notebook adds its mechanism's own signal
+TOKEN_PANELS = (("sampled_accuracy", "accuracy of every sampled completion"),
+                ("credit_pair_acc", "credit order inside completions"), ("response_length", "response length"))
+
+
+def tokens_figure(res: study.StudyResult, panels: Sequence[tuple[str, str]] = (), name: str = "curves_vs_tokens",
                   points: int = 8) -> Any:
-    """Panels of training metrics against cumulative generated tokens (mean across seeds, band), saved."""
+    """:data:`TOKEN_PANELS` and ``panels`` (a mechanism's own signals) against cumulative generated tokens (mean
+    across seeds, band), saved; a panel whose metric no run logged is left out."""
     metrics = with_tokens(res.sweep.metrics).drop(columns=["tokens", "step_tokens"])
-    panels = [(c, lab) for c, lab in panels if c in metrics]
+    panels = [(c, lab) for c, lab in [*TOKEN_PANELS, *panels] if c in metrics]
     grid = on_token_grid(metrics, [c for c, _ in panels], points)
     fig = report.method_curves(grid, panels, x="tokens", title=f"{res.study.title or res.study.name}: per generated token")
     res.run.figure(fig, name)

@@ -56,6 +56,21 @@ def frontier_table(res: StudyResult) -> pd.DataFrame:
     return table
 
 
+def frontier(res: StudyResult, name: str = "frontier") -> pd.DataFrame:
+    """For a notebook: the :func:`frontier_table`, drawn by :func:`frontier_plot` (saved as ``figures/<name>.png``)."""
+    table = frontier_table(res)
+    frontier_plot(res, table, name)
+    return table
+
+
+def finish(res: StudyResult, frontier: pd.DataFrame, **extra: pd.DataFrame) -> Any:
+    """A length notebook's conclusion: :meth:`StudyResult.finish` with the family's measured tables
+    (``acc_per_1k``: accuracy per 1,000 tokens, ``length_change``: held-out length against the base model), the
+    notebook's own ``extra`` tables, and the frontier saved in ``results.json``."""
+    return res.finish(extra={"acc_per_1k": accuracy_per_ktokens(res), "length_change": length_change(res), **extra},
+                      results={"frontier": frontier.reset_index().to_dict("records")})
+
+
 def frontier_plot(res: StudyResult, table: pd.DataFrame | None = None, name: str = "frontier") -> Any:
     """Accuracy against mean tokens: each method's seed mean with 95% intervals in both directions, single
     seeds faint, the frontier as a staircase, the base model as a star (saved as ``figures/<name>.png``)."""

@@ -95,7 +95,7 @@ def figure(hist: dict[str, Any], title: str = "base model: per-prompt success") 
     return fig
 
 
-def base_histogram(run: Any, n_prompts: int = 64, group_size: int = 8, seed: int = 0) -> tuple[dict[str, Any], pd.DataFrame]:
+def base_histogram(run: Any, n_prompts: int = 64, group_size: int = 8, seed: int = 0) -> pd.DataFrame:
     """For a notebook: the base model's success histogram on the run's training pool (:func:`success_histogram`,
     cached), its figure saved in the run folder, and a table: prompts by correct samples, then the spread and
     the success by source and difficulty."""
@@ -110,7 +110,7 @@ def base_histogram(run: Any, n_prompts: int = 64, group_size: int = 8, seed: int
              "mixed": "share of prompts with mixed groups", "mean": "mean success"}
     rows += [{"": names[k], "value": round(v, 3)} for k, v in s.items()]
     rows += [{"": f"success: {g}", "value": round(float(d["mean"]), 3)} for g, d in sorted(hist["by_group"].items())]
-    return hist, pd.DataFrame(rows).set_index("")
+    return pd.DataFrame(rows).set_index("")
 
 
 def check_success_spread(res: Any, claim: Any, min_mixed: float = 0.25, min_each: float = 0.1,

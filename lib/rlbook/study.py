@@ -542,6 +542,7 @@ class StudyResult:
                "runs_trained": self.sweep.trained, "runs_reused": self.sweep.reused,
                "final_table": acc.reset_index().to_dict("records"), "claims": self.rows, **(results or {})}
         self.run.save_results(out)
+        show_claims(self.claim_table())
         return Markdown(conclusion(self.rows, self))
 
 
@@ -553,6 +554,13 @@ def _claim_sentence(r: dict[str, Any]) -> str:
     why = f" ({r['reason']})" if r["verdict"] in ("untestable in this regime", "underpowered") else ""
     return (f"- *{r['claim']}* ({r['method']}{vs}, {r['metric']}): effect {r['effect']:+.3g} {ci}, "
             f"{r['n_seeds']} seeds, smallest detectable effect {r['mde']:.3g}: **{r['verdict']}**{why}.{paper}")
+
+
+def show_claims(table: pd.DataFrame) -> None:
+    """Show a claim table (rounded) in the notebook, before the conclusion that ``finish`` returns."""
+    from IPython.display import display
+
+    display(table.round(4))
 
 
 def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -> str:
