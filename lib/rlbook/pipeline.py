@@ -100,9 +100,7 @@ class PipelineResult:
         return self.rows
 
     def claim_table(self) -> pd.DataFrame:
-        cols = ["claim", "method", "baseline", "metric", "direction", "margin", "effect", "ci_low", "ci_high",
-                "n_seeds", "mde", "verdict", "reason", "checks", "paper"]
-        return stats.claim_table(self.rows)[cols]
+        return study.claim_frame(self.rows)
 
     def finish(self, results: Mapping[str, Any] | None = None) -> Any:
         """Evaluate the claims, save ``results.json`` (headline numbers, every claim row) and return the

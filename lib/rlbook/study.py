@@ -523,9 +523,7 @@ class StudyResult:
         return self.rows
 
     def claim_table(self) -> pd.DataFrame:
-        cols = ["claim", "method", "baseline", "metric", "direction", "margin", "effect", "ci_low", "ci_high",
-                "n_seeds", "mde", "verdict", "reason", "checks", "paper"]
-        return stats.claim_table(self.rows)[cols]
+        return claim_frame(self.rows)
 
     def finish(self, extra: Mapping[str, pd.DataFrame] | None = None, results: Mapping[str, Any] | None = None) -> Any:
         """Evaluate the claims, save ``results.json`` (headline numbers, tables, every claim row with its
@@ -554,6 +552,15 @@ def _claim_sentence(r: dict[str, Any]) -> str:
     why = f" ({r['reason']})" if r["verdict"] in ("untestable in this regime", "underpowered") else ""
     return (f"- *{r['claim']}* ({r['method']}{vs}, {r['metric']}): effect {r['effect']:+.3g} {ci}, "
             f"{r['n_seeds']} seeds, smallest detectable effect {r['mde']:.3g}: **{r['verdict']}**{why}.{paper}")
+
+
+CLAIM_COLUMNS = ["claim", "method", "baseline", "metric", "direction", "margin", "effect", "ci_low", "ci_high",
+                 "n_seeds", "mde", "verdict", "reason", "checks", "paper"]
+
+
+def claim_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Evaluated claim rows as the table a notebook shows (:data:`CLAIM_COLUMNS`)."""
+    return stats.claim_table(rows)[CLAIM_COLUMNS]
 
 
 def show_claims(table: pd.DataFrame) -> None:
