@@ -247,3 +247,5 @@ def test_unsupported_trl_options_and_bad_names_are_refused(tmp_path, tiny_model,
         rt.RlbookGRPOTrainer(tiny_model, None, args, estimator="nope")
     with pytest.raises(ParamError, match="unknown hyper-parameter"):
         rt.RlbookGRPOTrainer(tiny_model, None, args, loss="gspo", loss_kwargs={"eps": 1.0})
+    with pytest.raises(ParamError, match="needs .*token_mask.*only rlbook's trainer"):  # a token-level estimator
+        rt.RlbookGRPOTrainer(tiny_model, None, args, estimator="prime_rloo")

@@ -162,7 +162,10 @@ def test_what_verl_cannot_feed_is_refused_with_the_reason():
     assert rv.register_estimator("rloo") == "rlbook_rloo"  # registering again replaces our own entry
     done = rv.register_all()
     assert "rlbook_grpo" in done["estimators"] and "rlbook_gspo" in done["losses"]
-    assert set(done["skipped"]) == {"ace", "arm", "loss gtpo", "loss drpo"}
+    token_level = {n for n in estimators.available() if estimators.token_level(n)}  # every family's, registered
+    assert {"prime_rloo", "tempo", "decs", "tppo_egae"} <= token_level
+    assert set(done["skipped"]) == {"ace", "arm", "loss gtpo", "loss drpo", "reinforce_pp_kl"} | token_level
+    assert "only rlbook's trainer" in done["skipped"]["tempo"] and "seq_log_ratio" in done["skipped"]["ace"]
 
 
 # ---------------------------------------------------------------------------------------------------------

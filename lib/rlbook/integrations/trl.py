@@ -51,7 +51,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlbook import estimators, losses, rewards
+from rlbook import components, estimators, losses, rewards  # noqa: F401  (components registers every family)
 from rlbook.config import KL_KINDS, ParamError
 from rlbook.losses import AGGREGATIONS
 
@@ -166,6 +166,11 @@ def reward_functions(spec: list[Mapping[str, Any]], task: Any, max_new_tokens: i
 # ---------------------------------------------------------------------------------------------------------
 # GRPOConfig from rlbook train settings
 # ---------------------------------------------------------------------------------------------------------
+
+
+# the estimator context RlbookGRPOTrainer builds from TRL's batch (rlbook_advantages)
+TRL_CONTEXT = frozenset({"lengths", "reward_parts", "part_weights", "correct", "prompt_ids", "max_new_tokens", "step",
+                         "total_steps", "state", "seq_log_ratio"})
 
 
 def _micro_batch(batch: int, wanted: int) -> int:
@@ -306,6 +311,11 @@ class RlbookGRPOTrainer(GRPOTrainer):
                                     ("kl_kind", self.rlbook_kl_kind, list(KL_KINDS))):
             if value not in allowed:
                 raise ParamError(f"{key}={value!r} is not allowed; allowed: {', '.join(allowed)}")
+        missing = sorted(estimators.ESTIMATORS.entry(self.rlbook_estimator).required - TRL_CONTEXT)
+        if missing:
+            raise ParamError(f"estimator {self.rlbook_estimator!r} needs {', '.join(missing)}, which only rlbook's "
+                             f"trainer computes (token-level signals, phases); under TRL an estimator gets: "
+                             f"{', '.join(sorted(TRL_CONTEXT))}")
         unknown = sorted(set(self.rlbook_estimator_kwargs) - set(estimators.hyper_parameters(self.rlbook_estimator)))
         unknown += sorted(set(loss_kwargs) - set(losses.hyper_parameters(self.rlbook_loss)))
         if unknown:

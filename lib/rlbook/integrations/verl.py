@@ -56,7 +56,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlbook import estimators, losses
+from rlbook import components, estimators, losses  # noqa: F401  (components registers every family)
 from rlbook.config import ParamError
 
 try:
@@ -105,8 +105,13 @@ def _required_context(name: str) -> list[str]:
     return [p.name for p in params if p.name in estimators.CONTEXT_NAMES and p.default is inspect.Parameter.empty]
 
 
+# the context the advantage adapter builds from verl's batch (rlbook_advantage)
+VERL_CONTEXT = frozenset({"lengths", "reward_parts", "part_weights", "correct", "prompt_ids", "max_new_tokens", "state"})
+
+
 def _check_estimator(name: str, hyper: dict[str, Any]) -> None:
-    blocked = {k: UNAVAILABLE[k] for k in _required_context(name) if k in UNAVAILABLE}
+    blocked = {k: UNAVAILABLE.get(k, "only rlbook's trainer computes it (token-level signals, phases)")
+               for k in _required_context(name) if k not in VERL_CONTEXT}
     if blocked:
         why = "; ".join(f"{k}: {v}" for k, v in blocked.items())
         raise ParamError(f"estimator {name!r} cannot run inside verl: it needs {why}")
