@@ -104,16 +104,12 @@ def test_no_adapter_leaks_between_runs(tmp_path):
         assert torch.equal(base(x).logits, before)
 
 
-def test_report_tables_on_a_sweep(tmp_path):
+def test_timing_table_on_a_sweep(tmp_path):
     res = experiments.sweep([spec("A"), spec("B", estimator="rloo")], seeds=2, cache=tmp_path,
                             model_factory=Factory(), progress=False)
-    tab = report.final_table(res.final, baseline="A")
-    assert list(tab.index) == ["A", "B"] and tab.loc["A", "diff"] == 0.0
-    row = report.claim_vs("B beats A", "grad_norm", res.per_seed("grad_norm"), "B", "A")
-    assert row["n"] == 2 and row["verdict"] in report.VERDICTS
-    assert "B beats A" in report.conclusion([row])
-    assert set(report.samples_to_target_table(res.metrics, target=2.0).index) == {"A", "B"}
-    assert list(report.timing_table(res.final).index) == ["A", "B"]
+    tab = report.timing_table(res.final)
+    assert list(tab.index) == ["A", "B"]
+    assert (tab["samples"] > 0).all() and (tab["train_seconds"] > 0).all()
 
 
 def test_unfinished_folder_with_a_checkpoint_is_resumed(tmp_path):

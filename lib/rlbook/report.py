@@ -1,8 +1,9 @@
-"""Statistics and figures shared by the notebooks: bootstrap CIs, claim verdicts, learning curves.
+"""Figures and descriptive tables shared by the notebooks: bootstrap bands, learning curves, dashboards.
 
-Every claim a notebook checks ("method beats baseline", "accuracy at least GRPO's") becomes one row
-of a claim table: the effect, its percentile-bootstrap 95% interval across seeds, and a verdict
-(:func:`verdict`) that is ``replicated`` only when the whole interval lies on the claimed side.
+Nothing here decides a claim.  Verdicts come from one place, :mod:`rlbook.stats` (a paired interval across
+seeds combined with the problem-level variation, Holm over a notebook's claims, ``underpowered`` below 3
+seeds), through :class:`rlbook.study.Study`; the percentile bootstrap here only draws the bands and crosses
+that show a spread.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import numpy as np
 import pandas as pd
 
 Stat = Callable[..., Any]
-DIRECTIONS = ("greater", "less", "not_less")
-VERDICTS = ("replicated", "not replicated", "inconclusive")
-CLAIM_COLUMNS = ["claim", "metric", "method", "baseline", "effect", "ci_low", "ci_high", "verdict", "n"]
 
 
 def _as_array(values: Iterable[float], name: str = "values") -> np.ndarray:
@@ -54,112 +52,6 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     boot = _stat_rows(stat, x[rng.integers(0, x.size, size=(n_boot, x.size))])
     return (est, *_interval(boot, level))
-
-
-def paired_diff_ci(
-    a: Iterable[float],
-    b: Iterable[float],
-    stat: Stat = np.mean,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Bootstrap of ``stat(a_i - b_i)`` over pairs (e.g. method and baseline run with the same seeds)."""
-    xa, xb = _as_array(a, "a"), _as_array(b, "b")
-    if xa.shape != xb.shape:
-        raise ValueError(f"paired values need equal lengths, got {xa.size} and {xb.size}")
-    return bootstrap_ci(xa - xb, stat=stat, n_boot=n_boot, level=level, seed=seed)
-
-
-def unpaired_diff_ci(
-    a: Iterable[float],
-    b: Iterable[float],
-    stat: Stat = np.mean,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Bootstrap of ``stat(a) - stat(b)``, resampling the two groups independently."""
-    xa, xb = _as_array(a, "a"), _as_array(b, "b")
-    est = float(stat(xa)) - float(stat(xb))
-    if xa.size == 1 and xb.size == 1:
-        return est, est, est
-    rng = np.random.default_rng(seed)
-    boot_a = _stat_rows(stat, xa[rng.integers(0, xa.size, size=(n_boot, xa.size))])
-    boot_b = _stat_rows(stat, xb[rng.integers(0, xb.size, size=(n_boot, xb.size))])
-    return (est, *_interval(boot_a - boot_b, level))
-
-
-def verdict(lo: float, hi: float, direction: str = "greater", margin: float = 0.0) -> str:
-    """``replicated`` / ``not replicated`` / ``inconclusive`` from an effect's interval ``[lo, hi]``.
-
-    * ``greater``: the effect is above ``margin`` (lo > margin), refuted when hi < margin.
-    * ``less``: the effect is below ``-margin`` (hi < -margin), refuted when lo > -margin.
-    * ``not_less`` (non-inferiority, "at least the baseline's"): lo > -margin, refuted when hi < -margin.
-    """
-    if direction == "greater":
-        yes, no = lo > margin, hi < margin
-    elif direction == "less":
-        yes, no = hi < -margin, lo > -margin
-    elif direction == "not_less":
-        yes, no = lo > -margin, hi < -margin
-    else:
-        raise ValueError(f"direction={direction!r} is not allowed; allowed: {', '.join(DIRECTIONS)}")
-    return "replicated" if yes else "not replicated" if no else "inconclusive"
-
-
-def claim(
-    claim: str,
-    metric: str,
-    baseline: str | None,
-    method_values: Sequence[float],
-    baseline_values: Sequence[float] | None = None,
-    direction: str = "greater",
-    paired: bool = True,
-    margin: float = 0.0,
-    method: str | None = None,
-    **ci_kwargs: Any,
-) -> dict[str, Any]:
-    """One row of a claim table.
-
-    ``baseline_values=None`` means ``method_values`` are already effects (compared with 0).
-    ``paired=True`` pairs the i-th method value with the i-th baseline value (same seed).
-    Extra keyword arguments (``n_boot``, ``level``, ``seed``, ``stat``) go to the bootstrap.
-    """
-    if baseline_values is None:
-        est, lo, hi = bootstrap_ci(method_values, **ci_kwargs)
-    elif paired:
-        est, lo, hi = paired_diff_ci(method_values, baseline_values, **ci_kwargs)
-    else:
-        est, lo, hi = unpaired_diff_ci(method_values, baseline_values, **ci_kwargs)
-    return {
-        "claim": claim,
-        "metric": metric,
-        "method": method,
-        "baseline": baseline,
-        "effect": est,
-        "ci_low": lo,
-        "ci_high": hi,
-        "verdict": verdict(lo, hi, direction, margin),
-        "n": len(method_values),
-    }
-
-
-def claim_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Claim rows (from :func:`claim`) as a DataFrame with the standard columns first."""
-    df = pd.DataFrame(list(rows))
-    if df.empty:
-        return pd.DataFrame(columns=CLAIM_COLUMNS)
-    extra = [c for c in df.columns if c not in CLAIM_COLUMNS]
-    return df.reindex(columns=CLAIM_COLUMNS + extra)
-
-
-def verdict_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """How many claims got each verdict (zero counts included)."""
-    counts = dict.fromkeys(VERDICTS, 0)
-    for row in rows:
-        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    return counts
 
 
 def _band(values: pd.Series, n_boot: int, level: float, seed: int) -> pd.Series:
@@ -208,24 +100,6 @@ def plot_curves(
     return ax
 
 
-def _first_reaching(part: pd.DataFrame, x: str, y: str, target: float) -> float:
-    curve = part.groupby(x, sort=True)[y].mean()
-    hit = curve[curve >= target]
-    return float(hit.index[0]) if len(hit) else float("nan")
-
-
-def samples_to_target(
-    df: pd.DataFrame, x: str, y: str, target: float, by: str | list[str] | None = None
-) -> float | pd.Series:
-    """The first ``x`` (e.g. samples seen) at which the mean ``y`` reaches ``target``; NaN if never.
-
-    With ``by`` (e.g. ``"method"`` or ``["method", "seed"]``) returns a Series, one value per group.
-    """
-    if by is None:
-        return _first_reaching(df, x, y, target)
-    return pd.Series({name: _first_reaching(part, x, y, target) for name, part in df.groupby(by, sort=True)})
-
-
 TRAINING_PANELS = (
     ("reward_mean", "reward (mean)"),
     ("accuracy", "train accuracy"),
@@ -270,61 +144,6 @@ def side_by_side(questions: Sequence[str], answers: Sequence[str], **columns: Se
 
 # ---------------------------------------------------------------- multi-seed method comparisons
 # (inputs: ``rlbook.experiments.SweepResult.metrics`` / ``.final``, one row per step / per (method, seed))
-
-
-def final_table(
-    final: pd.DataFrame,
-    metric: str = "final_accuracy",
-    baseline: str | None = None,
-    method_col: str = "method",
-    seed_col: str = "seed",
-    **ci_kwargs: Any,
-) -> pd.DataFrame:
-    """Per method: mean of ``metric`` across seeds with its bootstrap CI, and the paired difference
-    against ``baseline`` (same seeds) with its CI.  Columns ``mean, ci_low, ci_high, n`` and, with a
-    baseline, ``diff, diff_low, diff_high``; indexed by method in order of appearance."""
-    rows = []
-    wide = final.pivot(index=seed_col, columns=method_col, values=metric)
-    for method in dict.fromkeys(final[method_col]):
-        vals = wide[method].dropna()
-        est, lo, hi = bootstrap_ci(vals.to_numpy(), **ci_kwargs) if len(vals) else (np.nan,) * 3
-        row: dict[str, Any] = {"method": method, "mean": est, "ci_low": lo, "ci_high": hi, "n": len(vals)}
-        if baseline is not None:
-            pair = wide[[method, baseline]].dropna()
-            if method == baseline or pair.empty:
-                d = (0.0, 0.0, 0.0) if method == baseline else (np.nan,) * 3
-            else:
-                d = paired_diff_ci(pair[method].to_numpy(), pair[baseline].to_numpy(), **ci_kwargs)
-            row.update(diff=d[0], diff_low=d[1], diff_high=d[2])
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("method")
-
-
-def claim_vs(
-    claim_text: str,
-    metric: str,
-    wide: pd.DataFrame,
-    method: str,
-    baseline: str | None,
-    direction: str = "greater",
-    margin: float = 0.0,
-    min_seeds: int = 2,
-    **ci_kwargs: Any,
-) -> dict[str, Any]:
-    """A :func:`claim` row from a per-seed table (index seed, one column per method): ``method`` minus
-    ``baseline`` paired by seed (seeds where either is NaN are left out), or ``method`` against 0 when
-    ``baseline`` is None.  Fewer than ``min_seeds`` pairs give ``inconclusive`` whatever the effect."""
-    cols = [method] + ([baseline] if baseline else [])
-    pair = wide[cols].dropna()
-    if pair.empty:
-        return {"claim": claim_text, "metric": metric, "method": method, "baseline": baseline, "effect": np.nan,
-                "ci_low": np.nan, "ci_high": np.nan, "verdict": "inconclusive", "n": 0}
-    base_vals = pair[baseline].to_numpy() if baseline else None
-    row = claim(claim_text, metric, baseline, pair[method].to_numpy(), base_vals, direction=direction,
-                margin=margin, method=method, **ci_kwargs)
-    if row["n"] < min_seeds:  # one seed has a zero-width interval: no verdict from it
-        row["verdict"] = "inconclusive"
-    return row
 
 
 def method_curves(
@@ -388,66 +207,10 @@ def pareto_plot(
     return ax.figure
 
 
-def samples_to_target_table(
-    metrics: pd.DataFrame,
-    target: float,
-    y: str = "accuracy",
-    x: str = "samples",
-    method_col: str = "method",
-    seed_col: str = "seed",
-    smooth: int = 3,
-) -> pd.DataFrame:
-    """Samples (completions generated) until the ``smooth``-step running mean of ``y`` first reaches
-    ``target``, per seed; per method the mean over the seeds that reached it with its bootstrap CI and
-    the share of seeds that reached it (``reached``).  Seeds that never reach it are not averaged in."""
-    rows = []
-    for method, part in metrics.groupby(method_col, sort=False):
-        hits = []
-        n_seeds = 0
-        for _, run in part.groupby(seed_col, sort=True):
-            n_seeds += 1
-            run = run.sort_values(x)
-            curve = run[y].rolling(smooth, min_periods=1).mean()
-            hit = run.loc[curve >= target, x]
-            if len(hit):
-                hits.append(float(hit.iloc[0]))
-        est, lo, hi = bootstrap_ci(hits) if hits else (np.nan,) * 3
-        rows.append({"method": method, "samples_to_target": est, "ci_low": lo, "ci_high": hi,
-                     "reached": len(hits) / max(n_seeds, 1), "target": target})
-    return pd.DataFrame(rows).set_index("method")
-
-
 def timing_table(final: pd.DataFrame, method_col: str = "method") -> pd.DataFrame:
     """Per method: mean seconds per training step and per run, and completions sampled per run."""
     cols = [c for c in ("seconds_per_step", "train_seconds", "samples") if c in final]
     return final.groupby(method_col, sort=False)[cols].mean()
-
-
-def format_claim(row: dict[str, Any], scale: float = 1.0, unit: str = "") -> str:
-    """One sentence for a claim row: the effect with its CI and the verdict."""
-    if row.get("n", 0) == 0 or not np.isfinite(row.get("effect", np.nan)):
-        return f"{row['claim']}: no data (inconclusive)."
-    vs = f" vs {row['baseline']}" if row.get("baseline") else ""
-    return (f"{row['claim']} ({row.get('method') or ''}{vs}, {row['metric']}): effect "
-            f"{row['effect'] * scale:+.3g}{unit} [95% CI {row['ci_low'] * scale:+.3g}, {row['ci_high'] * scale:+.3g}], "
-            f"n = {row['n']} seeds: **{row['verdict']}**.")
-
-
-def conclusion(rows: Sequence[dict[str, Any]], scale_by_metric: dict[str, float] | None = None) -> str:
-    """A paragraph from claim rows: how many replicated, then one sentence per claim; says plainly when
-    nothing replicated and that a few seeds at this scale give wide intervals."""
-    scale_by_metric = scale_by_metric or {}
-    counts = verdict_counts(rows)
-    n = len(rows)
-    head = (f"Of {n} claims, {counts['replicated']} replicated, {counts['not replicated']} did not and "
-            f"{counts['inconclusive']} were inconclusive at this scale.")
-    if counts["replicated"] == 0:
-        head += " None of the claims is supported by these runs."
-    body = " ".join(format_claim(r, scale_by_metric.get(r["metric"], 1.0)) for r in rows)
-    tail = (" Inconclusive means the 95% interval across seeds straddles the claim's threshold (or fewer than "
-            "two seeds were run): more seeds or steps (the `gpu` profile) would be needed to decide.") \
-        if counts["inconclusive"] else ""
-    return f"{head} {body}{tail}"
 
 
 def mcnemar_p(before: Sequence[bool], after: Sequence[bool]) -> float:

@@ -11,7 +11,8 @@ In a notebook::
     run.save_results({"final_accuracy": acc, "claims": rows})  # merged into results.json
 
 ``results.json`` convention: top-level numbers are the run's headline numbers (shown by ``rlbook
-list`` and in ``outputs/index.html``); ``claims`` holds :func:`rlbook.report.claim` rows.
+list`` and in ``outputs/index.html``); ``claims`` holds the rows of
+:func:`rlbook.stats.evaluate_claim` (through :meth:`rlbook.study.StudyResult.finish`).
 """
 
 from __future__ import annotations
