@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import torch
 
 from rlbook.config import TrainConfig
-from rlbook.finetune import prompt_ids
+from rlbook.generation import prompt_ids
 from rlbook.models import Tokenizer, reference_mode, use_adapter
 from rlbook.rollout import Rollout, generate
 

@@ -103,7 +103,7 @@ class Pool:
 def sample_pool(model: Any, tok: Tokenizer, task: Any, problems: Sequence[Problem], k: int, max_new_tokens: int,
                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, gen_batch_size: int = 64) -> Pool:
     """``k`` sampled responses per problem (one shared prompt prefill per problem), scored on the fly."""
-    from rlbook.finetune import prompt_ids
+    from rlbook.generation import prompt_ids
 
     torch.manual_seed(seed)
     cfg = TrainConfig(temperature=temperature, top_p=top_p, gen_batch_size=gen_batch_size)

@@ -42,7 +42,8 @@ import torch
 
 from rlbook.config import TrainConfig, build
 from rlbook.errors import ParamError
-from rlbook.finetune import Example, completion_ids, prompt_ids, train_sft
+from rlbook.finetune import Example, completion_ids, train_sft
+from rlbook.generation import prompt_ids
 from rlbook.models import Tokenizer, wrap_lora
 from rlbook.rollout import generate
 from rlbook.tasks import Problem, Task

@@ -61,12 +61,6 @@ class Pair:
     rejected: list[int]
 
 
-def prompt_ids(tok: Tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of chat ``messages`` with the generation prompt, exactly as the trainer builds them."""
-    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tok(text, add_special_tokens=False)["input_ids"]
-
-
 def completion_ids(tok: Tokenizer, text: str) -> list[int]:
     """Token ids of a completion ``text`` followed by EOS (what a sampled completion that stopped looks like)."""
     return tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]

@@ -20,9 +20,17 @@ next-token distribution p = softmax(z) (temperature 1) from the uniform U over t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from transformers import DynamicCache
+
+
+def prompt_ids(tok: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of chat ``messages`` with the generation prompt, no extra special tokens: the one place a
+    prompt is tokenized (trainer, probe, SFT/DPO examples, agents, MALT, Digi-Q, Best-of-N)."""
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tok(text, add_special_tokens=False)["input_ids"]
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

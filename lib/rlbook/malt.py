@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from rlbook.agents import generate_as
-from rlbook.finetune import Example, Pair, completion_ids, prompt_ids, subsample
+from rlbook.finetune import Example, Pair, completion_ids, subsample
+from rlbook.generation import prompt_ids
 from rlbook.models import Tokenizer
 from rlbook.tasks import Problem
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from rlbook.config import ParamError
-from rlbook.generation import left_pad, sample_groups
+from rlbook.generation import left_pad, prompt_ids, sample_groups
 from rlbook.tasks import Problem, Task, TaskSpec, extract_answer, is_well_formatted, make_task
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -57,12 +57,6 @@ def eos_ids(model: torch.nn.Module, tok: Any) -> list[int]:
     elif gen_eos:
         ids.update(gen_eos)
     return sorted(i for i in ids if i is not None)
-
-
-def prompt_ids(tok: Any, problem: Problem) -> list[int]:
-    """Chat template with the generation prompt, tokenized without extra special tokens."""
-    text = tok.apply_chat_template(problem.messages, add_generation_prompt=True, tokenize=False)
-    return tok(text, add_special_tokens=False)["input_ids"]
 
 
 @dataclass
@@ -86,7 +80,7 @@ def generate(
     device = next(model.parameters()).device
     eos = eos_ids(model, tok)
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos[0]
-    ids, att = left_pad([prompt_ids(tok, p) for p in problems], pad, device)
+    ids, att = left_pad([prompt_ids(tok, p.messages) for p in problems], pad, device)
     per_chunk = max(1, batch_rows // group_size)
     was_training = model.training
     model.eval()

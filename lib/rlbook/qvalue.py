@@ -38,8 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlbook.finetune import prompt_ids
-from rlbook.generation import left_pad
+from rlbook.generation import left_pad, prompt_ids
 from rlbook.models import Tokenizer
 
 QUESTION = "Proposed reply: {action}\nDoes this reply make progress? Answer Yes or No."

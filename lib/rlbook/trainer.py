@@ -37,6 +37,7 @@ from rlbook import checkpoint, estimators, filters, oom, phases, process, reward
 from rlbook.components import Components
 from rlbook.config import TrainConfig, build
 from rlbook.errors import TrainingError
+from rlbook.generation import prompt_ids
 from rlbook.models import Tokenizer, has_adapter, trainable_parameters
 from rlbook.rollout import Batch, Rollout, eos_ids, generate, logprobs_no_grad, micro_batches, pad_groups
 from rlbook.runs import MetricsLog
@@ -206,8 +207,7 @@ class Trainer:
     def prompt_ids(self, problem: Problem, split: str = "train") -> list[int]:
         key = problem.index if split == "train" else -1 - problem.index
         if key not in self._prompt_cache:
-            text = self.tok.apply_chat_template(problem.messages, add_generation_prompt=True, tokenize=False)
-            self._prompt_cache[key] = self.tok(text, add_special_tokens=False)["input_ids"]
+            self._prompt_cache[key] = prompt_ids(self.tok, problem.messages)
         return self._prompt_cache[key]
 
     # ------------------------------------------------------------------------- 3. context on demand
