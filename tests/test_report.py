@@ -96,6 +96,16 @@ def _final() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_method_curves_one_figure_legend_that_covers_no_panel() -> None:
+    import matplotlib.pyplot as plt
+
+    fig = report.method_curves(_curves(), [("acc", "accuracy"), ("missing", "skipped")])
+    assert len(fig.axes) == 1 and fig.axes[0].get_legend() is None  # the missing column got no panel
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["dapo", "grpo"]
+    assert fig.legends[0].get_bbox_to_anchor().x0 >= fig.bbox.x1 - 1  # anchored at the right edge
+    plt.close(fig)
+
+
 def test_pareto_plot_one_point_per_method() -> None:
     fig = report.pareto_plot(_final())
     assert len(fig.axes[0].get_legend().get_texts()) == 2

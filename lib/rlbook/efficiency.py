@@ -73,15 +73,18 @@ def finish(res: StudyResult, frontier: pd.DataFrame, **extra: pd.DataFrame) -> A
 
 def frontier_plot(res: StudyResult, table: pd.DataFrame | None = None, name: str = "frontier") -> Any:
     """Accuracy against mean tokens: each method's seed mean with 95% intervals in both directions, single
-    seeds faint, the frontier as a staircase, the base model as a star (saved as ``figures/<name>.png``)."""
+    seeds faint, the frontier as a staircase, the base model as a star (saved as ``figures/<name>.png``).
+    A t-interval over 3 seeds can leave the possible range; the bars are drawn inside it (accuracy in [0, 1],
+    tokens >= 0) and the table keeps the raw interval."""
     import matplotlib.pyplot as plt
 
     table = frontier_table(res) if table is None else table
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for m, r in table.iterrows():
+        t_lo, a_lo, a_hi = max(r.tokens_low, 0.0), max(r.acc_low, 0.0), min(r.acc_high, 1.0)
         cont = ax.errorbar([r.mean_tokens], [r.accuracy], fmt="o" if r.on_frontier else "s", capsize=3,
-                           xerr=[[r.mean_tokens - r.tokens_low], [r.tokens_high - r.mean_tokens]],
-                           yerr=[[r.accuracy - r.acc_low], [r.acc_high - r.accuracy]], label=str(m))
+                           xerr=[[r.mean_tokens - t_lo], [r.tokens_high - r.mean_tokens]],
+                           yerr=[[r.accuracy - a_lo], [a_hi - r.accuracy]], label=str(m))
         runs = res.sweep.final[res.sweep.final["method"] == m]
         ax.scatter(runs["final_response_length"], runs["final_accuracy"], color=cont[0].get_color(), alpha=0.25, s=12)
     front = table[table["on_frontier"]].sort_values("mean_tokens")
@@ -94,7 +97,7 @@ def frontier_plot(res: StudyResult, table: pd.DataFrame | None = None, name: str
     ax.set_xlabel("mean tokens per held-out answer")
     ax.set_ylabel("held-out accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: never over a point
     res.run.figure(fig, name)
     return fig
 

@@ -161,18 +161,22 @@ def method_curves(
     panels = [(c, lab) for c, lab in panels if c in metrics and metrics[c].notna().any()]
     ncols = max(1, min(ncols, len(panels)))
     nrows = max(1, -(-len(panels) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    size = (6.4, 4.4) if len(panels) == 1 else (4.2 * ncols, 3.3 * nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     for ax, (col, label) in zip(axes.flat, panels, strict=False):
         plot_curves(ax, metrics, x, col, hue=hue)
         ax.set_title(label)
         ax.set_ylabel(label)
-        if ax is not axes.flat[0] and ax.get_legend():
+        if ax.get_legend():
             ax.get_legend().remove()
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if labels:  # one legend for the figure, right of the panels, so it never hides a curve
+        fig.legend(handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
     return fig
 
 
