@@ -106,6 +106,28 @@ def test_method_curves_one_figure_legend_that_covers_no_panel() -> None:
     plt.close(fig)
 
 
+def test_curve_band_bins_x_when_seeds_do_not_share_it() -> None:
+    # tokens differ per seed: 100/210/330 and 110/200/320 over [100, 330] in 12 bins of width 19.17
+    df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "tokens": [100, 210, 330, 110, 200, 320],
+                       "acc": [0.1, 0.2, 0.3, 0.3, 0.4, 0.5]})
+    band = report.curve_band(df, "tokens", "acc")
+    assert list(band["n"]) == [2, 2, 2]  # both seeds in every bin
+    assert band["mean"].tolist() == pytest.approx([0.2, 0.3, 0.4])
+    assert band["tokens"].iloc[0] == pytest.approx(100 + 0.5 * 230 / 12)
+    steps = pd.DataFrame({"seed": [0, 0, 0, 1, 1], "step": [1, 2, 3, 1, 2], "acc": [0.1, 0.2, 0.3, 0.3, 0.4]})
+    assert report.curve_band(steps, "step", "acc")["step"].tolist() == [1, 2, 3]  # a seed one step short: no bins
+
+
+def test_plot_curves_never_repeats_a_colour_with_many_methods() -> None:
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame([{"method": f"m{i}", "seed": 0, "step": s, "acc": i + s} for i in range(13) for s in range(2)])
+    fig, ax = plt.subplots()
+    report.plot_curves(ax, df, "step", "acc", hue="method")
+    assert len({line.get_color() for line in ax.lines}) == 13
+    plt.close(fig)
+
+
 def test_pareto_plot_one_point_per_method() -> None:
     fig = report.pareto_plot(_final())
     assert len(fig.axes[0].get_legend().get_texts()) == 2

@@ -71,11 +71,15 @@ def curve_band(
 ) -> pd.DataFrame:
     """Mean of ``y`` across seeds at each ``x`` (per ``group``), with a bootstrap band.
 
-    Rows repeated within one seed at the same ``x`` are averaged first, so the band is across seeds.
+    Rows repeated within one seed at the same ``x`` are averaged first, so the band is across seeds.  When the
+    seeds of a group do not share their ``x`` values (``x`` = generated tokens, say), ``x`` is first put into
+    12 equal-width bins (:func:`binned`, each point at its bin's middle) so that the seeds line up.
     Returns columns ``[group], x, mean, lo, hi, n``.
     """
     keys = ([group] if group else []) + [x]
     data = df[df[y].notna()]
+    if seed_col and seed_col in data.columns and not _aligned(data, x, group, seed_col):
+        data = data.assign(**{x: binned(data[x])})
     if seed_col and seed_col in data.columns:
         data = data.groupby(keys + [seed_col], as_index=False, sort=False)[y].mean()
     out = data.groupby(keys, sort=True)[y].apply(lambda v: _band(v, n_boot, level, seed)).unstack()
@@ -84,14 +88,44 @@ def curve_band(
     return out
 
 
+def _palette(n: int) -> list[Any]:
+    """``n`` distinguishable colours: matplotlib's 10-colour cycle, ``tab20`` beyond 10 (no colour repeats)."""
+    import matplotlib
+
+    name = "tab10" if n <= 10 else "tab20"
+    cmap = matplotlib.colormaps[name]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _aligned(df: pd.DataFrame, x: str, group: str | None, seed_col: str) -> bool:
+    """Do the seeds of every group log mostly the same ``x`` values (steps do, also when one seed stops a step
+    earlier; token counts do not)?  Aligned: the values all seeds share are at least half of all values."""
+    for _, part in df.groupby(group, sort=False) if group else [(None, df)]:
+        xs = [set(v) for _, v in part.groupby(seed_col, sort=False)[x]]
+        if len(xs) > 1 and len(set.intersection(*xs)) < 0.5 * len(set.union(*xs)):
+            return False
+    return True
+
+
+def binned(values: pd.Series, bins: int = 12) -> pd.Series:
+    """``values`` replaced by the middle of their equal-width bin over ``[min, max]`` (``bins`` bins)."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return values.astype(float)
+    width = (hi - lo) / bins
+    idx = np.minimum(((values.astype(float) - lo) // width).astype(int), bins - 1)
+    return lo + (idx + 0.5) * width
+
+
 def plot_curves(
     ax: Any, df: pd.DataFrame, x: str, y: str, hue: str | None = None, seed_col: str = "seed"
 ) -> Any:
     """Mean line and 95% bootstrap band across seeds, one per ``hue`` value; returns ``ax``."""
     band = curve_band(df, x, y, group=hue, seed_col=seed_col)
-    groups = band.groupby(hue, sort=False) if hue else [(None, band)]
-    for name, part in groups:
-        (line,) = ax.plot(part[x], part["mean"], label=None if name is None else str(name))
+    groups = list(band.groupby(hue, sort=False)) if hue else [(None, band)]
+    colors = _palette(len(groups))
+    for (name, part), color in zip(groups, colors, strict=True):
+        (line,) = ax.plot(part[x], part["mean"], label=None if name is None else str(name), color=color)
         ax.fill_between(part[x], part["lo"], part["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
