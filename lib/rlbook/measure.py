@@ -8,14 +8,17 @@ estimator per batch: the policy-gradient at ratio 1, ``g = (1/B) sum_i A_i (1/|y
 (GRPO's sequence-mean-of-token-mean aggregation for every estimator, so only the advantage differs).  From the
 ``N`` gradients of an estimator, with ``gbar`` their mean:
 
-* ``rel_var`` per batch: ``||g_b - gbar||^2 / ||gbar||^2``; its mean is the trace of the covariance over the
-  squared norm of the mean, a scale-free relative variance (BNPO's 1/pdf weights rescale advantages);
+* the **relative variance** ``R = tr(Cov g) / ||E g||^2`` (scale-free: BNPO's 1/pdf weights rescale
+  advantages), estimated without the saturation of a plug-in ratio: the trace by the unbiased sample
+  covariance ``sum_b ||g_b - gbar||^2 / (N - 1)`` and the squared norm of the mean by the U-statistic over
+  pairs of batches ``sum_{b != c} g_b . g_c / (N (N - 1))`` (the plug-in ``||gbar||^2`` adds ``tr(Cov) / N``,
+  so the plug-in ratio is ``< N`` whatever the truth: 4.12 vs 3.93 over 6 batches meant 28 vs 22).
+  :func:`relative_variance` gives ``R`` and, per batch, the jackknife pseudo-value of ``log R``
+  (``N log R - (N - 1) log R_(-b)``): their mean is the bias-corrected ``log R`` and their spread its
+  jackknife variance, so they are the units (``value``) of a claim table and :func:`rlbook.stats.compare`
+  tests the log ratio of two estimators' variances, paired by batch;
 * ``cos`` per batch: cosine between ``g_b`` and the mean of the *other* batches' gradients (leave-one-out);
-* ``rel_err`` per batch: ``||g_b - gbar|| / ||gbar||``.
-
-Batches are the units of the claim tables (paired across estimators: the same completions), seeds the
-replications (each seed its own batches and trained checkpoint), so :mod:`rlbook.stats` applies unchanged.
-Token-level advantages ``[P, G, T]`` (REINFORCE++ with its KL in the reward) weigh each token's log-prob.
+* ``rel_err`` per batch: ``||g_b - gbar|| / ||gbar||`` (descriptive).
 
 The other measurements:
 
@@ -96,16 +99,51 @@ def _flat(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) 
                       for g, p in zip(grads, params, strict=True)]).detach().double().cpu()
 
 
+def relative_variance(grads: torch.Tensor) -> dict[str, Any]:
+    """``R = tr(Cov) / ||mean||^2`` of ``N >= 3`` gradients ``[N, D]`` with the unbiased trace and the U-statistic
+    for the squared norm of the mean, and the jackknife pseudo-values of ``log R`` (one per batch, NaN where a
+    leave-one-out squared norm is not positive).  ``log_r``, ``log_r_se``: the jackknife estimate and its
+    standard error."""
+    n = grads.shape[0]
+    if n < 3:
+        raise ParamError(f"the relative variance needs >= 3 gradients (batches), got {n}")
+    g = grads.double()
+    total = g.sum(0)
+    sq = g.pow(2).sum(-1)  # ||g_b||^2
+    cross = g @ total  # g_b . sum
+    q, t2 = float(sq.sum()), float(total.pow(2).sum())
+
+    def ratio(m: Any, qq: Any, tt: Any) -> Any:
+        tr = (qq - tt / m) / (m - 1)
+        mu2 = (tt - qq) / (m * (m - 1))
+        return tr / mu2, mu2
+
+    r, mu2 = ratio(n, q, t2)
+    q_i = q - sq
+    t2_i = t2 - 2.0 * cross + sq  # ||sum - g_b||^2
+    r_i, mu2_i = ratio(n - 1, q_i, t2_i)
+    ok = (mu2_i > 0) & (r_i > 0)
+    log_ri = torch.where(ok, torch.log(torch.where(ok, r_i, torch.ones_like(r_i))), torch.full_like(r_i, math.nan))
+    log_r = math.log(r) if (mu2 > 0 and r > 0) else math.nan
+    pseudo = n * log_r - (n - 1) * log_ri
+    finite = pseudo[torch.isfinite(pseudo)]
+    se = float(finite.std() / math.sqrt(finite.numel())) if finite.numel() > 1 else math.nan
+    return {"rel_var": float(r) if mu2 > 0 else math.nan, "log_r": float(finite.mean()) if finite.numel() else math.nan,
+            "log_r_se": se, "pseudo": pseudo.numpy()}
+
+
 def per_batch_stats(grads: torch.Tensor) -> pd.DataFrame:
-    """``rel_var``, ``rel_err`` and leave-one-out ``cos`` of each of ``N`` gradients ``[N, D]``."""
+    """Per batch of ``N`` gradients ``[N, D]``: the jackknife pseudo-value of ``log R`` (``value``, see
+    :func:`relative_variance`), ``rel_err`` and the leave-one-out ``cos``; the whole set's ``rel_var``."""
     n = grads.shape[0]
     mean = grads.mean(0)
     norm2 = float(mean.pow(2).sum()) or float("nan")
     dev2 = (grads - mean).pow(2).sum(-1)
     loo = (grads.sum(0, keepdim=True) - grads) / max(n - 1, 1)
     cos = torch.nn.functional.cosine_similarity(grads, loo, dim=-1)
-    return pd.DataFrame({"rel_var": (dev2 / norm2).numpy(), "rel_err": (dev2.sqrt() / norm2 ** 0.5).numpy(),
-                         "cos": cos.numpy()})
+    rv = relative_variance(grads)
+    return pd.DataFrame({"value": rv["pseudo"], "rel_var": rv["rel_var"],
+                         "rel_err": (dev2.sqrt() / norm2 ** 0.5).numpy(), "cos": cos.numpy()})
 
 
 def checkpoint_rows(trainer: Any, ests: Mapping[str, EstimatorSpec], n_batches: int, prompts: int,
@@ -130,7 +168,11 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
                       prompts: int = 4, progress: bool = True) -> pd.DataFrame:
     """Gradient statistics of every estimator at two fixed checkpoints per seed of a study: the base adapter and
     ``checkpoint_method``'s trained adapter of that seed.  A long table with columns ``method`` (the estimator's
-    label), ``seed``, ``checkpoint``, ``unit``, ``rel_var``, ``rel_err``, ``cos`` and ``value`` (= ``rel_var``)."""
+    label), ``seed``, ``checkpoint``, ``unit`` (the batch), ``value`` (the batch's jackknife pseudo-value of
+    ``log R``), ``rel_var`` (``R`` of the whole set of batches), ``rel_err`` and ``cos``.  Claims compare
+    ``value`` (the log relative variance) paired by batch.  Cost: one generation of ``prompts x group_size``
+    completions per batch plus one backward per estimator; ``n_batches >= 100`` gives ``log R`` a jackknife
+    standard error of about 0.1."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
@@ -151,9 +193,7 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
             weights = load_file(str(result.sweep.folders[(checkpoint_method, seed)] / "adapter.safetensors"))
             set_peft_model_state_dict(model, weights)
             rows += checkpoint_rows(trainer, ests, n_batches, prompts, seed, "trained")
-    df = pd.DataFrame(rows)
-    df["value"] = df["rel_var"]
-    return df
+    return pd.DataFrame(rows)
 
 
 def study_estimators(result: Any, labels: Sequence[str] | None = None) -> dict[str, EstimatorSpec]:
@@ -164,8 +204,13 @@ def study_estimators(result: Any, labels: Sequence[str] | None = None) -> dict[s
 
 
 def variance_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per estimator and checkpoint: mean relative variance, relative error and leave-one-out cosine."""
-    return df.groupby(["checkpoint", "method"], sort=False)[["rel_var", "rel_err", "cos"]].mean()
+    """Per estimator and checkpoint: the relative variance ``R`` (unbiased trace over the U-statistic squared norm
+    of the mean), the jackknife ``log R`` with its 95% interval, the relative error and the leave-one-out cosine."""
+    g = df.groupby(["checkpoint", "method"], sort=False)
+    out = g[["rel_var", "rel_err", "cos"]].mean()
+    log_r = g["value"].mean()
+    se = g["value"].std() / np.sqrt(g["value"].count())
+    return out.assign(log_r=log_r, log_r_low=log_r - 1.96 * se, log_r_high=log_r + 1.96 * se)
 
 
 # ------------------------------------------------------------------------ shared by the measurements below
@@ -312,7 +357,8 @@ def loss_gradient_variance(result: Any, methods: Sequence[str], checkpoint_metho
     seed), ``n_batches`` batches of completions shared by every method; per method and batch the LoRA gradient
     of its first inner epoch (ratio 1: GSPO's and SAPO's equal GRPO's there) and of its second epoch, after the
     first epoch's optimizer step (:func:`two_epoch_gradients`), where the clip or gate acts.  A long table:
-    ``method, seed, checkpoint, epoch, unit, clip_frac, rel_var, rel_err, cos, value`` (= ``rel_var``); claims
+    ``method, seed, checkpoint, epoch, unit, clip_frac, rel_var, rel_err, cos, value`` (the batch's jackknife
+    pseudo-value of ``log R``, :func:`relative_variance`); claims
     use the ``epoch 2`` rows (``table[table.epoch == "epoch 2"]``)."""
     from tqdm.auto import tqdm
 
@@ -331,9 +377,7 @@ def loss_gradient_variance(result: Any, methods: Sequence[str], checkpoint_metho
                 elif ckpt != "base":
                     raise ParamError(f"checkpoint {ckpt!r} is not allowed; allowed: base, trained")
                 rows += loss_checkpoint_rows(chosen, n_batches, prompts, seed, ckpt)
-    df = pd.DataFrame(rows)
-    df["value"] = df["rel_var"]
-    return df
+    return pd.DataFrame(rows)
 
 
 def loss_variance_table(df: pd.DataFrame) -> pd.DataFrame:

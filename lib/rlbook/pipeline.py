@@ -9,8 +9,8 @@ collect data, label it, train one or several adapters, evaluate.  Two pieces mak
   ``result.json`` and whatever files the stage wrote, and ``DONE`` written last.  A folder without ``DONE`` is
   wiped and recomputed; ``rlbook cache`` lists (and ``--prune`` deletes) stale stage folders like stale runs.
 * :class:`PipelineResult`: the claims of a :class:`rlbook.study.Study` evaluated on long tables the notebook
-  measured (``method, seed[, unit], value``), with the same regime checks, calibrated intervals, Holm
-  correction, ``underpowered`` rule and Markdown conclusion as a trainer sweep (:mod:`rlbook.study`).
+  measured (``method, seed[, unit], value``), with the same regime checks, calibrated intervals, verdicts (primary
+  alone, secondaries by BH), ``underpowered`` rule and Markdown conclusion as a trainer sweep (:mod:`rlbook.study`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class PipelineResult:
         return pd.DataFrame(rows).set_index("method")
 
     def evaluate(self) -> list[dict[str, Any]]:
-        """Every claim: regime checks, effect, calibrated interval, mde; Holm across the notebook's claims."""
+        """Every claim: regime checks, effect, calibrated interval, mde; verdicts (primary alone, secondaries by BH)."""
         rows = []
         for c in self.study.claims:
             if c.metric not in self.tables:

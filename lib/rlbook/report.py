@@ -1,7 +1,7 @@
 """Figures and descriptive tables shared by the notebooks: bootstrap bands, learning curves, dashboards.
 
-Nothing here decides a claim.  Verdicts come from one place, :mod:`rlbook.stats` (a paired interval across
-seeds combined with the problem-level variation, Holm over a notebook's claims, ``underpowered`` below 3
+Nothing here decides a claim.  Verdicts come from one place, :mod:`rlbook.stats` (one crossed seed x unit test,
+the primary claim alone and the secondaries by Benjamini-Hochberg, ``underpowered`` below 3
 seeds), through :class:`rlbook.study.Study`; the percentile bootstrap here only draws the bands and crosses
 that show a spread.
 """

@@ -4,7 +4,7 @@ Each claim is measured on ``seeds`` independent simulation runs (the unit of rep
 in the language-model notebooks); within a run, Monte-Carlo batches are the paired units (every estimator sees
 the same draws).  A table has the columns ``method, seed, unit, value``; :func:`evaluate` turns it into a
 claim row with the calibrated t-interval, ``mde`` and the ``underpowered`` rule (< 3 seeds) of
-:func:`rlbook.stats.evaluate_claim`, and :func:`lab_claims` Holm-corrects all of the lab's claims together.
+:func:`rlbook.stats.evaluate_claim`, and :func:`lab_claims` gives the lab's claims their verdicts together (:func:`rlbook.stats.assign_verdicts`).
 
 NGRPO's claim ("learns from all-wrong groups") needs more than one Bernoulli arm: with one right and one wrong
 answer, pushing the sampled wrong answer down *is* pushing the right one up, so NGRPO's update on an all-wrong
@@ -171,7 +171,7 @@ def stratified_cosines(bandit: simlab.Bandit, group_size: int, n_batches: int, s
 def evaluate(text: str, metric: str, table: pd.DataFrame, method: str, baseline: str | None = None,
              direction: str = "greater", margin: float = 0.0, paper: str = "",
              checks: Sequence[tuple[bool, str]] = ()) -> dict[str, Any]:
-    """One claim row from a long table (a family of one; :func:`lab_claims` applies Holm across the lab)."""
+    """One claim row from a long table (a family of one; :func:`lab_claims` assigns the verdicts across the lab)."""
     names = [method] + ([baseline] if baseline else [])
     if table.empty or not set(names) <= set(table["method"]):
         row = {"claim": text, "metric": metric, "method": method, "baseline": baseline, "direction": direction,
@@ -179,10 +179,8 @@ def evaluate(text: str, metric: str, table: pd.DataFrame, method: str, baseline:
                "p_opposite": math.nan, "n_seeds": 0, "n_units": 0, "sd_seeds": math.nan, "within_var": 0.0,
                "verdict": "untestable in this regime", "reason": "nothing was measured (no rows)"}
         return {**row, "paper": paper}
-    unit = "unit" if "unit" in table.columns else None
-    eff = stats.seed_level_effects(table[table["method"].isin(names)], method, baseline, unit_col=unit)
-    row = stats.evaluate_claim(text, metric, eff, method=method, baseline=baseline, direction=direction,
-                               margin=margin, checks=checks)
+    row = stats.evaluate_claim(text, metric, table[table["method"].isin(names)], method, baseline,
+                               direction=direction, margin=margin, checks=checks)
     row["paper"] = paper
     return row
 
@@ -190,7 +188,7 @@ def evaluate(text: str, metric: str, table: pd.DataFrame, method: str, baseline:
 def lab_claims(n_prompts: int, prompt_sets: Mapping[str, Sequence[float]], group_size: int, n_batches: int,
                seeds: Sequence[int], n_answers: int = 4, curves: Mapping[str, Mapping[str, np.ndarray]] | None = None,
                ) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
-    """Every claim row of the lab (Holm across them) and the tables they were computed from.
+    """Every claim row of the lab (verdicts assigned together) and the tables they were computed from.
 
     Needs prompt sets named ``mixed`` and ``hard``.  ``curves`` (set -> estimator -> [seeds, steps + 1]) adds the
     training claim NGRPO > GRPO on the hard set when both were trained.

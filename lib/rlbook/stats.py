@@ -1,75 +1,69 @@
-"""The statistics behind every claim verdict: calibrated small-n intervals, Holm, power, rliable aggregates.
+"""The statistics behind every claim verdict: one calibrated, powered test (:func:`compare`), multiplicity,
+power planning, rliable aggregates.
 
-A claim ("Dr. GRPO's accuracy is at least GRPO's", "BNPO has lower gradient variance") becomes one row of a
-claim table.  This module computes that row from the runs and decides its verdict.
+A claim ("Dr. GRPO's accuracy is at least GRPO's", "BNPO has a lower gradient variance") becomes one row of a
+claim table.  Every row, of every notebook and pipeline, comes from :func:`compare` on a long table
+``(seed, unit, method, value)``; units are held-out problems, gradient batches, completions, lines or episodes.
 
-Unit of replication
-    The **seed** (one training run).  Per seed ``s`` the claim's effect ``d_s`` is computed from that seed's
-    data only: the mean over paired units (held-out problems, gradient batches) of method minus baseline,
-    paired by ``(seed, unit)`` (:func:`seed_level_effects`), or one scalar per (method, seed) such as a speed
-    metric (``unit_col=None`` / :func:`seed_effects_from_wide`).  Without a baseline the method's own values
-    are tested (one-sample claims, against 0 or a margin).  Unpaired designs (different seeds per method) are
-    not supported: rlbook's sweeps run every method on the same seeds.
+The design: seeds crossed with units
+    Every seed of every method is scored on the *same* units (the held-out problems), so a paired difference
+    ``d_su = y_su(method) - y_su(baseline)`` has three sources of variance::
 
-Calibrated interval (why not the percentile bootstrap)
-    With 2-3 seeds a percentile bootstrap across seeds has the range of the seeds as its "95%" interval and
-    covers the mean about half the time.  We use the equal-weight Hartung-Knapp-Sidik-Jonkman t-interval of
-    random-effects meta-analysis with the Knapp-Hartung "ad hoc" floor (Roever, Knapp & Friede 2015, "Hartung-
-    Knapp-Sidik-Jonkman approach and its modification for random-effects meta-analysis with few studies",
-    BMC Med. Res. Methodol. 15:99): with ``S`` seeds, ``s_d^2`` the sample variance of the ``d_s`` and
-    ``v_s`` the within-seed variance of ``d_s`` (sample variance of the paired unit differences / ``n_s``)::
+        d_su = mu + a_s + b_u + e_su,   var(a) = var_seed, var(b) = var_unit, var(e) = var_resid
 
-        se^2 = max(s_d^2, mean_s v_s) / S,   t = (mean_s d_s - threshold) / se  ~  t_{S-1}
+    ``a_s``: the seed's training luck; ``b_u``: the method helps on some problems more than on others (shared by
+    every seed, because every seed sees the same problems); ``e_su``: the rest (sampling, evaluation).  The
+    mean effect has ``var(dbar) = var_seed / S + var_unit / U + var_resid / (S U)``.  A seed-only t test
+    (the workbook's earlier test) estimates ``var_seed + (var_unit + var_resid) / U`` from the spread of the
+    seed means, which never contains ``var_unit / U``: with many seeds it is anti-conservative (a null effect
+    replicated 7-10% of the time at 10-20 seeds when the effect varies by problem).  With 3 seeds it has 2
+    degrees of freedom and no power.
 
-    The t reference with ``S - 1`` degrees of freedom is exact for normal seed effects whatever the split
-    of their variance between seeds and problems; the floor only matters when ``s_d^2`` happens to be smaller
-    than the problem-level noise alone could produce, and makes the test more conservative (three seeds that
-    agree by luck do not give a zero-width interval).  We chose it over a sign-flip (permutation) test across
-    seeds because with 3 seeds the smallest sign-flip p-value is 1/8: such a test can never replicate.
-    Measured (tests/test_stats.py, 3 seeds, 200 held-out 0/1 problems, between-seed sd 3 points): no true
-    effect replicates 0.1% of the time (the floor makes it conservative; exact t without it: 2.5%), while the
-    floor raises the 80%-power effect by under 1%.
+Method of moments (Satterthwaite), not REML
+    :func:`mean_squares` gives the two-way ANOVA of the ``S x U`` table of differences:
+    ``E[ms_seed] = var_resid + U var_seed``, ``E[ms_unit] = var_resid + S var_unit``,
+    ``E[ms_resid] = var_resid``.  Hence ``var(dbar) = (ms_seed + ms_unit - ms_resid) / (S U)``; a component
+    whose estimate is negative is set to zero (its mean square and the residual's drop out), which only
+    ever raises the variance.  The degrees of freedom of that combination are Satterthwaite's
+    ``(sum c_i ms_i)^2 / sum (c_i ms_i)^2 / df_i``, floored at the smallest df of the mean squares used (never
+    fewer than ``S - 1`` when the seed term is used).  When the seeds agree (``var_seed`` small, the usual
+    case with common random numbers and paired arms) the df are large and 3 seeds have power; when the seeds
+    disagree the df fall to ``S - 1`` and the interval widens accordingly.  We use the balanced
+    method-of-moments form rather than REML through ``statsmodels`` (``MixedLM`` has no crossed random
+    effects without a single-group trick and takes seconds per claim; the balanced moments are exact, closed
+    form and vectorise over simulations, which the calibration tests need).
+    Other designs: one unit per seed (a per-run scalar such as a speed metric): the seed t test, ``df = S - 1``;
+    one seed, or ``seed_random=False`` where the seed adds no randomness (a fixed checkpoint, a Best-of-N pool
+    from one model): units alone, ``df = U - 1``; an incomplete grid (e.g. the lengths of answers both
+    methods got wrong): ``var(dbar_s) / S + var(dbar_u) / U`` (conservative: counts the residual twice).
+    Calibration and power are proven by simulation with problems shared by seeds and a problem-by-method
+    effect, for 0/1 and continuous outcomes at 3, 10 and 20 seeds (``tests/test_stats.py``).
+
+Scales
+    ``scale="log"`` (lengths, token counts, ratios, variances) tests the mean log ratio; the row also carries
+    ``ratio = exp(effect)`` and its interval.  ``log1p`` for counts that can be 0.
 
 Directions, margins and verdicts
-    ``alpha`` is **one-sided** (default 0.025), so that the reported two-sided interval is the 95% CI and, for
-    a single claim, ``replicated`` <=> the 95% CI lies wholly on the claimed side.
+    ``alpha`` is **one-sided** (default 0.025), so the reported two-sided interval is the 95% CI.
 
     * ``greater``: claimed effect > ``margin`` (default 0); ``less``: effect < ``-margin``;
-    * ``not_less`` (non-inferiority): effect > ``-margin``, ``margin > 0`` required and it must exceed one
-      run's evaluation standard error (:func:`check_margin`, :func:`eval_standard_error`);
+    * ``not_less`` (non-inferiority): effect > ``-margin``, ``margin > 0`` required;
     * ``equivalent`` (parity): ``-margin < effect < margin`` by two one-sided tests (TOST), p = the larger.
 
-    ``p_value`` tests the claimed side, ``p_opposite`` the opposite side (for ``equivalent``: the effect lies
-    outside the margins).  Within one notebook both are Holm-adjusted across its claims
-    (:func:`assign_verdicts`); then ``replicated`` when ``p_adjusted < alpha``, ``not replicated`` when
-    ``p_opposite_adjusted < alpha`` (the interval excludes the claimed region), else ``inconclusive``.
-    A claim with fewer than 3 seeds is ``underpowered`` and one whose regime check failed is
-    ``untestable in this regime`` (with the failed checks' reasons); both still show effect and interval,
-    but they are **not members of the Holm family**: they get no verdict, so they spend no error rate.
-    Note that a ``greater`` claim with a true effect of exactly 0 is ``inconclusive``, not ``not replicated``:
-    no finite experiment excludes every positive effect.
+    Each notebook has one pre-registered **primary** claim, tested alone at ``alpha``.  **Secondary** claims
+    are adjusted by Benjamini-Hochberg (across the notebook here; across the whole workbook in the
+    scoreboard).  **Checks** (manipulation checks such as "the penalty makes answers shorter", true by
+    construction) are shown without a verdict.  ``replicated`` when the (adjusted) p of the claimed side is
+    below ``alpha``, ``not replicated`` when the opposite side's is, else ``inconclusive``; fewer than 3 seeds
+    give ``underpowered`` and a failed regime check ``untestable in this regime``: both show effect and
+    interval but take no verdict and spend no error rate.
 
-Minimum detectable effect (``mde``)
-    The smallest distance beyond the claim's threshold (for ``equivalent``: the smallest margin a true zero
-    effect would be shown inside) that this test detects with 80% power at the Bonferroni level
-    ``alpha / k`` (``k`` = Holm family size; Holm rejects at least whatever Bonferroni rejects).  Power is
-    computed exactly for the test above, floor included, under normal seed effects: the mean is
-    ``N(delta, sigma^2 / S)`` and ``s_d^2 ~ sigma^2 chi2_{S-1} / (S-1)``; we integrate over the chi-square
-    on a quantile grid and solve for ``delta`` (:func:`minimum_detectable_effect`).  The design's ``sigma^2``
-    (variance of one seed's effect = between-seed + problem-level variance) is estimated from the same
-    variance components the two-level bootstrap resamples: ``max(s_d^2 / m, mean v_s)`` with ``m`` the
-    median of ``chi2_{S-1}/(S-1)``, so the reported mde is median-unbiased for the design's true mde.  With 3
-    seeds that estimate rests on 2 degrees of freedom and is itself very uncertain (10%-90% range 0.13-0.31
-    around a true 0.19 in the test design).  With 0/1 outcomes the variance grows with the effect, so an mde
-    measured on runs without an effect is a few percent low (0.179 against 0.186 in the test design).
-    We do not plug in the two-level bootstrap's variance: resampling at both levels counts the problem-level
-    variance twice (Davison & Hinkley 1997, Bootstrap Methods, sect. 3.8) and resampling 3 seeds shrinks the
-    between-seed part by (S-1)/S.
-
-Two-level bootstrap (descriptive only)
-    :func:`two_level_bootstrap` resamples seeds, then units within each drawn seed, keeping the (seed, unit)
-    pairing of the methods (it resamples paired differences).  Its percentile interval is reported as
-    ``boot_low`` / ``boot_high`` beside the calibrated interval; it is not a 95% CI at small S.
+Minimum detectable effect (``mde``) and planning
+    The smallest true distance beyond the claim's threshold that the test finds with 80% power at ``alpha``,
+    from the noncentral t with the row's standard error and df (:func:`mde_from_se`).  :class:`Components`
+    holds a claim's variance components (from a run's row, or assumed) and gives the mde of any design
+    ``S seeds x U units`` and the cheapest designs that reach a paper's effect (:meth:`Components.plan`),
+    which ``rlbook power`` prints before any training.
 
 Multi-task aggregates
     :func:`iqm_table` and :func:`probability_of_improvement` use ``rliable.metrics`` (Agarwal et al. 2021,
@@ -86,7 +80,6 @@ Multi-task aggregates
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,134 +88,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rliable import metrics as rly_metrics
-from scipy import optimize, stats
+from scipy import stats
 
 from rlbook.config import ParamError
 
 DIRECTIONS = ("greater", "less", "not_less", "equivalent")
 MARGIN_DIRECTIONS = ("not_less", "equivalent")
-VERDICTS = ("replicated", "not replicated", "inconclusive", "underpowered", "untestable in this regime")
-NO_FAMILY = ("underpowered", "untestable in this regime")  # verdicts that do not enter the Holm family
+SCALES = ("identity", "log", "log1p")
+ROLES = ("primary", "secondary", "check")
+VERDICTS = ("replicated", "not replicated", "inconclusive", "underpowered", "untestable in this regime", "check")
+NO_FAMILY = ("underpowered", "untestable in this regime", "check")  # verdicts outside every family
 ALPHA = 0.025  # one-sided; the two-sided interval at this alpha is the 95% CI
 POWER = 0.8
 MIN_SEEDS = 3
-CLAIM_COLUMNS = ["claim", "metric", "method", "baseline", "direction", "margin", "effect", "ci_low",
-                 "ci_high", "p_value", "p_adjusted", "mde", "n_seeds", "n_units", "verdict", "reason"]
-_GRID = 4000  # chi-square quantile grid of the power integral
+CLAIM_COLUMNS = ["claim", "role", "metric", "method", "baseline", "direction", "margin", "scale", "effect",
+                 "ci_low", "ci_high", "p_value", "p_adjusted", "df", "mde", "n_seeds", "n_units", "design",
+                 "verdict", "reason"]
 
 
-# ------------------------------------------------------------------------------ seed-level effects
-
-
-@dataclass(frozen=True)
-class SeedEffects:
-    """Per seed, the paired unit-level differences (method - baseline; or the method's values without a
-    baseline).  A scalar metric has one unit per seed.  ``run_se``: one run's evaluation standard error of the
-    baseline's score (mean over seeds of ``sqrt(var(y) / n)``, population variance; NaN for scalar
-    metrics)."""
-
-    seeds: tuple[Any, ...]
-    units: tuple[np.ndarray, ...]
-    run_se: float = math.nan
-
-    @property
-    def effects(self) -> np.ndarray:
-        """``d_s``: the mean of the seed's units."""
-        return np.array([u.mean() for u in self.units])
-
-    @property
-    def within_var(self) -> np.ndarray:
-        """``v_s``: variance of ``d_s`` from the units (sample variance / n); 0 with one unit."""
-        return np.array([u.var(ddof=1) / u.size if u.size > 1 else 0.0 for u in self.units])
-
-    @property
-    def n_units(self) -> np.ndarray:
-        return np.array([u.size for u in self.units])
-
-
-def _run_se(values: Sequence[np.ndarray]) -> float:
-    if all(v.size < 2 for v in values):
-        return math.nan
-    return float(np.mean([math.sqrt(v.var() / v.size) for v in values]))
-
-
-def _make_effects(seeds: Sequence[Any], units: Sequence[np.ndarray],
-                  ref: Sequence[np.ndarray]) -> SeedEffects:
-    units = tuple(np.asarray(u, dtype=float).ravel() for u in units)
-    if not units or any(u.size == 0 for u in units):
-        raise ParamError(f"every seed needs at least one value; got unit counts {[u.size for u in units]}")
-    if not all(np.isfinite(u).all() for u in units):
-        raise ParamError("values contain NaN or inf; drop or fill them before computing seed effects")
-    return SeedEffects(tuple(seeds), units, _run_se([np.asarray(r, dtype=float).ravel() for r in ref]))
-
-
-def seed_effects_from_arrays(method_values: Any, baseline_values: Any = None,
-                             seeds: Sequence[Any] | None = None) -> SeedEffects:
-    """From arrays ``[S]`` (one scalar per seed) or ``[S, U]`` (U paired units per seed; the baseline's row
-    ``s``, column ``u`` is paired with the method's).  ``baseline_values=None``: one-sample claim."""
-    m = np.asarray(method_values, dtype=float)
-    m = m[:, None] if m.ndim == 1 else m
-    if m.ndim != 2:
-        raise ParamError(f"method_values must be [seeds] or [seeds, units], got shape {m.shape}")
-    b = None if baseline_values is None else np.asarray(baseline_values, dtype=float).reshape(m.shape[0], -1)
-    if b is not None and b.shape != m.shape:
-        raise ParamError(f"baseline_values shape {b.shape} differs from method_values shape {m.shape}")
-    seeds = list(range(m.shape[0])) if seeds is None else list(seeds)
-    if len(seeds) != m.shape[0]:
-        raise ParamError(f"{len(seeds)} seeds named for {m.shape[0]} rows of values")
-    diffs = m if b is None else m - b
-    return _make_effects(seeds, list(diffs), list(m if b is None else b))
-
-
-def seed_effects_from_wide(wide: pd.DataFrame, method: str, baseline: str | None = None) -> SeedEffects:
-    """From a per-seed table (index seed, one column per method, e.g. ``SweepResult.final_wide()``): one
-    scalar per (method, seed), paired by seed; seeds where either value is NaN are left out."""
-    cols = [method] + ([baseline] if baseline else [])
-    missing = [c for c in cols if c not in wide.columns]
-    if missing:
-        available = ", ".join(map(str, wide.columns))
-        raise ParamError(f"methods {missing} not in the table; available: {available}")
-    pair = wide[cols].dropna()
-    base = pair[baseline].to_numpy() if baseline else None
-    return seed_effects_from_arrays(pair[method].to_numpy(), base, seeds=list(pair.index))
-
-
-def _cell_means(df: pd.DataFrame, name: str, keys: list[str], method_col: str, value: str) -> pd.Series:
-    part = df[df[method_col] == name]
-    if part.empty:
-        raise ParamError(f"{method_col}={name!r} has no rows; available: "
-                         f"{', '.join(map(str, dict.fromkeys(df[method_col])))}")
-    if part[value].isna().any():
-        raise ParamError(f"{method_col}={name!r} has NaN in column {value!r}")
-    return part.groupby(keys, sort=True)[value].mean()
-
-
-def seed_level_effects(df: pd.DataFrame, method: str, baseline: str | None = None, *, value: str = "value",
-                       method_col: str = "method", seed_col: str = "seed",
-                       unit_col: str | None = "unit") -> SeedEffects:
-    """Seed effects from a long table with columns ``method, seed, unit, value`` (e.g. one row per run and
-    held-out problem, value = 0/1 correct).  Method and baseline are paired by ``(seed, unit)``; both must
-    have exactly the same pairs.  Repeated rows of one (method, seed, unit) are averaged first.
-    ``unit_col=None``: one value per (method, seed) (a scalar metric)."""
-    keys = [seed_col] + ([unit_col] if unit_col else [])
-    missing = [c for c in keys + [method_col, value] if c not in df.columns]
-    if missing:
-        raise ParamError(f"columns {missing} are missing; the table has {', '.join(map(str, df.columns))}")
-    a = _cell_means(df, method, keys, method_col, value)
-    b = _cell_means(df, baseline, keys, method_col, value) if baseline is not None else None
-    if b is not None and not a.index.equals(b.index):
-        only_a, only_b = len(a.index.difference(b.index)), len(b.index.difference(a.index))
-        raise ParamError(f"{method!r} and {baseline!r} are not paired: {only_a} {keys} keys only in "
-                         f"{method!r}, {only_b} only in {baseline!r}")
-    diff = a if b is None else a - b
-    ref = a if b is None else b
-    seeds = list(dict.fromkeys(diff.index.get_level_values(0)))
-    level = diff.index.get_level_values(0)
-    units = [diff[level == s].to_numpy() for s in seeds]
-    return _make_effects(seeds, units, [ref[level == s].to_numpy() for s in seeds])
-
-
-# ------------------------------------------------------------------------------ calibrated test
+# ------------------------------------------------------------------------------ the one test
 
 
 def _check_direction(direction: str, margin: float) -> None:
@@ -241,8 +125,7 @@ def _t_stat(diff: np.ndarray, se: np.ndarray) -> np.ndarray:
     return np.nan_to_num(t, nan=0.0, posinf=np.inf, neginf=-np.inf)
 
 
-def directional_p(effect: Any, se: Any, df: int, direction: str,
-                  margin: float) -> tuple[np.ndarray, np.ndarray]:
+def directional_p(effect: Any, se: Any, df: Any, direction: str, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """One-sided p-values ``(p_claimed_side, p_opposite_side)`` from a t statistic with ``df`` degrees of
     freedom (see the module docstring for the regions of each direction)."""
     effect, se = np.asarray(effect, dtype=float), np.asarray(se, dtype=float)
@@ -256,126 +139,336 @@ def directional_p(effect: Any, se: Any, df: int, direction: str,
     return (lower, upper) if direction == "less" else (upper, lower)
 
 
-def seed_t_test(effects: Any, within_var: Any, direction: str = "greater", margin: float = 0.0,
-                alpha: float = ALPHA) -> dict[str, np.ndarray]:
-    """The calibrated test on seed effects ``[..., S]`` (vectorised over leading axes): the mean effect, the
-    floored standard error ``sqrt(max(s_d^2, mean v_s) / S)``, the two-sided ``1 - 2 alpha`` t-interval with
-    ``S - 1`` degrees of freedom and the one-sided p-values.  One seed gives NaN for all but the effect."""
+def mean_squares(d: Any) -> dict[str, np.ndarray]:
+    """The two-way ANOVA of paired differences ``d[..., S, U]`` (seed x unit, one value per cell), vectorised
+    over leading axes: the grand mean, ``ms_seed`` (``U sum_s (dbar_s - dbar)^2 / (S - 1)``), ``ms_unit``
+    (``S sum_u (dbar_u - dbar)^2 / (U - 1)``) and ``ms_resid`` (interaction residual over ``(S-1)(U-1)``).
+    Their expectations are ``var_resid + U var_seed``, ``var_resid + S var_unit`` and ``var_resid``."""
+    d = np.asarray(d, dtype=float)
+    n_s, n_u = d.shape[-2], d.shape[-1]
+    grand = d.mean(axis=(-2, -1))
+    seed_m, unit_m = d.mean(axis=-1), d.mean(axis=-2)
+    nan = np.full_like(grand, np.nan)
+    ms_seed = n_u * ((seed_m - grand[..., None]) ** 2).sum(-1) / (n_s - 1) if n_s > 1 else nan
+    ms_unit = n_s * ((unit_m - grand[..., None]) ** 2).sum(-1) / (n_u - 1) if n_u > 1 else nan
+    if n_s > 1 and n_u > 1:
+        resid = d - seed_m[..., :, None] - unit_m[..., None, :] + grand[..., None, None]
+        ms_resid = (resid**2).sum(axis=(-2, -1)) / ((n_s - 1) * (n_u - 1))
+    else:
+        ms_resid = nan
+    return {"mean": grand, "ms_seed": ms_seed, "ms_unit": ms_unit, "ms_resid": ms_resid}
+
+
+def _satterthwaite(terms: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Degrees of freedom of ``sum_i m_i`` (each ``m_i`` a signed mean square with ``df_i``):
+    ``(sum m_i)^2 / sum m_i^2 / df_i``."""
+    total = sum(m for m, _ in terms)
+    den = sum(m**2 / df for m, df in terms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, total**2 / np.where(den > 0, den, 1.0), np.inf)
+
+
+def crossed_test(d: Any, direction: str = "greater", margin: float = 0.0, alpha: float = ALPHA) -> dict[str, Any]:
+    """The claim test on paired differences ``d[..., S, U]`` of a crossed seed x unit design (every seed
+    scored on the same units), vectorised over leading axes.  See the module docstring: method-of-moments
+    variance components truncated at zero, the variance of the mean ``var_seed / S + var_unit / U +
+    var_resid / (S U)``, Satterthwaite degrees of freedom floored at the smallest df of the mean squares used;
+    ``S = 1``: units alone (``df = U - 1``); ``U = 1``: seeds alone (``df = S - 1``)."""
     _check_direction(direction, margin)
-    d, v = np.asarray(effects, dtype=float), np.asarray(within_var, dtype=float)
-    n = d.shape[-1]
-    est = d.mean(axis=-1)
-    if n < 2:
+    d = np.asarray(d, dtype=float)
+    if d.ndim < 2:
+        raise ParamError(f"d must be [..., seeds, units], got shape {d.shape}")
+    n_s, n_u = d.shape[-2], d.shape[-1]
+    ms = mean_squares(d)
+    est = ms["mean"]
+    df_s, df_u, df_e = n_s - 1, n_u - 1, (n_s - 1) * (n_u - 1)
+    if n_s > 1 and n_u > 1:
+        a, b, e = ms["ms_seed"], ms["ms_unit"], ms["ms_resid"]
+        sa, sb = a > e, b > e  # a component estimated at zero drops its mean square and the residual's
+        total = np.where(sa, a, e) + np.where(sb, b, e) - e
+        den = (np.where(sa, a**2 / df_s, 0.0) + np.where(sb, b**2 / df_u, 0.0)
+               + np.where(sa & sb, e**2 / df_e, np.where(~sa & ~sb, e**2 / df_e, 0.0)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df = np.where(den > 0, total**2 / np.where(den > 0, den, 1.0), np.inf)
+        floor = np.where(sa & sb, min(df_s, df_u), np.where(sa, df_s, np.where(sb, df_u, df_e)))
+        df = np.maximum(df, floor)
+        var_mean = total / (n_s * n_u)
+        comps = {"var_seed": np.maximum(0.0, (a - e) / n_u), "var_unit": np.maximum(0.0, (b - e) / n_s),
+                 "var_resid": e}
+        design = "crossed"
+    elif n_s > 1:
+        var_mean, df = ms["ms_seed"] / n_s, np.full_like(est, float(df_s))
+        comps = {"var_seed": ms["ms_seed"], "var_unit": np.zeros_like(est), "var_resid": np.zeros_like(est)}
+        design = "seeds"
+    elif n_u > 1:
+        var_mean, df = ms["ms_unit"] / n_u, np.full_like(est, float(df_u))
+        comps = {"var_seed": np.zeros_like(est), "var_unit": ms["ms_unit"], "var_resid": np.zeros_like(est)}
+        design = "units"
+    else:
         nan = np.full_like(est, np.nan)
-        return {"effect": est, "se": nan, "df": 0, "ci_low": nan, "ci_high": nan, "p_value": nan,
-                "p_opposite": nan, "sd_seeds": nan, "within_var": v.mean(axis=-1)}
-    s2, vbar = d.var(axis=-1, ddof=1), v.mean(axis=-1)
-    se = np.sqrt(np.maximum(s2, vbar) / n)
-    half = stats.t.ppf(1.0 - alpha, n - 1) * se
-    p, p_opp = directional_p(est, se, n - 1, direction, margin)
-    return {"effect": est, "se": se, "df": n - 1, "ci_low": est - half, "ci_high": est + half, "p_value": p,
-            "p_opposite": p_opp, "sd_seeds": np.sqrt(s2), "within_var": vbar}
+        return {"effect": est, "se": nan, "df": nan, "ci_low": nan, "ci_high": nan, "p_value": nan,
+                "p_opposite": nan, "mde": nan, "var_seed": nan, "var_unit": nan, "var_resid": nan,
+                "design": "single value", "n_seeds": n_s, "n_units": n_u}
+    se = np.sqrt(np.maximum(var_mean, 0.0))
+    half = stats.t.ppf(1.0 - alpha, df) * se
+    p, p_opp = directional_p(est, se, df, direction, margin)
+    return {"effect": est, "se": se, "df": df, "ci_low": est - half, "ci_high": est + half, "p_value": p,
+            "p_opposite": p_opp, "mde": mde_from_se(se, df, alpha, POWER, direction), **comps, "design": design,
+            "n_seeds": n_s, "n_units": n_u}
 
 
-def holm(p_values: Any) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values along the last axis: sort ascending, multiply the i-th
-    smallest (0-based) by ``k - i``, take the running maximum, cap at 1."""
-    p = np.asarray(p_values, dtype=float)
-    if p.shape[-1] == 0:
-        return p.copy()
-    order = np.argsort(p, axis=-1, kind="stable")
-    k = p.shape[-1]
-    ranked = np.take_along_axis(p, order, axis=-1) * (k - np.arange(k))
-    adjusted = np.minimum(1.0, np.maximum.accumulate(ranked, axis=-1))
-    out = np.empty_like(adjusted)
-    np.put_along_axis(out, order, adjusted, axis=-1)
-    return out
+def incomplete_test(seed_means: Any, unit_means: Any, direction: str = "greater", margin: float = 0.0,
+                    alpha: float = ALPHA) -> dict[str, Any]:
+    """The test when the seed x unit grid is incomplete (e.g. lengths of the answers both methods got wrong):
+    ``var(dbar_s) / S + var(dbar_u) / U`` with Satterthwaite df.  Each term alone is the variance of the
+    mean under one source; together they count the residual twice, so the interval is conservative."""
+    _check_direction(direction, margin)
+    sm, um = np.asarray(seed_means, dtype=float), np.asarray(unit_means, dtype=float)
+    est = float(sm.mean()) if sm.size else math.nan
+    terms = []
+    if sm.size > 1:
+        terms.append((sm.var(ddof=1) / sm.size, sm.size - 1))
+    if um.size > 1:
+        terms.append((um.var(ddof=1) / um.size, um.size - 1))
+    if not terms:
+        return crossed_test(np.array([[est]]), direction, margin, alpha) | {"design": "single value"}
+    var_mean = sum(v for v, _ in terms)
+    df = float(max(_satterthwaite([(np.asarray(v), f) for v, f in terms]), min(f for _, f in terms)))
+    se = math.sqrt(var_mean)
+    half = float(stats.t.ppf(1.0 - alpha, df)) * se
+    p, p_opp = directional_p(est, se, df, direction, margin)
+    return {"effect": est, "se": se, "df": df, "ci_low": est - half, "ci_high": est + half, "p_value": float(p),
+            "p_opposite": float(p_opp), "mde": float(mde_from_se(se, df, alpha, POWER, direction)),
+            "var_seed": float(sm.var(ddof=1)) if sm.size > 1 else 0.0,
+            "var_unit": float(um.var(ddof=1)) if um.size > 1 else 0.0, "var_resid": math.nan,
+            "design": "incomplete", "n_seeds": int(sm.size), "n_units": int(um.size)}
 
 
-def verdicts_from_p(p_adjusted: Any, p_opposite_adjusted: Any, alpha: float = ALPHA) -> np.ndarray:
-    """``replicated`` / ``not replicated`` / ``inconclusive`` from Holm-adjusted one-sided p-values."""
-    pa, po = np.asarray(p_adjusted, dtype=float), np.asarray(p_opposite_adjusted, dtype=float)
-    return np.where(pa < alpha, "replicated", np.where(po < alpha, "not replicated", "inconclusive"))
+def _transform(values: pd.Series, scale: str, what: str) -> pd.Series:
+    if scale not in SCALES:
+        raise ParamError(f"scale={scale!r} is not allowed; allowed: {', '.join(SCALES)}")
+    v = values.astype(float)
+    if scale == "log":
+        if (v <= 0).any():
+            raise ParamError(f"scale='log' needs values > 0; {what} has {int((v <= 0).sum())} values <= 0 "
+                             f"(min {v.min():g}); use scale='log1p' for counts that can be 0")
+        return np.log(v)
+    if scale == "log1p":
+        if (v < 0).any():
+            raise ParamError(f"scale='log1p' needs values >= 0; {what} has {int((v < 0).sum())} negative values")
+        return np.log1p(v)
+    return v
+
+
+def paired_differences(table: pd.DataFrame, method: str, baseline: str | None = None, *,
+                       scale: str = "identity", seed_random: bool = True) -> pd.Series:
+    """``method - baseline`` per ``(seed, unit)`` on the claim's scale (repeated rows of a cell averaged first),
+    from a long table with columns ``seed, unit, method, value`` (``unit`` optional: one value per seed).
+    ``baseline=None``: the method's own values.  ``seed_random=False``: the seed adds no randomness (a fixed
+    checkpoint, a pool from one model), so each unit's differences are averaged over seeds (index: unit)."""
+    need = ["seed", "method", "value"]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ParamError(f"columns {missing} are missing; the table has {', '.join(map(str, table.columns))}")
+    t = table if "unit" in table.columns else table.assign(unit=0)
+    if t["value"].isna().any():
+        raise ParamError("the table has NaN values; drop the (seed, unit) pairs without a value first")
+    names = [method] + ([baseline] if baseline is not None else [])
+    avail = list(dict.fromkeys(t["method"]))
+    for n in names:
+        if n not in avail:
+            raise ParamError(f"method={n!r} has no rows; available: {', '.join(map(str, avail))}")
+    t = t.assign(value=_transform(t["value"], scale, "the table"))
+    cells = t[t["method"].isin(names)].groupby(["method", "seed", "unit"], sort=True)["value"].mean()
+    a = cells.loc[method]
+    if baseline is None:
+        diff = a
+    else:
+        b = cells.loc[baseline]
+        if not a.index.equals(b.index):
+            only_a, only_b = len(a.index.difference(b.index)), len(b.index.difference(a.index))
+            raise ParamError(f"{method!r} and {baseline!r} are not paired: {only_a} (seed, unit) cells only in "
+                             f"{method!r}, {only_b} only in {baseline!r}")
+        diff = a - b
+    if not seed_random:
+        return diff.groupby(level="unit").mean()
+    return diff
+
+
+def compare(table: pd.DataFrame, method: str, baseline: str | None = None, *, direction: str = "greater",
+            margin: float = 0.0, alpha: float = ALPHA, scale: str = "identity",
+            seed_random: bool = True) -> dict[str, Any]:
+    """THE test of every claim: ``method`` against ``baseline`` (or against 0 / the margin without one) on a
+    long table ``seed, unit, method, value`` (units: problems, batches, completions, lines, episodes).
+
+    Returns ``effect`` (mean paired difference on ``scale``), the two-sided ``1 - 2 alpha`` interval
+    ``ci_low``/``ci_high``, one-sided ``p_value`` (claimed side) and ``p_opposite``, Satterthwaite ``df``,
+    ``se``, ``mde`` (the smallest true distance beyond the claim's threshold found with 80% power at
+    ``alpha``), the variance components ``var_seed``, ``var_unit``, ``var_resid``, the ``design``
+    (crossed, seeds, units, incomplete), ``n_seeds`` and ``n_units``; on a log scale also ``ratio`` and its
+    interval (``exp`` of the effect)."""
+    _check_direction(direction, margin)
+    if not 0 < alpha < 0.5:
+        raise ParamError(f"alpha={alpha!r} must be in (0, 0.5) (one-sided)")
+    diff = paired_differences(table, method, baseline, scale=scale, seed_random=seed_random)
+    if not seed_random:
+        out = crossed_test(diff.to_numpy()[None, :], direction, margin, alpha)
+    else:
+        grid = diff.unstack("unit")
+        if grid.notna().all().all():
+            out = crossed_test(grid.to_numpy(), direction, margin, alpha)
+        else:
+            seed_means = diff.groupby(level="seed").mean().to_numpy()
+            unit_means = diff.groupby(level="unit").mean().to_numpy()
+            out = incomplete_test(seed_means, unit_means, direction, margin, alpha)
+    row = {k: (v if isinstance(v, str) else (int(v) if k in ("n_seeds", "n_units") else float(v)))
+           for k, v in out.items()}
+    row.update(method=method, baseline=baseline, direction=direction, margin=float(margin), alpha=alpha,
+               scale=scale, n_cells=int(diff.size))
+    if scale in ("log", "log1p"):
+        row.update(ratio=math.exp(row["effect"]), ratio_low=math.exp(row["ci_low"]) if math.isfinite(row["ci_low"])
+                   else math.nan, ratio_high=math.exp(row["ci_high"]) if math.isfinite(row["ci_high"]) else math.nan)
+    return row
 
 
 # ------------------------------------------------------------------------------ power
 
 
-@functools.lru_cache(maxsize=64)
-def _chi2_grid(df: int) -> np.ndarray:
-    """``chi2_df / df`` at the mid-quantiles of a grid: expectations over it are midpoint-rule integrals."""
-    w = stats.chi2.ppf((np.arange(_GRID) + 0.5) / _GRID, df) / df
-    w.setflags(write=False)
-    return w
+def mde_from_se(se: Any, df: Any, alpha: float = ALPHA, power: float = POWER,
+                direction: str = "greater") -> np.ndarray:
+    """Smallest true distance beyond the threshold that a t test with standard error ``se`` and ``df`` degrees
+    of freedom detects with probability ``power`` at one-sided ``alpha``: ``se * ncp`` where the noncentral t
+    with that ``ncp`` exceeds ``t_{1-alpha, df}`` with probability ``power`` (vectorised bisection on ncp).
+    For ``equivalent``: the smallest margin within which a true zero effect is shown,
+    ``se (t_{1-alpha} + t_{(1+power)/2})``."""
+    se_a, df_a = np.broadcast_arrays(np.asarray(se, dtype=float), np.asarray(df, dtype=float))
+    ok = np.isfinite(se_a) & (df_a > 0)
+    f = np.where(ok, np.minimum(np.where(ok, df_a, 1.0), 1e6), 1.0)
+    crit = stats.t.ppf(1.0 - alpha, f)
+    if direction == "equivalent":
+        ncp = crit + stats.t.ppf((1.0 + power) / 2.0, f)
+    else:
+        lo, hi = np.zeros_like(f), crit + 20.0
+        for _ in range(60):  # power is increasing in ncp; 60 halvings of [0, crit + 20] reach 1e-16
+            mid = (lo + hi) / 2.0
+            below = stats.nct.sf(crit, f, mid) < power
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        ncp = (lo + hi) / 2.0
+    out = np.where(ok, se_a * ncp, np.nan)
+    return out if out.shape else out[()]
 
 
-def _power(delta: float, n: int, sigma: float, within_var: float, crit: float, w: np.ndarray,
-           equivalent: bool) -> float:
-    se = np.sqrt(np.maximum(sigma**2 * w, within_var) / n)
-    sd_mean = sigma / math.sqrt(n)
-    room = delta - crit * se
-    if equivalent:  # TOST at a true effect of 0: |mean| < margin - crit * se
-        inside = stats.norm.cdf(room / sd_mean) - stats.norm.cdf(-room / sd_mean)
-        return float(np.mean(np.where(room > 0, inside, 0.0)))
-    return float(np.mean(stats.norm.cdf(room / sd_mean)))
+@dataclass(frozen=True)
+class Components:
+    """Variance components of one claim's paired differences: ``var_seed`` (between seeds), ``var_unit`` (the
+    unit-by-method interaction: the effect varies by problem) and ``var_resid``; ``source`` says where they
+    came from (a run's claim row, a pilot, an assumption)."""
+
+    var_seed: float
+    var_unit: float
+    var_resid: float
+    source: str = ""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], source: str = "") -> Components:
+        vals = [float(row.get(k, math.nan)) for k in ("var_seed", "var_unit", "var_resid")]
+        vals = [0.0 if not math.isfinite(v) else v for v in vals]
+        return cls(*vals, source=source)
+
+    def design(self, n_seeds: int, n_units: int) -> tuple[float, float]:
+        """``(se, df)`` of the mean effect at ``n_seeds x n_units`` (expected mean squares, Satterthwaite)."""
+        if n_seeds < 1 or n_units < 1 or n_seeds * n_units < 2:
+            raise ParamError(f"a design needs >= 2 cells, got {n_seeds} seeds x {n_units} units")
+        e_s = self.var_resid + n_units * self.var_seed
+        e_u = self.var_resid + n_seeds * self.var_unit
+        var = (self.var_seed / n_seeds + self.var_unit / n_units + self.var_resid / (n_seeds * n_units))
+        terms = []
+        if n_seeds > 1:
+            terms.append((np.asarray(e_s), n_seeds - 1))
+        if n_units > 1:
+            terms.append((np.asarray(e_u), n_units - 1))
+        if n_seeds > 1 and n_units > 1:
+            terms.append((np.asarray(-self.var_resid), (n_seeds - 1) * (n_units - 1)))
+        df = float(_satterthwaite(terms))
+        df = max(df, min(f for _, f in terms if f > 0)) if math.isfinite(df) else 1e6
+        return math.sqrt(max(var, 0.0)), df
+
+    def mde(self, n_seeds: int, n_units: int, alpha: float = ALPHA, power: float = POWER,
+            direction: str = "greater") -> float:
+        se, df = self.design(n_seeds, n_units)
+        return float(mde_from_se(se, df, alpha, power, direction))
+
+    def plan(self, effect: float, seeds: Sequence[int] = (3, 4, 6, 8, 10, 20),
+             units: Sequence[int] = (200, 500, 1000, 2000), alpha: float = ALPHA, power: float = POWER,
+             direction: str = "greater") -> list[tuple[int, int]]:
+        """The cheapest designs (fewest seeds, then fewest units) among ``seeds x units`` whose mde is at most
+        ``effect``: for each seed count the smallest unit count that suffices."""
+        out = []
+        for s in seeds:
+            for u in units:
+                if self.mde(s, u, alpha, power, direction) <= abs(effect):
+                    out.append((s, u))
+                    break
+        return out
 
 
-def minimum_detectable_effect(n_seeds: int, sd_seeds: float, within_var: float = 0.0, alpha: float = ALPHA,
-                              power: float = POWER, direction: str = "greater") -> float:
-    """Smallest true distance beyond the claim's threshold that :func:`seed_t_test` detects with probability
-    ``power`` at one-sided level ``alpha`` (``equivalent``: the smallest margin a true zero effect is shown
-    within).  ``sd_seeds``: sd of one seed's effect (between-seed and problem-level variance together);
-    ``within_var``: the mean within-seed variance of a seed effect (the floor).  NaN with < 2 seeds."""
-    if direction not in DIRECTIONS:
-        raise ParamError(f"direction={direction!r} is not allowed; allowed: {', '.join(DIRECTIONS)}")
-    if not 0 < alpha < 0.5 or not 0 < power < 1:
-        raise ParamError(f"need 0 < alpha < 0.5 and 0 < power < 1, got alpha={alpha!r}, power={power!r}")
-    if n_seeds < 2 or not math.isfinite(sd_seeds):
-        return math.nan
-    sigma = math.sqrt(max(sd_seeds**2, within_var))
-    if sigma == 0:
-        return 0.0
-    crit, w = float(stats.t.ppf(1.0 - alpha, n_seeds - 1)), _chi2_grid(n_seeds - 1)
-    eq = direction == "equivalent"
-
-    def gap(delta: float) -> float:
-        return _power(delta, n_seeds, sigma, within_var, crit, w, eq) - power
-
-    hi = sigma
-    while gap(hi) < 0:
-        hi *= 2.0
-    return float(optimize.brentq(gap, 0.0, hi, xtol=1e-10 * sigma))
+# ------------------------------------------------------------------------------ multiplicity and verdicts
 
 
-def design_sd(sd_seeds: float, within_var: float, n_seeds: int) -> float:
-    """Median-unbiased estimate of the sd of one seed's effect for the power calculation:
-    ``sqrt(max(s_d^2 / m, mean v_s))``, ``m`` the median of ``chi2_{S-1} / (S-1)``."""
-    if n_seeds < 2 or not math.isfinite(sd_seeds):
-        return math.nan
-    m = stats.chi2.median(n_seeds - 1) / (n_seeds - 1)
-    return math.sqrt(max(sd_seeds**2 / m, within_var))
+def benjamini_hochberg(p_values: Any) -> np.ndarray:
+    """Benjamini-Hochberg (1995) adjusted p-values (q-values) along the last axis: the i-th smallest
+    (1-based rank i of k) times ``k / i``, then the running minimum from the largest down, capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    k = p.shape[-1]
+    if k == 0:
+        return p.copy()
+    order = np.argsort(p, axis=-1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=-1) * k / np.arange(1, k + 1)
+    adjusted = np.minimum(1.0, np.minimum.accumulate(ranked[..., ::-1], axis=-1)[..., ::-1])
+    out = np.empty_like(adjusted)
+    np.put_along_axis(out, order, adjusted, axis=-1)
+    return out
 
 
-# ------------------------------------------------------------------------------ two-level bootstrap
+def verdicts_from_p(p: Any, p_opposite: Any, alpha: float = ALPHA) -> np.ndarray:
+    """``replicated`` / ``not replicated`` / ``inconclusive`` from (adjusted) one-sided p-values."""
+    pa, po = np.asarray(p, dtype=float), np.asarray(p_opposite, dtype=float)
+    return np.where(pa < alpha, "replicated", np.where(po < alpha, "not replicated", "inconclusive"))
 
 
-def two_level_bootstrap(units: Sequence[Any], n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """``n_boot`` replicates of the mean effect: draw ``S`` seeds with replacement, then, independently for
-    each drawn seed, its units with replacement; a replicate is the mean over drawn seeds of the mean of
-    their drawn units.  ``units[s]`` holds seed ``s``'s paired differences, so the (seed, unit) pairing of
-    method and baseline is kept."""
-    arrays = [np.asarray(u, dtype=float).ravel() for u in units]
-    if not arrays or any(a.size == 0 for a in arrays) or n_boot < 1:
-        raise ParamError(f"need >= 1 seed with >= 1 unit each and n_boot >= 1, got {len(arrays)} seeds, "
-                         f"n_boot={n_boot}")
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(arrays), size=(n_boot, len(arrays)))
-    total = np.zeros(n_boot)
-    for s, a in enumerate(arrays):
-        rows = np.nonzero(pick == s)[0]  # one entry per (replicate, slot) that drew seed s
-        means = a[rng.integers(0, a.size, size=(rows.size, a.size))].mean(axis=1)
-        np.add.at(total, rows, means)
-    return total / len(arrays)
+def assign_verdicts(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """Verdicts for the claims of one notebook.  The ``primary`` claim is tested alone at ``alpha``;
+    ``secondary`` claims by Benjamini-Hochberg across this notebook's secondaries (the workbook scoreboard
+    redoes BH across every notebook); ``check`` rows (manipulation checks) and rows already ``underpowered`` /
+    ``untestable`` get no verdict and stay out of every family."""
+    out = [dict(r) for r in rows]
+    for r in out:
+        r.setdefault("role", "secondary")
+        if r["role"] == "check":
+            r.update(verdict="check", p_adjusted=math.nan, p_opposite_adjusted=math.nan)
+    family = [r for r in out if r["role"] == "secondary" and r["verdict"] not in NO_FAMILY]
+    q, q_opp = benjamini_hochberg([r["p_value"] for r in family]), benjamini_hochberg([r["p_opposite"] for r in family])
+    for r, qa, qo in zip(family, q, q_opp, strict=True):
+        v = str(verdicts_from_p(qa, qo, alpha))
+        r.update(p_adjusted=float(qa), p_opposite_adjusted=float(qo), verdict=v, family_size=len(family))
+        r["reason"] = _reason(r, f"BH-adjusted over {len(family)} secondary claims", alpha)
+    for r in out:
+        if r["role"] == "primary" and r["verdict"] not in NO_FAMILY:
+            v = str(verdicts_from_p(r["p_value"], r["p_opposite"], alpha))
+            r.update(p_adjusted=r["p_value"], p_opposite_adjusted=r["p_opposite"], verdict=v, family_size=1)
+            r["reason"] = _reason(r, "primary claim, tested alone", alpha)
+        elif r["verdict"] in NO_FAMILY:
+            r.update(p_adjusted=math.nan, p_opposite_adjusted=math.nan)
+    return out
+
+
+def _reason(row: Mapping[str, Any], family: str, alpha: float) -> str:
+    if row["verdict"] == "not replicated":
+        return f"opposite side p = {row['p_opposite_adjusted']:.2g} < {alpha:g} ({family})"
+    if row["verdict"] == "replicated":
+        return f"p = {row['p_adjusted']:.2g} < {alpha:g} ({family})"
+    return (f"p = {row['p_adjusted']:.2g}, opposite side {row['p_opposite_adjusted']:.2g}, both >= {alpha:g} "
+            f"({family})")
 
 
 # ------------------------------------------------------------------------------ margins
@@ -400,75 +493,26 @@ def check_margin(margin: float, run_se: float, claim: str = "") -> None:
 # ------------------------------------------------------------------------------ claim rows
 
 
-def _family_reason(row: dict[str, Any], k: int, alpha: float) -> str:
-    side = {"replicated": "claimed side", "not replicated": "opposite side"}.get(row["verdict"])
-    p = row["p_adjusted"] if row["verdict"] != "not replicated" else row["p_opposite_adjusted"]
-    opposite = row["p_opposite_adjusted"]
-    tail = f"{side} significant" if side else f"neither side significant (opposite side {opposite:.3g})"
-    return f"Holm-adjusted one-sided p = {p:.3g} vs alpha {alpha:g} (family of {k}); {tail}"
-
-
-def _row_mde(row: dict[str, Any], alpha: float) -> float:
-    sd = design_sd(row["sd_seeds"], row["within_var"], row["n_seeds"])
-    return minimum_detectable_effect(row["n_seeds"], sd, row["within_var"], alpha, POWER, row["direction"])
-
-
-def assign_verdicts(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> list[dict[str, Any]]:
-    """Verdicts for the claims of one notebook: Holm over the claims that have >= 3 seeds and passed their
-    regime checks (``underpowered`` / ``untestable`` rows stay out of the family and keep their verdict);
-    ``mde`` at the Bonferroni level ``alpha / k``.  Returns new row dicts in the same order."""
-    out = [dict(r) for r in rows]
-    family = [r for r in out if r["verdict"] not in NO_FAMILY]
-    k = len(family)
-    p_adj = holm([r["p_value"] for r in family])
-    p_opp_adj = holm([r["p_opposite"] for r in family])
-    verdicts = verdicts_from_p(p_adj, p_opp_adj, alpha)
-    for r, pa, po, v in zip(family, p_adj, p_opp_adj, verdicts, strict=True):
-        r.update(p_adjusted=float(pa), p_opposite_adjusted=float(po), verdict=str(v), family_size=k)
-        r["reason"] = _family_reason(r, k, alpha)
-    for r in out:
-        if r["verdict"] in NO_FAMILY:
-            r.update(p_adjusted=math.nan, p_opposite_adjusted=math.nan, family_size=k)
-        r["mde"] = _row_mde(r, alpha / max(k, 1))
-    return out
-
-
-def evaluate_claim(claim: str, metric: str, effects: SeedEffects, *, method: str | None = None,
-                   baseline: str | None = None, direction: str = "greater", margin: float = 0.0,
-                   checks: Sequence[tuple[bool, str]] = (), alpha: float = ALPHA, n_boot: int = 2000,
-                   boot_seed: int = 0) -> dict[str, Any]:
-    """One claim row, with its verdict as a family of one (pass all rows of a notebook through
-    :func:`assign_verdicts` for Holm).  ``checks``: the claim's regime conditions as ``(passed, reason)``;
-    any failure gives ``untestable in this regime``.  Non-inferiority / equivalence margins are checked
-    against one run's evaluation standard error (:func:`check_margin`) when ``effects`` has unit-level data
-    (for a scalar metric ``run_se`` is NaN: check its margin yourself).  ``n_boot=0`` skips the descriptive
-    two-level bootstrap (``boot_low`` / ``boot_high`` NaN)."""
-    _check_direction(direction, margin)
+def evaluate_claim(claim: str, metric: str, table: pd.DataFrame, method: str, baseline: str | None = None, *,
+                   direction: str = "greater", margin: float = 0.0, role: str = "secondary",
+                   checks: Sequence[tuple[bool, str]] = (), alpha: float = ALPHA, scale: str = "identity",
+                   seed_random: bool = True) -> dict[str, Any]:
+    """One claim row: :func:`compare` on the long table plus the claim's text, metric, role and regime checks
+    (any failed check gives ``untestable in this regime`` with its reason).  With ``seed_random`` fewer than
+    3 seeds give ``underpowered``.  The verdict here treats the row as a family of one; pass all rows of a
+    notebook through :func:`assign_verdicts`."""
+    if role not in ROLES:
+        raise ParamError(f"role={role!r} is not allowed; allowed: {', '.join(ROLES)}")
+    row: dict[str, Any] = {"claim": claim, "metric": metric, "role": role, "primary": role == "primary",
+                           **compare(table, method, baseline, direction=direction, margin=margin, alpha=alpha,
+                                     scale=scale, seed_random=seed_random),
+                           "ci_level": 1.0 - 2.0 * alpha, "verdict": None, "reason": ""}
     failed = [reason for passed, reason in checks if not passed]
-    if direction in MARGIN_DIRECTIONS and not failed:  # an untestable claim needs no valid margin
-        check_margin(margin, effects.run_se, claim)
-    test = seed_t_test(effects.effects, effects.within_var, direction, margin, alpha)
-    boot = two_level_bootstrap(effects.units, n_boot, boot_seed) if n_boot else np.array([math.nan])
-    boot_low, boot_high = np.quantile(boot, [alpha, 1.0 - alpha])
-    row: dict[str, Any] = {"claim": claim, "metric": metric, "method": method, "baseline": baseline,
-                           "direction": direction, "margin": float(margin), "n_seeds": len(effects.units),
-                           "n_units": int(effects.n_units.sum()), "ci_level": 1.0 - 2.0 * alpha,
-                           "boot_low": float(boot_low), "boot_high": float(boot_high),
-                           "run_se": effects.run_se, "verdict": None, "reason": ""}
-    row.update({key: (float(val) if key != "df" else int(val)) for key, val in test.items()})
     if failed:
         row.update(verdict="untestable in this regime", reason="; ".join(failed))
-    elif row["n_seeds"] < MIN_SEEDS:
-        row.update(verdict="underpowered", reason=f"{row['n_seeds']} seeds < {MIN_SEEDS}: no verdict")
+    elif seed_random and row["design"] != "units" and row["n_seeds"] < MIN_SEEDS:
+        row.update(verdict="underpowered", reason=f"{row['n_seeds']} seed(s) < {MIN_SEEDS}: no verdict")
     return assign_verdicts([row], alpha)[0]
-
-
-def claim_from_frame(claim: str, metric: str, df: pd.DataFrame, method: str, baseline: str | None = None,
-                     *, frame_kwargs: Mapping[str, Any] | None = None, **claim_kwargs: Any) -> dict[str, Any]:
-    """:func:`evaluate_claim` on :func:`seed_level_effects` of a long table (``frame_kwargs`` go to the
-    latter: ``value``, ``method_col``, ``seed_col``, ``unit_col``)."""
-    effects = seed_level_effects(df, method, baseline, **dict(frame_kwargs or {}))
-    return evaluate_claim(claim, metric, effects, method=method, baseline=baseline, **claim_kwargs)
 
 
 def claim_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
