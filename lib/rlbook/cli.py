@@ -434,6 +434,31 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- rlbook power
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from rlbook import power
+
+    try:
+        root = P.find_root()
+        names = sorted(p.stem for p in (root / "notebooks").glob("*.ipynb")) if args.all else args.notebook
+        if not names:
+            return _error("name one or more notebooks, or --all")
+        for name in names:
+            params = P.resolve(name, args.profile, params_dir=root / "params")
+            spec = power.load_spec(name, params, root)
+            if spec is None:
+                print(f"== {name}: no study spec (no claims to plan)")
+                continue
+            table = power.power_table(spec, params, args.profile, _outputs(args, root))
+            print(f"== {name} ({args.profile or 'defaults'} profile)")
+            print(power.format_table(table) if len(table) else "  (no claims)")
+    except ParamError as e:
+        return _error(str(e))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--outputs", type=Path, help="outputs folder (default: outputs/ at the repo root)")
@@ -468,6 +493,12 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override (YAML value)")
     exp.add_argument("--out", help="file (trl) or folder (verl) to write; default exports/NOTEBOOK-METHOD-ENGINE")
     exp.set_defaults(func=cmd_export)
+    pwr = sub.add_parser("power", parents=[common],
+                         help="before training: each claim's paper effect, the mde at a profile, seeds x units for 80%% power")
+    pwr.add_argument("notebook", nargs="*", help="notebooks/NOTEBOOK.ipynb names")
+    pwr.add_argument("--profile", help="a profile of params/NOTEBOOK.yaml (smoke, cpu, gpu)")
+    pwr.add_argument("--all", action="store_true", help="every notebook")
+    pwr.set_defaults(func=cmd_power)
     tsk = sub.add_parser("tasks", help="list tasks; --probe NAME measures the base model on one configuration")
     tsk.add_argument("--probe", metavar="NAME", help="a preset or reasoning-gym task to measure")
     tsk.add_argument("-p", action="append", default=[], metavar="KEY=VALUE",

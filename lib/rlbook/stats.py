@@ -376,21 +376,24 @@ class Components:
         return cls(*vals, source=source)
 
     def design(self, n_seeds: int, n_units: int) -> tuple[float, float]:
-        """``(se, df)`` of the mean effect at ``n_seeds x n_units`` (expected mean squares, Satterthwaite)."""
+        """``(se, df)`` of the mean effect at ``n_seeds x n_units``: the expected mean squares put through the
+        same rule as :func:`crossed_test` (a zero component drops its mean square and the residual's) and
+        Satterthwaite's df."""
         if n_seeds < 1 or n_units < 1 or n_seeds * n_units < 2:
             raise ParamError(f"a design needs >= 2 cells, got {n_seeds} seeds x {n_units} units")
-        e_s = self.var_resid + n_units * self.var_seed
-        e_u = self.var_resid + n_seeds * self.var_unit
-        var = (self.var_seed / n_seeds + self.var_unit / n_units + self.var_resid / (n_seeds * n_units))
-        terms = []
-        if n_seeds > 1:
-            terms.append((np.asarray(e_s), n_seeds - 1))
-        if n_units > 1:
-            terms.append((np.asarray(e_u), n_units - 1))
-        if n_seeds > 1 and n_units > 1:
-            terms.append((np.asarray(-self.var_resid), (n_seeds - 1) * (n_units - 1)))
-        df = float(_satterthwaite(terms))
-        df = max(df, min(f for _, f in terms if f > 0)) if math.isfinite(df) else 1e6
+        var = self.var_seed / n_seeds + self.var_unit / n_units + self.var_resid / (n_seeds * n_units)
+        df_s, df_u, df_e = n_seeds - 1, n_units - 1, (n_seeds - 1) * (n_units - 1)
+        e_s, e_u, e = (self.var_resid + n_units * self.var_seed, self.var_resid + n_seeds * self.var_unit,
+                       self.var_resid)
+        if n_seeds == 1 or n_units == 1:
+            df = float(df_u if n_seeds == 1 else df_s)
+        else:
+            sa, sb = self.var_seed > 0, self.var_unit > 0
+            terms = ([(e_s, df_s)] if sa else []) + ([(e_u, df_u)] if sb else [])
+            terms += [(-e, df_e)] if sa and sb else [(e, df_e)] if not (sa or sb) else []
+            df = float(_satterthwaite([(np.asarray(m), f) for m, f in terms]))
+            floor = min(f for m, f in terms if m > 0)
+            df = max(df, floor) if math.isfinite(df) else 1e6
         return math.sqrt(max(var, 0.0)), df
 
     def mde(self, n_seeds: int, n_units: int, alpha: float = ALPHA, power: float = POWER,

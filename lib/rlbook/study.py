@@ -124,7 +124,24 @@ def start(study: Study, namespace: Mapping[str, Any]) -> runs.Run:
     pd.set_option("display.max_colwidth", None)  # whole problem texts in tables
     run = runs.start(study.name, namespace.get("run_dir"), params, profile=namespace.get("profile"))
     print("run folder:", run.dir)
+    show_power(study, params, namespace.get("profile"))
     return run
+
+
+def show_power(study: Study, params: Mapping[str, Any], profile: str | None) -> pd.DataFrame:
+    """The power table before the sweep (:func:`rlbook.power.power_table`): each claim's paper effect, the
+    smallest effect this design detects with 80% power, and the designs that would reach the paper's."""
+    from rlbook import power
+
+    table = power.power_table(study, params, profile)
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown("**Power before the sweep** (one-sided 0.025, 80% power; `rlbook power` prints the same)"))
+        display(table)
+    except ImportError:  # pragma: no cover - IPython is a dependency; plain text otherwise
+        print(power.format_table(table))
+    return table
 
 
 def margin_check(claim: Claim, eval_size: int) -> tuple[bool, str] | None:
