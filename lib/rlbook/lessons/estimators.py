@@ -186,6 +186,7 @@ def gradient_weight_vs_ratio(specs: Mapping[str, tuple[str, Mapping[str, Any]]],
             ax.plot(rho.numpy(), (-grad[:, 0] / a).numpy(), label=label)
         ax.axvline(1.0, color="grey", ls=":", lw=1)
         ax.set(xlabel="ratio rho = pi / pi_old", title=f"A = {a:+g}")
+        ax.locator_params(axis="x", nbins=5)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("gradient weight (d objective / d log pi) / A")
     axes[0].legend(fontsize=8)
