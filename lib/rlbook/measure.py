@@ -111,14 +111,15 @@ def relative_variance(grads: torch.Tensor) -> dict[str, Any]:
     total = g.sum(0)
     sq = g.pow(2).sum(-1)  # ||g_b||^2
     cross = g @ total  # g_b . sum
-    q, t2 = float(sq.sum()), float(total.pow(2).sum())
+    q, t2 = sq.sum(), total.pow(2).sum()
 
-    def ratio(m: Any, qq: Any, tt: Any) -> Any:
+    def ratio(m: int, qq: torch.Tensor, tt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tr = (qq - tt / m) / (m - 1)
         mu2 = (tt - qq) / (m * (m - 1))
-        return tr / mu2, mu2
+        return tr / torch.where(mu2 > 0, mu2, torch.ones_like(mu2)), mu2  # NaN-safe; callers keep mu2 > 0 only
 
-    r, mu2 = ratio(n, q, t2)
+    r_t, mu2_t = ratio(n, q, t2)
+    r, mu2 = float(r_t), float(mu2_t)
     q_i = q - sq
     t2_i = t2 - 2.0 * cross + sq  # ||sum - g_b||^2
     r_i, mu2_i = ratio(n - 1, q_i, t2_i)
@@ -151,8 +152,10 @@ def checkpoint_rows(trainer: Any, ests: Mapping[str, EstimatorSpec], n_batches: 
     """The per-batch statistics of every estimator at the trainer's current adapter."""
     rng = np.random.default_rng([seed, len(checkpoint)])
     torch.manual_seed(int(rng.integers(2**31)))
+    from tqdm.auto import tqdm
+
     grads: dict[str, list[torch.Tensor]] = {label: [] for label in ests}
-    for _ in range(n_batches):
+    for _ in tqdm(range(n_batches), desc=f"{checkpoint} checkpoint, seed {seed}: batches", leave=False):
         indices = [int(i) for i in rng.choice(len(trainer.task.train), size=prompts, replace=False)]
         for label, g in batch_gradients(trainer, indices, ests).items():
             grads[label].append(g)
@@ -165,14 +168,16 @@ def checkpoint_rows(trainer: Any, ests: Mapping[str, EstimatorSpec], n_batches: 
 
 
 def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint_method: str, n_batches: int = 8,
-                      prompts: int = 4, progress: bool = True) -> pd.DataFrame:
+                      prompts: int = 4, checkpoints: Sequence[str] = ("base", "trained"), seeds: int | None = None,
+                      progress: bool = True) -> pd.DataFrame:
     """Gradient statistics of every estimator at two fixed checkpoints per seed of a study: the base adapter and
     ``checkpoint_method``'s trained adapter of that seed.  A long table with columns ``method`` (the estimator's
     label), ``seed``, ``checkpoint``, ``unit`` (the batch), ``value`` (the batch's jackknife pseudo-value of
     ``log R``), ``rel_var`` (``R`` of the whole set of batches), ``rel_err`` and ``cos``.  Claims compare
     ``value`` (the log relative variance) paired by batch.  Cost: one generation of ``prompts x group_size``
     completions per batch plus one backward per estimator; ``n_batches >= 100`` gives ``log R`` a jackknife
-    standard error of about 0.1."""
+    standard error of about 0.1.  ``checkpoints``: ``base`` and/or ``trained``; ``seeds``: use only the study's
+    first ``seeds`` seeds (at the base checkpoint the seed adds no randomness but its batches)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
     from tqdm.auto import tqdm
@@ -184,15 +189,20 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
     spec = next(s for s in result.specs if s.label == checkpoint_method)
     base, tok = default_model_factory(spec)()
     rows: list[dict[str, Any]] = []
-    seeds = sorted({s for (_, s) in result.sweep.folders})
-    for seed in tqdm(seeds, desc="gradient variance", disable=not progress):
+    bad = [c for c in checkpoints if c not in ("base", "trained")]
+    if bad or not checkpoints:
+        raise ParamError(f"checkpoints {list(checkpoints)} not allowed; allowed: base, trained (one or both)")
+    chosen = sorted({s for (_, s) in result.sweep.folders})[:seeds]
+    for seed in tqdm(chosen, desc="gradient variance", disable=not progress):
         cfg = spec.resolved(seed)
         with _adapter(base, cfg["lora"], seed) as model:
             trainer = Trainer(model, tok, make_task(cfg["task"]), cfg["train"], progress=False)
-            rows += checkpoint_rows(trainer, ests, n_batches, prompts, seed, "base")
-            weights = load_file(str(result.sweep.folders[(checkpoint_method, seed)] / "adapter.safetensors"))
-            set_peft_model_state_dict(model, weights)
-            rows += checkpoint_rows(trainer, ests, n_batches, prompts, seed, "trained")
+            if "base" in checkpoints:
+                rows += checkpoint_rows(trainer, ests, n_batches, prompts, seed, "base")
+            if "trained" in checkpoints:
+                weights = load_file(str(result.sweep.folders[(checkpoint_method, seed)] / "adapter.safetensors"))
+                set_peft_model_state_dict(model, weights)
+                rows += checkpoint_rows(trainer, ests, n_batches, prompts, seed, "trained")
     return pd.DataFrame(rows)
 
 
