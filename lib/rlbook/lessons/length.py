@@ -311,9 +311,10 @@ def budget_figure(b0: int = 128, gamma: float = 0.5, interval: int = 2, b_min: i
 
 def token_advantages_figure(panels: Mapping[str, Tensor], lengths: Sequence[int],
                             marks: Mapping[int, Sequence[int]] | None = None, title: str = "") -> Figure:
-    """Token advantages ``[N, T]`` (one row per completion) as heat maps side by side, zero past each length;
-    ``marks`` draws ticks at given token positions of given rows (span starts, budget ends, step ends)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.5 * len(lengths) + 2), squeeze=False)
+    """Token advantages ``[N, T]`` (one row per completion) as heat maps side by side, blank past each length
+    (values printed when T <= 16); ``marks`` draws ticks at given token positions of given rows (span starts, budget ends, step ends)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.5 * len(lengths) + 2), squeeze=False,
+                             layout="constrained")
     vmax = max(float(v.abs().max()) for v in panels.values()) or 1.0
     image = None
     for ax, (name, adv) in zip(axes[0], panels.items(), strict=True):
@@ -321,6 +322,10 @@ def token_advantages_figure(panels: Mapping[str, Tensor], lengths: Sequence[int]
         for i, n in enumerate(lengths):
             x[i, int(n):] = np.nan
         image = ax.imshow(x, cmap="coolwarm", vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
+        if x.shape[1] <= 16:  # small enough to print every token's advantage
+            for (i, t), v in np.ndenumerate(x):
+                if not np.isnan(v):
+                    ax.text(t, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5)
         for row, cols in (marks or {}).items():
             ax.plot([c - 0.5 for c in cols], [row] * len(cols), "|", color="k", markersize=14, mew=2)
         ax.set(title=name, xlabel="token position", ylabel="completion")
