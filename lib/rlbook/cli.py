@@ -318,7 +318,7 @@ def _index_row(rec: runs.RunRecord, outputs: Path) -> str:
     report = rec.dir / "report.html"
     name = html.escape(f"{rec.notebook}/{rec.dir.name}")
     link = (
-        f'<a href="{html.escape(report.relative_to(outputs).as_posix())}">{name}</a>'
+        f'<a href="{html.escape(report.relative_to(outputs.absolute()).as_posix())}">{name}</a>'
         if report.is_file()
         else name
     )
