@@ -495,7 +495,7 @@ def make_specs(methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str], b
     return specs
 
 
-def is_method_table(key: str, value: Any) -> bool:
+def is_method_table(key: str) -> bool:
     """A notebook parameter that lists methods to train: ``methods`` or ``<something>_methods``."""
     return key == "methods" or key.endswith("_methods")
 
@@ -506,7 +506,7 @@ def plan(params: Mapping[str, Any]) -> dict[str, list[RunSpec]]:
     mechanism, hyper-parameter or group width fails here, before a run folder or a model exists.  ``rlbook run``
     and ``rlbook check`` call it; the notebook's sweep makes the same specs from the same parameters."""
     base = {k: params[k] for k in SPEC_KEYS if k in params}
-    return {key: make_specs(value, base, name=key) for key, value in params.items() if is_method_table(key, value)}
+    return {key: make_specs(value, base, name=key) for key, value in params.items() if is_method_table(key)}
 
 
 def compare_methods(
