@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,47 @@ def test_bad_parameter(row: str, flags: list[str], expected: list[str], tmp_path
                        capsys: pytest.CaptureFixture[str]) -> None:
     assert f"| {row} |" in DOC
     bad(["run", "quickstart", *flags], tmp_path / "outputs", capsys, *expected)
+
+
+METHOD_ROWS = [  # (row of the doc, the methods table given with -p to `rlbook run knapsack --profile smoke`, pieces)
+    ("unknown method preset", "{Bad: {preset: knapsak}}",
+     ["methods['Bad']: method preset 'knapsak' is unknown; available: ", "knapsack"]),
+    ("bad sampler hyper-parameter", "{K: {preset: knapsack, sampler_kwargs: {nn: 1}}}",
+     ["methods['K']: train.sampler: sampler 'knapsack' got unknown hyper-parameter(s) nn; allowed: n, min_n"]),
+    ("bad sampler hyper-parameter", "{K: {preset: knapsack, sampler_kwargs: {min_n: 0}}}",
+     ["methods['K']: knapsack needs n >= 1 and 1 <= min_n <= max_n; got n=8, min_n=0, max_n=128"]),
+    ("bad estimator hyper-parameter", "{B: {preset: bnpo, estimator_kwargs: {nope: 1}}}",
+     ["methods['B']: train.estimator: estimator 'bnpo' got unknown hyper-parameter(s) nope; allowed: "]),
+    ("unknown loss in a method", "{L: {preset: grpo, loss: nope}}",
+     ["methods['L']: train.loss='nope' is not allowed; allowed: ", "ppo_clip"]),
+    ("group narrower than the sampler's budgets", "{K: {preset: knapsack, group_size: 8}}",
+     ["methods['K']: train.group_size=8 is narrower than the 14 completions sampler 'knapsack' can ask for one "
+      "prompt (prompts_per_step=2)"]),
+]
+
+
+@pytest.mark.parametrize(("row", "methods", "expected"), METHOD_ROWS, ids=[f"{r[0]}:{r[1]}" for r in METHOD_ROWS])
+def test_bad_method(row: str, methods: str, expected: list[str], tmp_path: Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert f"| {row} |" in DOC
+    bad(["run", "knapsack", "--profile", "smoke", "-p", f"methods={methods}"], tmp_path / "outputs", capsys, *expected)
+
+
+def test_misspelt_preset_exits_2_in_seconds_with_no_run_folder(tmp_path: Path) -> None:
+    """The command of docs/BAD_INPUT.md as a user types it: a fresh process, exit 2, the preset and the allowed
+    ones named, nothing written; its CPU time is the imports' (wall time on a busy machine is not)."""
+    outputs = tmp_path / "outputs"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-m", "rlbook.cli", "run", "knapsack", "--profile", "smoke", "-p",
+                           "methods={Bad: {preset: knapsak}}", "--outputs", str(outputs)],
+                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("rlbook: error: methods['Bad']: method preset 'knapsak' is unknown; available: ")
+    assert "knapsack" in done.stderr.split("available: ")[1]
+    assert not outputs.exists()
+    assert cpu < 30, cpu
 
 
 def test_unknown_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

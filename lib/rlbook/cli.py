@@ -1,11 +1,15 @@
-"""``rlbook run / list / resume / cache / tasks / export``: execute notebooks into run folders, list them, choose
-tasks, manage the run cache, export a method.
+"""``rlbook run / check / list / resume / cache / tasks / export``: execute notebooks into run folders, check
+them, list them, choose tasks, manage the run cache, export a method.
 
 ``rlbook run NOTEBOOK [--profile P] [--params FILE] [-p key=value ...] [--outputs DIR]`` resolves the
-parameters (:mod:`rlbook.params`; a bad one is a one-line error, exit 2, nothing written), makes a
+parameters (:mod:`rlbook.params`) and plans every method (:func:`rlbook.experiments.plan`: presets, mechanisms,
+hyper-parameters, group widths; a bad one is a one-line error, exit 2, nothing written), makes a
 run folder (:mod:`rlbook.runs`), executes ``notebooks/NOTEBOOK.ipynb`` there with papermill, renders
 ``report.html``, marks the manifest ``ok`` / ``failed`` / ``interrupted`` and rebuilds
 ``outputs/index.html``.  Exit codes: 0 ok, 1 failed, 2 usage error, 130 SIGINT, 143 SIGTERM.
+
+``rlbook check [NOTEBOOK ...] [--profile P | --all]`` does the same resolution and planning for any notebooks
+and profiles (default: every notebook, its defaults) without running anything.
 
 ``rlbook tasks`` lists the task presets (with their last measured base accuracy) and every
 reasoning-gym task; ``rlbook tasks --probe NAME [-p key=value ...]`` measures the base model on one
@@ -189,6 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.params is not None and not Path(args.params).is_file():
             return _error(f"--params {args.params}: no such file")
         params = P.resolve(args.notebook, args.profile, args.params, args.p, params_dir=root / "params")
+        plan(params)  # every method resolved and checked before a folder or a model exists
     except ParamError as e:
         return _error(str(e))
     outputs = _outputs(args, root)
@@ -211,6 +216,60 @@ def cmd_run(args: argparse.Namespace) -> int:
         return execute(root / "notebooks" / f"{args.notebook}.ipynb", run_dir, params, args.profile)
     finally:
         write_index(outputs)
+
+
+def plan(params: dict[str, Any]) -> dict[str, Any]:
+    """The run plan of resolved parameters (:func:`rlbook.experiments.plan`): ``{table: [RunSpec, ...]}``."""
+    from rlbook import experiments
+
+    return experiments.plan(params)
+
+
+# ---------------------------------------------------------------- rlbook check
+
+
+def check_one(notebook: str, profile: str | None, overrides: list[str], params_dir: Path) -> str:
+    """Resolve ``notebook``'s parameters under ``profile`` and plan every method, as ``rlbook run`` does before it
+    starts; a one-line summary (raises ``ParamError``)."""
+    tables = plan(P.resolve(notebook, profile, None, overrides, params_dir=params_dir))
+    parts = []
+    for key, specs in tables.items():
+        widths = [f"{s.label} group_size={s.train_config(0).group_size} (sampler {s.train_config(0).sampler})"
+                  for s in specs if s.train.get("group_size", 0) is None]
+        parts.append(f"{key}: {len(specs)}" + (f" [{'; '.join(widths)}]" if widths else ""))
+    return ", ".join(parts) or "no method tables"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``rlbook check [NOTEBOOK ...] [--profile P | --all]``: everything ``rlbook run`` checks before it starts
+    (parameters, every method's presets, mechanisms, hyper-parameters and group widths), for each notebook and
+    profile, without a run folder or a model.  Exit 0 when all pass, 2 when one does not."""
+    if args.profile and args.all:
+        return _error("give --profile P or --all, not both")
+    try:
+        root = P.find_root()
+        names = P.available(root / "notebooks")
+        unknown = [n for n in args.notebooks if n not in names]
+        if unknown:
+            return _error(f"unknown notebook {unknown[0]!r}; available: {', '.join(names) or '(none)'}")
+    except ParamError as e:
+        return _error(str(e))
+    failed = 0
+    for name in args.notebooks or names:
+        try:
+            profiles = list(P.load_file(name, root / "params")["profiles"]) if args.all else [args.profile]
+        except ParamError as e:
+            profiles, failed = [], failed + 1
+            print(f"FAIL {name}: {e}")
+        for profile in profiles:
+            try:
+                print(f"ok   {name} {profile or 'defaults'}: {check_one(name, profile, args.p, root / 'params')}")
+            except ParamError as e:
+                failed += 1
+                print(f"FAIL {name} {profile or 'defaults'}: {e}")
+    if failed:
+        return _error(f"{failed} notebook/profile pair(s) failed the check")
+    return 0
 
 
 # ---------------------------------------------------------------- rlbook list and index.html
@@ -259,7 +318,7 @@ def _index_row(rec: runs.RunRecord, outputs: Path) -> str:
     report = rec.dir / "report.html"
     name = html.escape(f"{rec.notebook}/{rec.dir.name}")
     link = (
-        f'<a href="{html.escape(report.relative_to(outputs).as_posix())}">{name}</a>'
+        f'<a href="{html.escape(report.relative_to(outputs.absolute()).as_posix())}">{name}</a>'
         if report.is_file()
         else name
     )
@@ -474,6 +533,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--reuse", action="store_true",
                      help="if a run with the same parameters exists: reuse it when ok, else resume it (sweeps)")
     run.set_defaults(func=cmd_run)
+    chk = sub.add_parser("check", help="resolve and check notebooks' parameters and methods without running them")
+    chk.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebooks to check (default: every one)")
+    chk.add_argument("--profile", help="a profile of params/NOTEBOOK.yaml (default: the defaults)")
+    chk.add_argument("--all", action="store_true", help="every profile of each notebook")
+    chk.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override (YAML value)")
+    chk.set_defaults(func=cmd_check)
     lst = sub.add_parser("list", parents=[common], help="list run folders")
     lst.add_argument("notebook", nargs="?", help="only this notebook's runs")
     lst.set_defaults(func=cmd_list)

@@ -26,7 +26,7 @@ from rlbook import (
     sampling,
     spo,
 )
-from rlbook.config import TrainConfig
+from rlbook.config import TrainConfig, is_checked, mark_checked
 from rlbook.errors import ParamError
 from rlbook.registry import Entry
 
@@ -54,7 +54,11 @@ def loss_hyper(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def check(cfg: TrainConfig) -> None:
-    """Validate every mechanism name and hyper-parameter of ``cfg`` (raises :class:`ParamError`)."""
+    """Validate every mechanism name and hyper-parameter of ``cfg`` (raises :class:`ParamError`), once: a config
+    that passed is marked (:func:`rlbook.config.mark_checked`) and not checked again until a mechanism field is
+    set (the run plan checks; the trainer it hands the config to does not)."""
+    if is_checked(cfg):
+        return
     def named(registry: Any, key: str, name: str, kwargs: dict[str, Any]) -> None:
         if name not in registry:
             raise ParamError(f"{key}={name!r} is not allowed; allowed: {', '.join(registry.available())}")
@@ -76,6 +80,7 @@ def check(cfg: TrainConfig) -> None:
                                  ("phases", cfg.phases, phases.PHASES)):
         for i, item in enumerate(items):
             named(registry, f"train.{key}[{i}].name", item["name"], item.get("kwargs", {}))
+    mark_checked(cfg)
 
 
 MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, process, prm, credit, length, curricula)  # every module that registers mechanisms

@@ -15,7 +15,8 @@ from typing import Any
 
 from rlbook.errors import ParamError
 
-__all__ = ["KL_KINDS", "MechanismSpec", "ParamError", "RewardSpec", "TrainConfig", "build"]
+__all__ = ["KL_KINDS", "MECHANISM_FIELDS", "MechanismSpec", "ParamError", "RewardSpec", "TrainConfig", "build",
+           "is_checked", "mark_checked"]
 
 
 def _choice(key: str, value: Any, allowed: list[str] | tuple[str, ...]) -> None:
@@ -33,6 +34,10 @@ def _range(key: str, value: Any, lo: float | None = None, hi: float | None = Non
 
 
 KL_KINDS = ("k1", "k2", "k3")
+# the fields whose values a registry checks (rlbook.components.check); setting one clears the checked mark
+MECHANISM_FIELDS = frozenset({"estimator", "estimator_kwargs", "loss", "loss_kwargs", "eps_low", "eps_high",
+                              "aggregation", "rewards", "filters", "sampler", "sampler_kwargs", "phases"})
+_CHECKED = "_mechanisms_checked"  # an instance attribute, not a field: never in to_dict() or a cache key
 
 
 def _mechanism_list(key: str, items: Any, allowed_keys: tuple[str, ...]) -> None:
@@ -142,6 +147,11 @@ class TrainConfig:
             raise ParamError(f"train.rollouts_per_prompt={self.rollouts_per_prompt} must be <= train.group_size="
                              f"{self.group_size} (the number of slots of a group)")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in MECHANISM_FIELDS:
+            self.__dict__.pop(_CHECKED, None)  # a new mechanism name or hyper-parameter is checked again
+        object.__setattr__(self, name, value)
+
     @property
     def batch_size(self) -> int:
         return self.prompts_per_step * self.group_size
@@ -150,6 +160,18 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+def mark_checked(cfg: TrainConfig) -> TrainConfig:
+    """Record that ``cfg``'s mechanisms passed :func:`rlbook.components.check` (copies keep the mark; setting a
+    field of :data:`MECHANISM_FIELDS` clears it).  Only that check calls this."""
+    cfg.__dict__[_CHECKED] = True
+    return cfg
+
+
+def is_checked(cfg: TrainConfig) -> bool:
+    """``cfg``'s mechanisms were checked and none was set since (so the trainer does not check them again)."""
+    return bool(cfg.__dict__.get(_CHECKED))
 
 
 def build(cls: type, value: Any, section: str) -> Any:

@@ -64,10 +64,19 @@ def _sha(data: Any) -> str:
     return hashlib.sha256(_canonical(data).encode()).hexdigest()
 
 
-@dataclass
+SPEC_KEYS = ("model", "task", "lora", "train", "eval_size", "eval_max_new_tokens")  # the base of a method table
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One training configuration (all but the seed).  ``eval_size`` / ``eval_max_new_tokens``: the held-out
-    greedy evaluation at the end (default: ``task.eval_size`` problems, the training ``max_new_tokens``)."""
+    greedy evaluation at the end (default: ``task.eval_size`` problems, the training ``max_new_tokens``).
+
+    A spec is resolved and validated once, when it is made (every default filled in, every mechanism name and
+    hyper-parameter checked against its registry, ``train.group_size`` set or checked from the sampler's widest
+    group: :func:`rlbook.sampling.group_size`); a bad value is a ``ParamError`` there, before any compute.  Its
+    runs read that resolution: :meth:`train_config` is the trainer's config object (checked, not checked again),
+    :meth:`resolved` the plain config the cache key hashes.  Make a new spec to change one."""
 
     label: str
     train: dict[str, Any] = field(default_factory=dict)
@@ -77,21 +86,37 @@ class RunSpec:
     eval_size: int | None = None
     eval_max_new_tokens: int | None = None
 
-    def resolved(self, seed: int) -> dict[str, Any]:
-        """The full config of this spec's run with ``seed``: every default filled in (what the key hashes)."""
-        from rlbook import components
-        from rlbook.config import TrainConfig, build
+    def __post_init__(self) -> None:
+        from rlbook.config import build
         from rlbook.models import LoraConfig
         from rlbook.tasks import TaskSpec
 
-        built = build(TrainConfig, {**self.train, "seed": int(seed)}, "train")
-        components.check(built)
-        train = built.to_dict()
-        task = dataclasses.asdict(build(TaskSpec, dict(self.task), "task"))
-        lora = dataclasses.asdict(build(LoraConfig, dict(self.lora), "lora"))
-        ev = {"size": int(self.eval_size or task["eval_size"]),
-              "max_new_tokens": int(self.eval_max_new_tokens or train["max_new_tokens"])}
-        return {"model": self.model, "task": task, "lora": lora, "train": train, "eval": ev}
+        config = _train_config(self.train)
+        task = build(TaskSpec, dict(self.task), "task")
+        lora = build(LoraConfig, dict(self.lora), "lora")
+        plain = {"model": self.model, "task": dataclasses.asdict(task), "lora": dataclasses.asdict(lora),
+                 "train": config.to_dict(),
+                 "eval": {"size": int(self.eval_size or task.eval_size),
+                          "max_new_tokens": int(self.eval_max_new_tokens or config.max_new_tokens)}}
+        for name, value in (("_config", config), ("_task", task), ("_plain", plain)):
+            object.__setattr__(self, name, value)  # not fields: never compared, printed or hashed
+
+    def train_config(self, seed: int) -> Any:
+        """The trainer's :class:`~rlbook.config.TrainConfig` for ``seed``: a copy of the one built and checked
+        when the spec was made (the trainer may change its batch knobs on out-of-memory)."""
+        cfg = copy.deepcopy(self._config)  # type: ignore[attr-defined]
+        cfg.seed = _seed(seed)
+        return cfg
+
+    def task_spec(self) -> Any:
+        """The :class:`~rlbook.tasks.TaskSpec` built when the spec was made (a copy)."""
+        return copy.deepcopy(self._task)  # type: ignore[attr-defined]
+
+    def resolved(self, seed: int) -> dict[str, Any]:
+        """The full config of this spec's run with ``seed``: every default filled in (what the key hashes)."""
+        out = copy.deepcopy(self._plain)  # type: ignore[attr-defined]
+        out["train"]["seed"] = _seed(seed)
+        return out
 
     def key(self, seed: int) -> str:
         """Content address of the run: sha256 of the canonical JSON of :meth:`resolved` and the training code's
@@ -103,8 +128,41 @@ class RunSpec:
 
     def base_key(self) -> str:
         """Address of the base model's eval (model, task and eval settings, and the code)."""
-        r = self.resolved(0)
+        r = self._plain  # type: ignore[attr-defined]
         return "base-" + _sha({"model": r["model"], "task": r["task"], "eval": r["eval"], "code": code_version()})[:16]
+
+
+def _seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        from rlbook.errors import ParamError
+
+        raise ParamError(f"seed={seed!r} must be an integer >= 0")
+    return int(seed)
+
+
+def _train_config(train: Mapping[str, Any]) -> Any:
+    """``train`` as a checked :class:`~rlbook.config.TrainConfig` (seed 0; each run sets its own): built once,
+    its mechanisms checked once (:func:`rlbook.components.check`), ``group_size`` set (when None) or checked
+    against the widest group the sampler can ask for (:func:`rlbook.sampling.group_size`)."""
+    from rlbook import components, sampling
+    from rlbook.config import TrainConfig, build
+    from rlbook.errors import ParamError
+
+    values = {k: v for k, v in train.items() if k != "seed"}
+    unset = "group_size" in values and values["group_size"] is None
+    if unset:
+        del values["group_size"]
+    cfg = build(TrainConfig, {**values, "seed": 0}, "train")
+    components.check(cfg)
+    size = sampling.group_size(cfg.sampler, cfg.prompts_per_step, cfg.sampler_kwargs, None if unset else cfg.group_size)
+    if size is None:
+        raise ParamError(f"train.group_size is unset (null), but sampler {cfg.sampler!r} declares no widest group to "
+                         "set it from; give an integer")
+    if cfg.rollouts_per_prompt > size:
+        raise ParamError(f"train.rollouts_per_prompt={cfg.rollouts_per_prompt} must be <= train.group_size={size} "
+                         "(the number of slots of a group)")
+    cfg.group_size = size
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -259,9 +317,10 @@ def _train_one(spec: RunSpec, seed: int, folder: Path, base: Any, tok: Any, base
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "config.json", {"label": spec.label, "seed": seed, "code": code_version(), **cfg})
-    task = make_task(cfg["task"])
+    task = make_task(spec.task_spec())
     with _adapter(base, cfg["lora"], seed) as model:
-        trainer = Trainer(model, tok, task, cfg["train"], metrics_path=folder / "metrics.csv", progress=False)
+        trainer = Trainer(model, tok, task, spec.train_config(seed), metrics_path=folder / "metrics.csv",
+                          progress=False)
         plain_step = trainer.step
 
         def step_and_report() -> dict[str, Any]:
@@ -290,7 +349,7 @@ def _base_eval(spec: RunSpec, root: Path, base: Any, tok: Any, force: bool) -> d
     cfg = spec.resolved(0)
     folder.mkdir(parents=True, exist_ok=True)
     with _adapter(base, cfg["lora"], 0) as model:  # a fresh adapter (B = 0) is the base model
-        trainer = Trainer(model, tok, make_task(cfg["task"]), cfg["train"], progress=False)
+        trainer = Trainer(model, tok, make_task(spec.task_spec()), spec.train_config(0), progress=False)
         out = evaluate(trainer, cfg["eval"]["size"], cfg["eval"]["max_new_tokens"])
     _write_json(folder / "config.json", {"label": "base eval", "code": code_version(), **cfg})
     _write_json(folder / "eval.json", out)
@@ -336,7 +395,7 @@ def sweep(
         if spec.base_key() not in base_evals:
             base_evals[spec.base_key()] = _base_eval(spec, root, base, tok, force) if need_model else \
                 json.loads((root / spec.base_key() / "eval.json").read_text())
-    total = sum(s.resolved(sd)["train"]["steps"] for s, sd in todo)
+    total = sum(s.train_config(sd).steps for s, sd in todo)
     bar = tqdm(total=total, desc=f"sweep: {len(todo)} to train, {len(pairs) - len(todo)} cached",
                unit="step", disable=not progress or total == 0)
     trained: set[str] = set()
@@ -400,25 +459,54 @@ def collect(specs: Sequence[RunSpec], seeds: int | Iterable[int], cache: str | P
 # ---------------------------------------------------------------------------------------- the helper notebooks use
 
 
-def make_specs(methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str], base: Mapping[str, Any]) -> list[RunSpec]:
+def make_specs(methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str], base: Mapping[str, Any],
+               name: str = "methods") -> list[RunSpec]:
     """RunSpecs from ``{label: method}`` (a METHODS name or overrides with ``preset``) or a list of names,
     on top of ``base`` = ``{"model", "task", "lora", "train", "eval_size"?, "eval_max_new_tokens"?}``.  Phases
     listed in ``base["train"]`` (a measurement such as ``credit_audit``) run in every method, after the method's
-    own phases."""
+    own phases.  A method whose sampler declares the widest group it can ask for (Knapsack RL's rollout
+    budgets) and that sets no ``group_size`` itself gets that width, not the base's ``group_size``.  Each spec is
+    validated as it is made; a bad one is a ``ParamError`` naming ``name[label]``."""
+    from rlbook import sampling
+    from rlbook.errors import ParamError
+
+    if isinstance(methods, str) or not isinstance(methods, (Mapping, list, tuple)):
+        raise ParamError(f"{name}={methods!r} must map labels to methods (a preset name or a mapping of settings)")
     if not isinstance(methods, Mapping):
-        methods = {name: name for name in methods}
+        methods = {str(m): m for m in methods}
     specs = []
     for label, method in methods.items():
-        overrides = method_train(method)
-        train = {**copy.deepcopy(dict(base.get("train", {}))), **overrides}
-        if "phases" in overrides and base.get("train", {}).get("phases"):  # the method's phases, then the base's
-            train["phases"] = list(overrides["phases"]) + copy.deepcopy(list(base["train"]["phases"]))
-        train.pop("seed", None)
-        specs.append(RunSpec(label=str(label), train=train, task=dict(base.get("task", {})),
-                             lora=dict(base.get("lora", {"r": 16, "alpha": 32})),
-                             model=base.get("model", "smollm2-135m-instruct"),
-                             eval_size=base.get("eval_size"), eval_max_new_tokens=base.get("eval_max_new_tokens")))
+        try:
+            if not isinstance(method, (str, Mapping)):
+                raise ParamError(f"{method!r} must be a preset name or a mapping like {{preset: grpo, ...}}")
+            overrides = method_train(method)
+            train = {**copy.deepcopy(dict(base.get("train", {}))), **overrides}
+            if "phases" in overrides and base.get("train", {}).get("phases"):  # the method's phases, then the base's
+                train["phases"] = list(overrides["phases"]) + copy.deepcopy(list(base["train"]["phases"]))
+            train.pop("seed", None)
+            if "group_size" not in overrides and sampling.declares_width(train.get("sampler", "uniform")):
+                train["group_size"] = None  # the plan sets it from the sampler
+            specs.append(RunSpec(label=str(label), train=train, task=dict(base.get("task", {})),
+                                 lora=dict(base.get("lora", {"r": 16, "alpha": 32})),
+                                 model=base.get("model", "smollm2-135m-instruct"),
+                                 eval_size=base.get("eval_size"), eval_max_new_tokens=base.get("eval_max_new_tokens")))
+        except ParamError as e:
+            raise ParamError(f"{name}[{str(label)!r}]: {e}") from e
     return specs
+
+
+def is_method_table(key: str) -> bool:
+    """A notebook parameter that lists methods to train: ``methods`` or ``<something>_methods``."""
+    return key == "methods" or key.endswith("_methods")
+
+
+def plan(params: Mapping[str, Any]) -> dict[str, list[RunSpec]]:
+    """The run plan of a notebook's resolved parameters (:func:`rlbook.params.resolve`): every method table
+    (:func:`is_method_table`) made into validated RunSpecs on the base of :data:`SPEC_KEYS`, so a bad preset,
+    mechanism, hyper-parameter or group width fails here, before a run folder or a model exists.  ``rlbook run``
+    and ``rlbook check`` call it; the notebook's sweep makes the same specs from the same parameters."""
+    base = {k: params[k] for k in SPEC_KEYS if k in params}
+    return {key: make_specs(value, base, name=key) for key, value in params.items() if is_method_table(key)}
 
 
 def compare_methods(

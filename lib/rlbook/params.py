@@ -12,7 +12,9 @@ A params file looks like::
 values) and ``key=value`` overrides (values parsed as YAML; dotted keys such as ``train.steps`` reach
 into nested dicts), then :func:`validate` checks the result: keys named in
 :func:`default_sections` are built by their dataclass, every other key is checked by type
-against its default.  Every problem is a one-line :class:`~rlbook.config.ParamError`.
+against its default.  Every problem is a one-line :class:`~rlbook.config.ParamError`.  The method tables
+(``methods``) are only typed here; :func:`rlbook.experiments.plan` resolves and checks each method on top of
+these parameters (``rlbook run`` and ``rlbook check`` call both before anything runs).
 """
 
 from __future__ import annotations

@@ -457,8 +457,11 @@ class RunRecord:
 
 
 def load(run_dir: str | Path) -> RunRecord:
-    """Read a run folder's manifest and results (metrics load lazily via ``.metrics``)."""
-    path = Path(run_dir).resolve()
+    """Read a run folder's manifest and results (metrics load lazily via ``.metrics``); ``dir`` is resolved."""
+    return _read(Path(run_dir).resolve())
+
+
+def _read(path: Path) -> RunRecord:
     if not (path / MANIFEST).is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no {MANIFEST})")
     return RunRecord(path, read_json(path / MANIFEST), read_json(path / RESULTS))
@@ -481,7 +484,9 @@ def plain_params(params: dict[str, Any]) -> Any:
 
 
 def find_runs(outputs: Path, notebook: str | None = None) -> list[RunRecord]:
-    """Every run under ``outputs`` (optionally one notebook's), oldest first."""
+    """Every run under ``outputs`` (optionally one notebook's), oldest first.  Each record's ``dir`` is the folder
+    as found under ``outputs`` (``outputs/<notebook>/<id>``, symlinks not resolved), so paths relative to
+    ``outputs`` hold when ``outputs`` or a folder in it is a symlink."""
     pattern = f"{notebook or '*'}/*/{MANIFEST}"
-    runs = [load(p.parent) for p in Path(outputs).glob(pattern)]
+    runs = [_read(p.parent) for p in Path(outputs).absolute().glob(pattern)]
     return sorted(runs, key=lambda r: (r.manifest.get("start_time") or "", r.dir.name))

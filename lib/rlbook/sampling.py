@@ -9,7 +9,10 @@
   by default it calls ``observe``; a sampler that needs more (the advantages, the uneven groups'
   ``sample_mask``, each problem's ``meta``, context such as ``spo_drift``) overrides it;
 * ``sampler.budgets(indices) -> list[int] | None``: how many completions to generate for each prompt
-  (None: ``train.group_size`` each); a budget per prompt (Knapsack RL) makes the groups uneven.
+  (None: ``train.group_size`` each); a budget per prompt (Knapsack RL) makes the groups uneven.  Such a sampler
+  declares the widest group it can ask for, ``Sampler.widest_group(prompts_per_step, **hyper)``, and the run
+  plan (:func:`group_size`) sets ``train.group_size`` to it, or checks a given one against it, before any
+  compute: the trainer's groups are that wide, and a budget beyond it would fail mid-run.
 
 Samplers keep their cursor, RNG and any statistics in ``state_dict()`` so a resumed run draws exactly the
 prompts the uninterrupted run would have drawn.  A sampler is a class registered with
@@ -19,11 +22,13 @@ optional context ``task`` (the :class:`~rlbook.tasks.Task`, e.g. for each proble
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 from torch import Tensor
 
+from rlbook.errors import ParamError
 from rlbook.registry import Registry
 
 SAMPLERS = Registry("sampler", leading=("n_problems", "seed"), context=("task",))
@@ -46,6 +51,13 @@ class Sampler:
 
     def budgets(self, indices: list[int]) -> list[int] | None:
         """Completions to generate for each prompt of ``indices`` (None: ``train.group_size`` each)."""
+        return None
+
+    @classmethod
+    def widest_group(cls, prompts_per_step: int, **hyper: Any) -> int | None:
+        """The most completions :meth:`budgets` can ask for one prompt in a step of ``prompts_per_step`` prompts
+        with these hyper-parameters (all of them, defaults filled in); None: the sampler asks for
+        ``train.group_size`` each.  A sampler that overrides :meth:`budgets` overrides this."""
         return None
 
     def state_dict(self) -> dict[str, Any]:
@@ -86,6 +98,32 @@ class EpochSampler(Sampler):
         self.cursor = int(state["cursor"])
         self.epoch = int(state["epoch"])
         self.rng.bit_generator.state = state["rng"]
+
+
+def declares_width(name: str) -> bool:
+    """Sampler ``name`` (registered) gives rollout budgets and declares its widest group."""
+    return name in SAMPLERS and SAMPLERS.get(name).widest_group.__func__ is not Sampler.widest_group.__func__
+
+
+def widest_group(name: str, prompts_per_step: int, hyper: dict[str, Any]) -> int | None:
+    """:meth:`Sampler.widest_group` of sampler ``name`` with ``hyper`` over its defaults (names checked)."""
+    SAMPLERS.check_hyper(name, hyper)
+    defaults = {k: v for k, v in SAMPLERS.hyper_parameters(name).items() if v is not inspect.Parameter.empty}
+    return SAMPLERS.get(name).widest_group(prompts_per_step, **{**defaults, **hyper})
+
+
+def group_size(name: str, prompts_per_step: int, hyper: dict[str, Any], given: int | None) -> int | None:
+    """The run plan's rule for ``train.group_size`` under sampler ``name``: the widest group it can ask for when
+    ``given`` is None, else ``given`` if it is at least that wide (a ``ParamError`` if not).  A sampler that
+    declares no width leaves ``given`` as it is."""
+    width = widest_group(name, prompts_per_step, hyper)
+    if width is None or given is None:
+        return given if width is None else width
+    if given < width:
+        raise ParamError(f"train.group_size={given} is narrower than the {width} completions sampler {name!r} can "
+                         f"ask for one prompt (prompts_per_step={prompts_per_step}); leave group_size unset (null) "
+                         f"for the plan to set it, or set it >= {width}")
+    return given
 
 
 def make(name: str, n_problems: int, seed: int = 0, task: Any = None, **kwargs: Any) -> Sampler:

@@ -21,8 +21,9 @@ Optimizing Budget Allocation" (2025, arXiv 2509.25849); code: github.com/liziniu
 
 Differences: success is the task verifier's verdict (the code asserts rewards in {-1, 0, 1} and maps -1 to
 0; ``success_threshold`` counts a total reward >= threshold instead); prompts are drawn as an epoch permutation like verl's shuffled dataloader; the budgets are capped by
-nothing but ``train.group_size`` (the width of a group: the trainer raises if a budget exceeds it, so set it
-to the largest budget possible, ``prompts_per_step * n``).  The code's numba path is the same programme.
+nothing but ``train.group_size`` (the width of a group), which the run plan sets to the widest budget
+:meth:`KnapsackSampler.widest_group` can give (``P n - (P - 1) m``, m the smallest budget a prompt can get), so no
+budget can exceed it mid-run.  The code's numba path is the same programme.
 """
 
 from __future__ import annotations
@@ -172,6 +173,13 @@ class SuccessState:
                                "ema": float(v["ema"])} for k, v in state["table"].items()}
 
 
+def _check(n: int, min_n: int, max_n: int, alpha: float, cost_estimation: str) -> None:
+    """The sampler's hyper-parameters, checked when the run is planned and again when the sampler is built."""
+    if not 1 <= min_n <= max_n or n < 1:
+        raise ParamError(f"knapsack needs n >= 1 and 1 <= min_n <= max_n; got n={n}, min_n={min_n}, max_n={max_n}")
+    _cost(0.5, alpha, cost_estimation)  # a bad cost_estimation fails here, not mid-run
+
+
 @SAMPLERS.register("knapsack")
 class KnapsackSampler(EpochSampler):
     """Knapsack RL: prompts as a shuffled epoch, rollouts per prompt from :func:`knapsack_budgets` over each
@@ -184,13 +192,22 @@ class KnapsackSampler(EpochSampler):
                  allow_fallback: bool = True, success_threshold: float | None = None):
         super().__init__(n_problems, seed)
         self.threshold = success_threshold  # None: the verifier's verdict; else total reward >= threshold
-        if not 1 <= min_n <= max_n or n < 1:
-            raise ParamError(f"knapsack needs n >= 1 and 1 <= min_n <= max_n; got n={n}, min_n={min_n}, max_n={max_n}")
-        _cost(0.5, alpha, cost_estimation)  # a bad cost_estimation fails here, not mid-run
+        _check(n, min_n, max_n, alpha, cost_estimation)
         self.kw = {"n": n, "min_n": min_n, "max_n": max_n, "alpha": alpha, "negative_n": negative_n,
                    "positive_n": positive_n, "cost_estimation": cost_estimation, "allow_fallback": allow_fallback}
         self.state = SuccessState(reward_buffer_length, min_buffer_length, epoch_estimation, robust_epoch_estimation)
         self.last: dict[str, float] = {}
+
+    @classmethod
+    def widest_group(cls, prompts_per_step: int, *, n: int, min_n: int, max_n: int, alpha: float,
+                     negative_n: int | None, positive_n: int | None, cost_estimation: str, **_: Any) -> int:
+        """The largest budget :func:`knapsack_budgets` can give one of P prompts: the budgets sum to ``P n`` and
+        every other prompt gets at least m = min(n, min_n, negative_n, positive_n) (n if not yet valid, else
+        its class's floor), so at most ``P n - (P - 1) m``; reached when one prompt has p = 0 and the rest p = 1
+        (the rest goes to the p = 0 prompts).  Fewer prompts (a filter's refill round) give less."""
+        _check(n, min_n, max_n, alpha, cost_estimation)
+        floor = min(n, min_n, min_n if negative_n is None else negative_n, min_n if positive_n is None else positive_n)
+        return prompts_per_step * n - (prompts_per_step - 1) * max(0, floor)
 
     def budgets(self, indices: list[int]) -> list[int]:
         states = [self.state.get(i) for i in indices]
