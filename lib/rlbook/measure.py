@@ -196,7 +196,7 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
     for seed in tqdm(chosen, desc="gradient variance", disable=not progress):
         cfg = spec.resolved(seed)
         with _adapter(base, cfg["lora"], seed) as model:
-            trainer = Trainer(model, tok, make_task(cfg["task"]), cfg["train"], progress=False)
+            trainer = Trainer(model, tok, make_task(spec.task_spec()), spec.train_config(seed), progress=False)
             if "base" in checkpoints:
                 rows += checkpoint_rows(trainer, ests, n_batches, prompts, seed, "base")
             if "trained" in checkpoints:
@@ -249,8 +249,8 @@ def _seed_trainers(result: Any, labels: Sequence[str], seed: int, base: Any, tok
         raise ParamError(f"methods {missing} are not in the study; have: {', '.join(specs)}")
     cfg = specs[labels[0]].resolved(seed)
     with _adapter(base, cfg["lora"], seed) as model:
-        task = make_task(cfg["task"])
-        yield model, {m: Trainer(model, tok, task, specs[m].resolved(seed)["train"], progress=False) for m in labels}
+        task = make_task(specs[labels[0]].task_spec())
+        yield model, {m: Trainer(model, tok, task, specs[m].train_config(seed), progress=False) for m in labels}
 
 
 def _fresh_optimizer(tr: Any) -> torch.optim.Optimizer:

@@ -37,7 +37,7 @@ DIRECTIONS = ("greater", "less", "not_less", "equivalent")
 DEFAULT_CURVES = (("accuracy", "train accuracy"), ("reward_mean", "train reward"),
                   ("response_length", "response length (tokens)"), ("zero_adv_group_frac", "zero-advantage groups"),
                   ("entropy", "token entropy"), ("eval_accuracy", "held-out accuracy"))
-SPEC_KEYS = ("model", "task", "lora", "train", "eval_size", "eval_max_new_tokens")
+SPEC_KEYS = experiments.SPEC_KEYS
 
 
 @dataclass
