@@ -150,7 +150,9 @@ def tempo_figure(rewards: Tensor, context: Mapping[str, Any], prompt: int = 0) -
     im = ax.imshow(shown, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for g in range(adv.shape[0]):
         for t in range(int(mask[g].sum())):
-            ax.text(t, g, str(int(ids[g, t])), ha="center", va="center", fontsize=8)
+            dark = abs(float(adv[g, t])) > 0.6 * lim
+            ax.text(t, g, str(int(ids[g, t])), ha="center", va="center", fontsize=9, color="w" if dark else "k")
+    ax.set_xticks(range(n))
     grpo = estimators.compute("grpo", rewards)[prompt]
     ax.set_yticks(range(adv.shape[0]), [f"r={float(r):g}, GRPO {float(a):+.2f}" for r, a in zip(rewards[prompt], grpo,
                                                                                                strict=True)])
