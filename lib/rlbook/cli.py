@@ -518,6 +518,23 @@ def cmd_power(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- rlbook scoreboard
+
+
+def cmd_scoreboard(args: argparse.Namespace) -> int:
+    from rlbook import scoreboard
+
+    try:
+        root = P.find_root()
+        outputs = _outputs(args, root)
+    except ParamError as e:
+        return _error(str(e))
+    md, page = scoreboard.write(outputs, args.profile, root)
+    print(md.read_text())
+    print(f"rlbook: wrote {md} and {page}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--outputs", type=Path, help="outputs folder (default: outputs/ at the repo root)")
@@ -564,6 +581,10 @@ def parser() -> argparse.ArgumentParser:
     pwr.add_argument("--profile", help="a profile of params/NOTEBOOK.yaml (smoke, cpu, gpu)")
     pwr.add_argument("--all", action="store_true", help="every notebook")
     pwr.set_defaults(func=cmd_power)
+    scb = sub.add_parser("scoreboard", parents=[common],
+                         help="every notebook's primary claim and verdict from outputs/ (scoreboard.md and .html)")
+    scb.add_argument("--profile", help="prefer each notebook's newest run of this profile")
+    scb.set_defaults(func=cmd_scoreboard)
     tsk = sub.add_parser("tasks", help="list tasks; --probe NAME measures the base model on one configuration")
     tsk.add_argument("--probe", metavar="NAME", help="a preset or reasoning-gym task to measure")
     tsk.add_argument("-p", action="append", default=[], metavar="KEY=VALUE",

@@ -141,12 +141,12 @@ def markdown(primary: pd.DataFrame, secondary: pd.DataFrame) -> str:
 def html_page(primary: pd.DataFrame, secondary: pd.DataFrame) -> str:
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
              "font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
-             "th{background:#f3f3f3}caption{font-weight:bold;text-align:left;padding:6px 0}")
+             "th{background:#f3f3f3}h2{font-size:1.1em;margin-top:1.5em}")
     sec = secondary.drop(columns=["p", "p_opposite"], errors="ignore")
-    body = (primary.to_html(index=False, escape=True, na_rep="-", caption="Primary claims: one per notebook, "
-                            "tested alone at one-sided 0.025")
-            + "<br>" + sec.to_html(index=False, escape=True, na_rep="-", float_format=lambda x: f"{x:.3g}",
-                                   caption="Secondary claims: Benjamini-Hochberg across the whole workbook"))
+    body = ("<h2>Primary claims: one per notebook, tested alone at one-sided 0.025</h2>"
+            + primary.to_html(index=False, escape=True, na_rep="-")
+            + "<h2>Secondary claims: Benjamini-Hochberg across the whole workbook</h2>"
+            + sec.to_html(index=False, escape=True, na_rep="-", float_format=lambda x: f"{x:.3g}"))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rlbook scoreboard</title><style>{style}"
             f"</style></head><body><h1>rlbook scoreboard</h1><p>{html.escape(str(len(primary)))} notebooks with "
             f"runs. <a href='index.html'>All runs</a></p>{body}</body></html>")
