@@ -484,3 +484,7 @@ def _filter_groups(t: dict[str, Any]) -> dict[str, Any]:
     ds = [f for f in t["filters"] if f["name"] == "dynamic_sampling"]
     metric = (ds[0].get("kwargs") or {}).get("metric", "acc") if ds else "acc"
     return {"enable": bool(ds), "metric": metric, "max_num_gen_batches": 0}
+
+
+if __name__ == "__main__":  # python -m rlbook.export: the table of docs/SCALE_OUT.md
+    print(table(), end="")
