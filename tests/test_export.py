@@ -279,3 +279,29 @@ def test_dapo_filter_metric_names_verls_fields(tmp_path):
     # "acc" is what reward.py returns next to the score
     compute_score = runpy.run_path(str(tmp_path / "acc" / "reward.py"))["compute_score"]
     assert set(compute_score("x", "no", "1", {"split": "train", "index": 0})) == {"score", "acc"}
+
+
+def test_engine_constraint_files_match_pyproject():
+    # constraints/verl-vllm.txt installs rlbook's dependencies next to verl[vllm] (rlbook itself with --no-deps):
+    # every pyproject dependency with its own pin, transformers at verl's (the one thing rlbook gives up there)
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def reqs(lines):
+        out = {}
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name = re.match(r"[A-Za-z0-9_.\-]+", line).group(0).lower()
+                out[name] = line
+        return out
+
+    ours = reqs(project["dependencies"] + project["optional-dependencies"]["engines"])
+    verl = reqs((ROOT / "constraints" / "verl-vllm.txt").read_text().splitlines())
+    assert verl.pop("verl") == "verl[vllm]==0.9.1"
+    assert verl.pop("transformers") == "transformers==5.9.0" and ours.pop("transformers") == "transformers==5.23.0"
+    assert verl == ours
+    trl = reqs((ROOT / "constraints" / "trl.txt").read_text().splitlines())
+    assert trl["trl"] in project["optional-dependencies"]["bench"] and "transformers" not in trl
