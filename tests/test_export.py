@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import SPECIALS
 from rlbook import cli
-from rlbook.config import ParamError
 from rlbook import export as E
+from rlbook.config import ParamError
 from rlbook.export import AGGREGATION_TO_VERL, method_spec
 from rlbook.models import tiny_llama
 
