@@ -112,8 +112,9 @@ def _only_correct(cfg: TrainConfig) -> bool:
     return [(r["name"], float(r.get("weight", 1.0))) for r in cfg.rewards] == [("correct", 1.0)]
 
 
-def _missing(needs: tuple[str, ...], have: frozenset[str]) -> list[str]:
-    return [k for k in needs if k not in have and k not in PHASE_CONTEXT]
+def _missing(entry: Any, have: frozenset[str]) -> list[str]:
+    """Context the mechanism names that the engine does not build (phase-only context counts when required)."""
+    return [k for k in entry.needs if k not in have and (k not in PHASE_CONTEXT or k in entry.required)]
 
 
 def _why(names: list[str], engine: str) -> str:
@@ -127,7 +128,7 @@ def _estimator(cfg: TrainConfig, engine: str, plan: Plan) -> None:
     name = cfg.estimator
     entry = _entry("estimator", name)
     what = f"estimator {name}"
-    missing = _missing(entry.needs, ESTIMATOR_CONTEXT[engine])
+    missing = _missing(entry, ESTIMATOR_CONTEXT[engine])
     if missing:
         plan.refused.append(Item(what, f"needs {_why(missing, engine)}"))
         return
