@@ -56,12 +56,11 @@ def eos_heavy_model(tok):
 
 def trl_step(tmp_path, tok, task, train: dict, peft_config=None) -> tuple[rt.RlbookGRPOTrainer, dict]:
     """One TRL optimizer step with RlbookGRPOTrainer; returns the trainer and the generation batch."""
-    kw, dropped = rt.grpo_config_kwargs(train)
-    assert not dropped
+    kw = rt.grpo_config_kwargs(train)
     funcs, weights = rt.reward_functions(train["rewards"], task, kw["max_completion_length"])
     args = GRPOConfig(output_dir=str(tmp_path), reward_weights=weights, use_cpu=True, report_to="none",
-                      save_strategy="no", logging_strategy="no", disable_tqdm=True, bf16=False,
-                      activation_checkpointing=False, **kw)
+                      logging_strategy="no", disable_tqdm=True, bf16=False, activation_checkpointing=False,
+                      **{**kw, "save_strategy": "no", "eval_strategy": "no"})
     trainer = rt.RlbookGRPOTrainer(eos_heavy_model(tok), funcs, args, train_dataset=rt.task_dataset(task),
                                    processing_class=tok, peft_config=peft_config, **rt.trainer_kwargs(train))
     seen: dict = {}
@@ -111,7 +110,7 @@ def rlbook_trainer_advantages(tok, task, train: dict, seen: dict, model=None) ->
     return got["adv"]
 
 
-@pytest.mark.parametrize("estimator", ["rloo", "bnpo", "single_stream"])
+@pytest.mark.parametrize("estimator", ["grpo", "dr_grpo", "rloo", "bnpo", "single_stream"])
 def test_one_trl_step_gives_rlbook_trainers_advantages(tmp_path, tok, task, estimator):
     # rewards are correct + 0.5 * (-length / max_new) in [-0.5, 1]: declared to the estimators that map bounds
     bounds = {"min_value": -0.5, "max_value": 1.0} if estimator in ("bnpo", "single_stream") else {}
@@ -222,19 +221,22 @@ def test_grpo_config_kwargs_maps_rlbook_settings():
 
     train = {"prompts_per_step": 6, "group_size": 2, "micro_batch_size": 8, "inner_epochs": 2, "kl_coef": 0.01,
              "eps_low": 0.2, "eps_high": 0.28, "max_new_tokens": 64, "lr": 1e-5, "steps": 7}
-    kw, dropped = rt.grpo_config_kwargs(train)
+    kw = rt.grpo_config_kwargs(train)
     # 12 samples in equal micro-batches of at most 8: 6 x 2
     assert (kw["generation_batch_size"], kw["per_device_train_batch_size"], kw["gradient_accumulation_steps"]) == (12, 6, 2)
     assert (kw["num_generations"], kw["num_iterations"], kw["beta"], kw["epsilon"], kw["epsilon_high"]) == (2, 2, 0.01, 0.2, 0.28)
-    assert (kw["max_completion_length"], kw["learning_rate"], kw["max_steps"]) == (64, 1e-5, 7)
-    assert kw["use_bias_correction_kl"] is False and dropped == {}
+    # TRL counts optimizer steps: 7 rlbook steps x 2 inner epochs, eval / checkpoints every 5 steps likewise
+    assert (kw["max_completion_length"], kw["learning_rate"], kw["max_steps"]) == (64, 1e-5, 14)
+    assert (kw["eval_strategy"], kw["save_strategy"], kw["save_steps"]) == ("no", "steps", 10)
+    assert kw["use_bias_correction_kl"] is False
     # on 4 processes: 3 samples each, one micro-batch of 3, the same global batch of 12
-    kw4, _ = rt.grpo_config_kwargs(train, num_processes=4)
+    kw4 = rt.grpo_config_kwargs(train, num_processes=4)
     assert (kw4["generation_batch_size"], kw4["per_device_train_batch_size"], kw4["gradient_accumulation_steps"]) == (12, 3, 1)
     with pytest.raises(ParamError, match="over 5 processes"):
         rt.grpo_config_kwargs(train, num_processes=5)
     dapo = {**train, **method_train("dapo")}
-    assert rt.grpo_config_kwargs(dapo)[1] == {"filters": [{"name": "dynamic_sampling", "kwargs": {"metric": "acc"}}]}
+    with pytest.raises(ParamError, match="filter dynamic_sampling: TRL's GRPOTrainer trains every generated group"):
+        rt.grpo_config_kwargs(dapo)  # refused, never silently dropped
     assert rt.trainer_kwargs(dapo)["aggregation"] == "token_mean"
 
 
@@ -249,3 +251,38 @@ def test_unsupported_trl_options_and_bad_names_are_refused(tmp_path, tiny_model,
         rt.RlbookGRPOTrainer(tiny_model, None, args, loss="gspo", loss_kwargs={"eps": 1.0})
     with pytest.raises(ParamError, match="needs .*token_mask.*only rlbook's trainer"):  # a token-level estimator
         rt.RlbookGRPOTrainer(tiny_model, None, args, estimator="prime_rloo")
+
+
+# The notebook methods' loss settings: GRPO, Dr. GRPO, BNPO (dual clip 10, sequence mean of token sums) and DAPO
+# without its filter (clip-higher, token mean); DAPO's filter itself is refused under TRL (test above).
+METHOD_LOSSES = {
+    "grpo": {"estimator": "grpo", "aggregation": "seq_mean_token_mean"},
+    "dr_grpo": {"estimator": "dr_grpo", "aggregation": "seq_mean_token_sum_norm"},
+    "bnpo": {"estimator": "bnpo", "estimator_kwargs": {"min_value": -0.5, "max_value": 1.0},
+             "aggregation": "seq_mean_token_sum", "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0}},
+    "dapo w/o filter": {"estimator": "grpo", "aggregation": "token_mean", "eps_high": 0.28},
+}
+
+
+@pytest.mark.parametrize("method", list(METHOD_LOSSES))
+def test_exported_trl_trainer_gives_rlbooks_loss_on_the_same_batch(tmp_path, tok, task, method):
+    # TRL's loss, summed over its shuffled micro-batches with gradient accumulation, equals rlbook's loss and
+    # aggregation over the whole batch (rlbook.trainer's update at the first inner epoch: old = current log-probs)
+    from rlbook import losses
+
+    train = {**TRAIN, **METHOD_LOSSES[method]}
+    trainer, seen = trl_step(tmp_path, tok, task, train)
+    out = seen["out"]
+    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    att = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = len(trainer._buffered_inputs)
+    with torch.no_grad():
+        logp = trainer._get_per_token_logps_and_entropies(trainer.model, ids, att, ids.shape[1] - out["prompt_ids"].shape[1])[0]
+        trl_loss = sum(trainer._compute_loss(trainer.model, mb) for mb in trainer._buffered_inputs)
+    mask = out["completion_mask"].float()
+    kw = {"eps_low": 0.2, "eps_high": train.get("eps_high", 0.2), **train.get("loss_kwargs", {})}
+    token_loss, _ = losses.compute("ppo_clip", logp, logp, out["advantages"], mask, **kw)
+    ours = losses.aggregate(token_loss, mask, train["aggregation"], max_tokens=MAX_NEW)
+    assert abs(float(trl_loss) - float(ours)) < 1e-5, method
+    assert float(ours) != 0.0 or out["advantages"].abs().max() == 0

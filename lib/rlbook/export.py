@@ -12,7 +12,10 @@ preset of ``rlbook.presets.PRESETS`` applied to the notebook's base ``train``), 
   running rlbook's reward functions) and ``run.sh``.  Estimator and loss are registered in verl as
   ``rlbook_method`` through ``VERL_USE_EXTERNAL_MODULES=rlbook.integrations.verl`` (``RLBOOK_VERL_METHOD``).
 
-docs/SCALE_OUT.md walks from a notebook to a multi-GPU run.
+Nothing is written unless the engine carries every mechanism of the method
+(:func:`rlbook.integrations.carry.plan`): otherwise a ParamError (``rlbook export`` exits 2) names each
+mechanism it cannot carry and why.  ``-p`` overrides apply on top of the method's preset (or are refused when
+the export does not use the key).  docs/SCALE_OUT.md walks from a notebook to a multi-GPU run.
 """
 
 from __future__ import annotations
@@ -25,19 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from rlbook.config import ParamError
+from rlbook.integrations import carry
+from rlbook.integrations.carry import AGGREGATION_TO_VERL, ENGINES, KL_TO_VERL
 from rlbook.models import TINY
 
-ENGINES = ("trl", "verl")
+__all__ = ["AGGREGATION_TO_VERL", "ENGINES", "KL_TO_VERL", "MethodSpec", "export", "method_spec", "plan", "table"]
+
 # verl loads models with transformers / vLLM from a folder or hub id: the embedded GGUF name maps to its hub original
 HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-KL_TO_VERL = {"k1": "kl", "k2": "mse", "k3": "low_var_kl"}  # rlbook kl_kind -> verl kl_loss_type
-# rlbook aggregation -> verl loss_agg_mode (the inverse of rlbook.integrations.verl.AGGREGATIONS, kept here so
-# that exporting does not need verl installed)
-AGGREGATION_TO_VERL = {
-    "token_mean": "token-mean",
-    "seq_mean_token_mean": "seq-mean-token-mean",
-    "seq_mean_token_sum_norm": "seq-mean-token-sum-norm",
-}
+# the notebook parameters an export uses; a -p override of any other key is refused (it would change nothing)
+USED_KEYS = ("model", "task", "lora", "train", "methods")
 
 
 @dataclass
@@ -92,9 +92,31 @@ def _pick(notebook: str, params: dict[str, Any], method: str | None) -> tuple[st
                          f"allowed: {', '.join(known)}") from None
 
 
+def _train_overrides(overrides: list[str] | tuple[str, ...], label: str) -> list[tuple[str, Any]]:
+    """The ``train.*`` overrides, to apply after the method's preset; a ParamError for an override the export
+    would not use (another notebook parameter, another method's settings)."""
+    from rlbook import params as P
+
+    out = []
+    for text in overrides:
+        key, value = P.parse_override(text)
+        top = key.split(".", 1)[0]
+        if top not in USED_KEYS:
+            raise ParamError(f"-p {key}: the export does not use {top!r} (it uses {', '.join(USED_KEYS)}); "
+                             "drop the override")
+        if top == "methods" and not key.startswith(f"methods.{label}"):
+            raise ParamError(f"-p {key}: sets another method than the exported {label!r}; use -p train.KEY=VALUE")
+        if top == "train":
+            out.append((key.split(".", 1)[1], value))
+    return out
+
+
 def method_spec(notebook: str, method: str | None = None, profile: str | None = None,
                 overrides: list[str] | tuple[str, ...] = (), params_dir: Path | None = None) -> MethodSpec:
-    """Resolve ``notebook``'s ``method`` (ParamError naming the allowed notebooks / methods)."""
+    """Resolve ``notebook``'s ``method`` (ParamError naming the allowed notebooks / methods).
+
+    ``overrides`` (``key=value``) apply as for ``rlbook run``, and ``train.*`` ones also on top of the method's
+    preset, so ``-p train.eps_high=0.5`` wins over DAPO's 0.28 (the preset never silently wins)."""
     from rlbook import params as P
     from rlbook.config import TrainConfig, build
     from rlbook.models import LoraConfig
@@ -103,7 +125,10 @@ def method_spec(notebook: str, method: str | None = None, profile: str | None = 
     if not {"model", "task", "train"} <= set(params):
         raise ParamError(f"notebook {notebook!r} trains no language model (no model / task / train parameters)")
     label, over = _pick(notebook, params, method)
-    train = build(TrainConfig, {**params["train"], **over}, "train").to_dict()
+    merged = {"train": {**params["train"], **over}}
+    for key, value in _train_overrides(overrides, label):
+        P.set_dotted(merged["train"], key, value)
+    train = build(TrainConfig, merged["train"], "train").to_dict()
     lora = asdict(LoraConfig(**dict(params.get("lora") or {})))
     return MethodSpec(notebook, label, profile, str(params["model"]), dict(params["task"]), lora, train)
 
@@ -114,20 +139,53 @@ def export(notebook: str, method: str | None, to: str, out: str | Path | None = 
     if to not in ENGINES:
         raise ParamError(f"--to {to!r} is not allowed; allowed: {', '.join(ENGINES)}")
     spec = method_spec(notebook, method, profile, overrides, params_dir)
+    if to == "verl" and spec.model == TINY:
+        raise ParamError(f"model {TINY!r} exists only in memory (smoke runs); verl loads a model by path or hub id: "
+                         "pass -p model=smollm2-135m-instruct or a hub id")
+    p = plan(spec, to)
+    p.require(f"{spec.notebook} / {spec.label}")
+    for note in p.notes:
+        print(f"rlbook: {to} carries {note}")
     if to == "trl":
         path = Path(out) if out else Path("exports") / f"{spec.slug}-trl.py"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(trl_script(spec))
         return path
-    if spec.model == TINY:
-        raise ParamError(f"model {TINY!r} exists only in memory (smoke runs); verl loads a model by path or hub id: "
-                         "pass -p model=smollm2-135m-instruct or a hub id")
     folder = Path(out) if out else Path("exports") / f"{spec.slug}-verl"
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in verl_files(spec).items():
         (folder / name).write_text(text)
     (folder / "run.sh").chmod(0o755)
     return folder
+
+
+def plan(spec: MethodSpec, engine: str) -> carry.Plan:
+    """What ``engine`` carries of a resolved method (:func:`rlbook.integrations.carry.plan`)."""
+    return carry.plan(spec.train, engine)
+
+
+def notebook_methods(params_dir: Path | None = None) -> list[tuple[str, str | None]]:
+    """Every (notebook, method label) of the notebooks that train a language model (``methods`` of their
+    defaults; ``None`` for a notebook without methods)."""
+    from rlbook import params as P
+
+    root = P.find_root()
+    out: list[tuple[str, str | None]] = []
+    for nb in P.available(root / "notebooks"):
+        params = P.resolve(nb, None, params_dir=params_dir)
+        if {"model", "task", "train"} <= set(params):
+            out.extend((nb, label) for label in (_methods(params) or [None]))
+    return out
+
+
+def table(params_dir: Path | None = None) -> str:
+    """The Markdown table of docs/SCALE_OUT.md: for every notebook method, what TRL and verl carry."""
+    lines = ["| notebook | method | TRL | verl |", "|---|---|---|---|"]
+    for nb, label in notebook_methods(params_dir):
+        spec = method_spec(nb, label, params_dir=params_dir)
+        cells = [carry.summary(carry.plan(spec.train, e)) for e in ENGINES]
+        lines.append(f"| {nb} | {spec.label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -161,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=SETTINGS["model"], help="hub id, local folder or smollm2-135m-instruct")
     parser.add_argument("--output-dir", default=SETTINGS["output_dir"])
-    parser.add_argument("--max-steps", type=int, default=None, help="override train.steps")
+    parser.add_argument("--max-steps", type=int, default=None, help="override train.steps (rlbook steps)")
     parser.add_argument("--report-to", default="none", help="wandb, tensorboard, ... (TRL's report_to)")
     args = parser.parse_args(argv)
 
@@ -172,27 +230,28 @@ def main(argv: list[str] | None = None) -> None:
     from rlbook.tasks import make_task
     from trl import GRPOConfig
 
-    train = SETTINGS["train"]
-    grpo, dropped = rlbook_trl.grpo_config_kwargs(train, num_processes=int(os.environ.get("WORLD_SIZE", "1")))
-    for key, value in dropped.items():
-        print(f"[rlbook] train.{{key}}={{value!r}} has no TRL twin and is not applied")
+    train = dict(SETTINGS["train"])
     if args.max_steps is not None:
-        grpo["max_steps"] = args.max_steps
+        train["steps"] = args.max_steps
+    # max_steps = steps x inner_epochs (TRL counts optimizer steps), eval / save steps at the notebook's settings
+    grpo = rlbook_trl.grpo_config_kwargs(train, num_processes=int(os.environ.get("WORLD_SIZE", "1")))
     cuda = torch.cuda.is_available()
     model, tokenizer = load_policy(args.model, device="cpu", dtype=torch.bfloat16 if cuda else torch.float32)
     task = make_task(SETTINGS["task"])
     reward_funcs, reward_weights = rlbook_trl.reward_functions(train["rewards"], task, grpo["max_completion_length"],
-                                                               grpo["num_generations"], tokenizer)
+                                                               grpo["num_generations"], tokenizer,
+                                                               inner_epochs=train["inner_epochs"])
     config = GRPOConfig(output_dir=args.output_dir, reward_weights=reward_weights, bf16=cuda, use_cpu=not cuda,
-                        logging_steps=1, save_strategy="no", report_to=args.report_to, **grpo)
+                        logging_steps=1, report_to=args.report_to, **grpo)
     lora = SETTINGS["lora"]
     peft_config = None
     if lora["r"] > 0:  # the reference policy is the base model (the adapter disabled), as in rlbook
         peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                                  target_modules=list(lora["target_modules"]), task_type="CAUSAL_LM")
+    eval_dataset = rlbook_trl.task_dataset(task, "eval") if train["eval_every"] else None
     trainer = rlbook_trl.RlbookGRPOTrainer(
-        model, reward_funcs, config, train_dataset=rlbook_trl.task_dataset(task), processing_class=tokenizer,
-        peft_config=peft_config, **rlbook_trl.trainer_kwargs(train),
+        model, reward_funcs, config, train_dataset=rlbook_trl.task_dataset(task), eval_dataset=eval_dataset,
+        processing_class=tokenizer, peft_config=peft_config, task=task, **rlbook_trl.trainer_kwargs(train),
     )
     trainer.train()
     trainer.save_model(args.output_dir)
@@ -221,11 +280,8 @@ def trl_script(spec: MethodSpec) -> str:
 
 
 def _verl_reward(train: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(rewards computed in reward.py, verl reward-manager settings): DAPO's ``overlong`` is verl's own."""
-    import inspect
-
-    from rlbook.rewards import get
-
+    """(rewards computed in reward.py, verl reward-manager settings): DAPO's ``overlong`` is verl's own.
+    What reward.py cannot compute is refused by :func:`plan` before this runs."""
     kept, manager = [], {}
     for r in train["rewards"]:
         if r["name"] == "overlong":  # verl's DAPO reward manager applies the same soft overlong punishment
@@ -237,15 +293,15 @@ def _verl_reward(train: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str,
                                                                  "penalty_factor": float(r.get("weight", 1.0)),
                                                                  "log": True}}}
             continue
-        if "lengths" in inspect.signature(get(r["name"])).parameters:
-            raise ParamError(f"reward {r['name']!r} needs completion lengths, which verl's compute_score does not get; "
-                             "drop it from train.rewards for verl")
         kept.append(r)
     return kept, manager
 
 
 def verl_config(spec: MethodSpec) -> dict[str, Any]:
-    """verl's ``ppo_trainer`` overrides for the method (see docs/SCALE_OUT.md for each mapping)."""
+    """verl's ``ppo_trainer`` overrides for the method (see docs/SCALE_OUT.md for each mapping).
+
+    Paths (data, reward.py, checkpoints) are relative to the export folder here; run.sh passes them as
+    absolute paths (``RLBOOK_DATA_DIR`` / ``RLBOOK_CKPT_DIR`` to put them on a filesystem every node sees)."""
     t = spec.train
     micro = min(t["micro_batch_size"], t["prompts_per_step"] * t["group_size"])
     _, reward_manager = _verl_reward(t)
@@ -278,13 +334,17 @@ def verl_config(spec: MethodSpec) -> dict[str, Any]:
             "model": model, "actor": actor,
             "rollout": {"name": "vllm", "n": t["group_size"], "temperature": t["temperature"], "top_p": t["top_p"],
                         "tensor_model_parallel_size": 1, "gpu_memory_utilization": 0.5,
-                        "log_prob_micro_batch_size_per_gpu": micro},
+                        "log_prob_micro_batch_size_per_gpu": micro,
+                        # rlbook's held-out evaluation is greedy pass@1
+                        "val_kwargs": {"do_sample": False, "temperature": 0, "n": 1}},
             "ref": {"log_prob_micro_batch_size_per_gpu": micro},
         },
         "reward": {"custom_reward_function": {"path": "reward.py", "name": "compute_score"}, **reward_manager},
         "trainer": {"total_training_steps": t["steps"], "total_epochs": 1000, "n_gpus_per_node": 1, "nnodes": 1,
                     "logger": ["console"], "project_name": "rlbook", "experiment_name": spec.slug,
-                    "val_before_train": True, "test_freq": t["eval_every"] or -1, "save_freq": -1},
+                    "val_before_train": bool(t["eval_every"]), "test_freq": t["eval_every"] or -1,
+                    # checkpoint_every steps; 0 = rlbook's "only at the end" (verl saves at the last step too)
+                    "save_freq": t["checkpoint_every"] or t["steps"], "default_local_dir": "checkpoints"},
         "ray_kwargs": {"ray_init": {"runtime_env": {"env_vars": {
             "VERL_USE_EXTERNAL_MODULES": "rlbook.integrations.verl",
             "RLBOOK_VERL_METHOD": json.dumps(method, sort_keys=True)}}}},
@@ -302,8 +362,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def rows(task, split: str) -> list[dict]:
-    problems = task.train if split == "train" else task.eval
+def rows(task, split: str, eval_size: int) -> list[dict]:
+    # rlbook evaluates on the first train.eval_size held-out problems (rlbook.trainer.Trainer.evaluate)
+    problems = task.train if split == "train" else task.eval[:eval_size]
     return [{"data_source": f"rlbook/{task.spec.name}", "prompt": p.messages, "ability": "reasoning",
              "reward_model": {"style": "rule", "ground_truth": p.answer},
              "extra_info": {"split": split, "index": p.index}} for p in problems]
@@ -317,9 +378,10 @@ def main(out: str | None = None) -> Path:
     task = make_task(settings["task"])
     folder = Path(out) if out else HERE / "data"
     folder.mkdir(parents=True, exist_ok=True)
+    size = settings["train"]["eval_size"]
     for split, name in (("train", "train.parquet"), ("eval", "val.parquet")):
-        pd.DataFrame(rows(task, split)).to_parquet(folder / name)
-    print(f"wrote {len(task.train)} training and {len(task.eval)} held-out problems to {folder}")
+        pd.DataFrame(rows(task, split, size)).to_parquet(folder / name)
+    print(f"wrote {len(task.train)} training and {len(task.eval[:size])} held-out problems to {folder}")
     return folder
 
 
@@ -331,8 +393,9 @@ REWARD = '''"""verl's compute_score for this method: rlbook's reward functions (
 
 verl calls compute_score(data_source, solution_str, ground_truth, extra_info) once per response; extra_info
 holds the problem's split and index (prepare_data.py).  The score is sum(weight * reward) over
-settings["verl_rewards"]; DAPO's overlong punishment, when the method uses it, is verl's DAPO reward manager
-(config.yaml), which applies the same formula with the response length in tokens.
+settings["verl_rewards"], each reward given the context it names (the task, the verifier's verdict); DAPO's
+overlong punishment, when the method uses it, is verl's DAPO reward manager (config.yaml), which applies the
+same formula with the response length in tokens.  "acc" (the verdict) is DAPO's filter metric.
 """
 
 from __future__ import annotations
@@ -346,34 +409,46 @@ HERE = Path(__file__).resolve().parent
 
 @lru_cache(maxsize=1)
 def _setup():
-    from rlbook.rewards import get
+    from rlbook import components  # noqa: F401  (registers every family's rewards)
+    from rlbook.rewards import REWARDS
     from rlbook.tasks import make_task
 
     settings = json.loads((HERE / "settings.json").read_text())
     task = make_task(settings["task"])
-    funcs = [(get(r["name"]), float(r.get("weight", 1.0)), dict(r.get("kwargs") or {})) for r in settings["verl_rewards"]]
-    return task, funcs
+    funcs = [(r["name"], float(r.get("weight", 1.0)), dict(r.get("kwargs") or {})) for r in settings["verl_rewards"]]
+    return task, funcs, REWARDS
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> dict:
-    task, funcs = _setup()
+    task, funcs, registry = _setup()
     info = extra_info or {}
     problem = (task.train if info.get("split", "train") == "train" else task.eval)[int(info["index"])]
-    score = sum(weight * fn([solution_str], [problem], task=task, **kw)[0] for fn, weight, kw in funcs)
-    return {"score": float(score), "acc": float(task.score(problem, solution_str) >= 1.0)}
+    correct = task.score(problem, solution_str) >= 1.0
+    context = {"task": task, "correct": [correct]}
+    score = sum(weight * registry.call(name, [solution_str], [problem], context=context, **kw)[0]
+                for name, weight, kw in funcs)
+    return {"score": float(score), "acc": float(correct)}
 '''
 
 RUN = """#!/usr/bin/env bash
 # {command}
-# Needs verl with vLLM on the GPU machine (pip install verl[vllm]) and rlbook importable (pip install -e <rlbook>).
+# Needs verl with vLLM and rlbook on every node (docs/SCALE_OUT.md, "Install"):
+#   pip install -r constraints/verl-vllm.txt && pip install --no-deps -e <rlbook>
 # Edit config.yaml (trainer.n_gpus_per_node, nnodes, rollout.tensor_model_parallel_size, ...) or pass
-# Hydra overrides: bash run.sh trainer.n_gpus_per_node=8
+# Hydra overrides: bash run.sh trainer.n_gpus_per_node=8 trainer.nnodes=2
+# Paths are made absolute here.  On several nodes put them where every node sees them:
+#   RLBOOK_DATA_DIR=/shared/data RLBOOK_CKPT_DIR=/shared/ckpt bash run.sh trainer.nnodes=2
+# (this folder, with reward.py and settings.json, must be at the same path on every node too).
 set -euo pipefail
-cd "$(dirname "$0")"
-python prepare_data.py
+HERE="$(cd "$(dirname "$0")" && pwd)"
+DATA_DIR="$(mkdir -p "${{RLBOOK_DATA_DIR:-$HERE/data}}" && cd "${{RLBOOK_DATA_DIR:-$HERE/data}}" && pwd)"
+CKPT_DIR="${{RLBOOK_CKPT_DIR:-$HERE/checkpoints}}"
+python "$HERE/prepare_data.py" "$DATA_DIR"
 export VERL_USE_EXTERNAL_MODULES=rlbook.integrations.verl
 export RLBOOK_VERL_METHOD={method}
-python -m verl.trainer.main_ppo --config-path="$PWD" --config-name=config "$@"
+python -m verl.trainer.main_ppo --config-path="$HERE" --config-name=config \\
+    data.train_files="$DATA_DIR/train.parquet" data.val_files="$DATA_DIR/val.parquet" \\
+    reward.custom_reward_function.path="$HERE/reward.py" trainer.default_local_dir="$CKPT_DIR" "$@"
 """
 
 
@@ -400,11 +475,16 @@ def verl_files(spec: MethodSpec) -> dict[str, str]:
 
 
 def _filter_groups(t: dict[str, Any]) -> dict[str, Any]:
-    """verl's ``algorithm.filter_groups`` for DAPO's dynamic sampling filter (verl has no other group filter)."""
+    """verl's ``algorithm.filter_groups`` for DAPO's dynamic sampling (:func:`plan` refuses any other filter).
+
+    ``metric``: ``acc`` is reward.py's verdict (``reward_extra_info["acc"]``), ``reward`` verl's canonical reward
+    (``rm_scores``, the overlong punishment included), as rlbook's ``metric="reward"`` filters on the total
+    reward.  verl 0.9.1's replay buffer ignores ``max_num_gen_batches`` and refills until the batch is full
+    (a note at export time)."""
     ds = [f for f in t["filters"] if f["name"] == "dynamic_sampling"]
-    others = [f["name"] for f in t["filters"] if f["name"] != "dynamic_sampling"]
-    if others:
-        raise ParamError(f"filters {others} have no verl counterpart; verl's filter_groups is DAPO's dynamic sampling")
     metric = (ds[0].get("kwargs") or {}).get("metric", "acc") if ds else "acc"
-    return {"enable": bool(ds), "metric": "acc" if metric == "acc" else "seq_reward",
-            "max_num_gen_batches": t["max_sampling_rounds"]}
+    return {"enable": bool(ds), "metric": metric, "max_num_gen_batches": 0}
+
+
+if __name__ == "__main__":  # python -m rlbook.export: the table of docs/SCALE_OUT.md
+    print(table(), end="")

@@ -26,6 +26,7 @@ Nothing here downloads unless a ``hub:`` name is used on a machine with network.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -84,13 +85,84 @@ def _local_path(source: str) -> Path:
         return path
 
 
+def _offline_hint(name: str, config: dict[str, Any]) -> str:
+    subset = f", {config['subset']!r}" if config.get("subset") else ""
+    return (f"to work offline, load it once on a machine with network (datasets.load_dataset("
+            f"{name.partition(':')[2]!r}{subset}) fills the Hugging Face cache) and copy the cache here, then set "
+            "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; or save its rows to a file and use task.name='file:PATH.jsonl'")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's endpoint (``HF_ENDPOINT``) accepts a connection: one quick try, no retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in ("1", "TRUE", "ON")
+
+
+def _load_hub(name: str, config: dict[str, Any], split: str) -> Any:
+    """``datasets.load_dataset`` of a ``hub:`` name; any failure is one ParamError naming the data set and what to do
+    offline.  Without the offline flags and without a connection to the hub, a data set that is not in the cache
+    fails at once (``datasets`` would retry for about 20 s first)."""
+    import datasets
+
+    source = name.partition(":")[2]
+    local = Path(source).expanduser().exists()
+    offline = _offline()
+    if not local and not offline and not _hub_reachable():
+        offline = True  # use the cache if it has the data set; fail fast if it does not
+    try:
+        if offline and not local:
+            with _hub_offline():
+                return datasets.load_dataset(source, name=config.get("subset"), split=split,
+                                             revision=config.get("revision"))
+        return datasets.load_dataset(source, name=config.get("subset"), split=split, revision=config.get("revision"))
+    except ParamError:
+        raise
+    except Exception as e:  # datasets / huggingface_hub raise ConnectionError, FileNotFoundError, HTTP errors, ...
+        where = "offline (no connection to the hub and not in the cache)" if offline and not local else "from the hub"
+        raise ParamError(f"data set {name!r} (split {split!r}) could not be loaded {where}: {type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]}; {_offline_hint(name, config)}") from e
+
+
+class _hub_offline:
+    """Offline mode for one load: the flags ``datasets`` and ``huggingface_hub`` read at call time."""
+
+    def __enter__(self) -> None:
+        import datasets
+        from huggingface_hub import constants
+
+        self.saved = (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+        datasets.config.HF_HUB_OFFLINE = True
+        constants.HF_HUB_OFFLINE = True
+
+    def __exit__(self, *exc: Any) -> None:
+        import datasets
+        from huggingface_hub import constants
+
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = self.saved
+
+
 def load_records(name: str, config: dict[str, Any], split: str) -> list[dict[str, Any]]:
     """The rows of one split of a ``hub:`` data set, or of a ``file:`` (which has one split)."""
     import datasets
 
     kind, _, source = name.partition(":")
     if kind == "hub":
-        ds = datasets.load_dataset(source, name=config.get("subset"), split=split, revision=config.get("revision"))
+        ds = _load_hub(name, config, split)
     else:
         path = _local_path(source)
         if not path.is_file():

@@ -33,8 +33,13 @@ Semantics that differ from TRL's own GRPO (all on purpose, so a method means the
 * a loss that compares the samples of a group (``group_ids``, e.g. GTPO) sees only the rows of its group that
   fall in the same micro-batch (TRL shuffles the generation batch before splitting it); it is exact when one
   micro-batch holds the whole generation batch.
-* rlbook settings without a TRL twin (``filters``, ``sampler``, ``phases``) are listed by
-  :func:`grpo_config_kwargs` and not applied.
+* rlbook settings without a TRL twin (``filters``, a non-uniform ``sampler``, ``phases``, uneven groups) are
+  refused by :func:`grpo_config_kwargs` (:func:`rlbook.integrations.carry.plan`), never dropped.
+* one rlbook step is one generation batch and ``inner_epochs`` optimizer steps: ``max_steps = steps x
+  inner_epochs``, ``eval_steps`` and ``save_steps`` likewise; estimators and rewards get rlbook's step
+  (``global_step // inner_epochs``).  Evaluation (``eval_steps``) is rlbook's: greedy pass@1 on the first
+  ``eval_size`` held-out problems (:meth:`RlbookGRPOTrainer.evaluate`), and ``gen_token_budget`` stops
+  training after the step that crosses it, as ``rlbook.trainer.Trainer.fit``.
 * a stateful estimator's state (``single_stream``) is saved in each TRL checkpoint
   (``rlbook_estimator_state.pt``) and restored on resume; evaluation works on a copy of it.
 """
@@ -53,21 +58,16 @@ from torch import Tensor
 
 from rlbook import components, estimators, losses, rewards  # noqa: F401  (components registers every family)
 from rlbook.config import KL_KINDS, ParamError
+from rlbook.integrations import carry
 from rlbook.losses import AGGREGATIONS
 
 try:
     from accelerate.utils import gather_object
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
     from trl.trainer.utils import use_adapter
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("rlbook.integrations.trl needs TRL: pip install trl==1.16.0") from e
-
-# rlbook train settings that TRL's GRPOTrainer has no twin for (only settings that change results).
-NOT_IN_TRL = {
-    "filters": [],  # group filters (DAPO's dynamic sampling, ...): TRL 1.16 GRPOTrainer does not drop and refill groups
-    "sampler": "uniform",  # prompt curricula: TRL draws prompts uniformly (RepeatSampler)
-    "phases": [],  # extra stages of a step (a reward model's update, ...)
-}
+    raise ImportError("rlbook.integrations.trl needs TRL: pip install -e '.[bench]' -c constraints/trl.txt") from e
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def completion_text(completion: Any) -> str:
 
 
 def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, group_size: int | None = None,
-                    tokenizer: Any = None, **kwargs: Any) -> Callable[..., list[float]]:
+                    tokenizer: Any = None, inner_epochs: int = 1, **kwargs: Any) -> Callable[..., list[float]]:
     """rlbook reward ``name`` as a TRL reward function (``__name__`` is ``name``, TRL logs it under that).
 
     The dataset must carry ``problem_index`` and ``split`` (:func:`task_dataset`).  The reward gets the context
@@ -103,8 +103,9 @@ def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, 
     passes, through the first EOS), ``correct`` (the task's verifier), ``max_new_tokens`` (pass
     ``GRPOConfig.max_completion_length``), ``prompt_ids``, ``group_size`` (pass ``GRPOConfig.num_generations``),
     ``tokenizer`` and ``finished`` (the completion ends with the tokenizer's EOS; without a tokenizer: it is
-    shorter than ``max_new_tokens``), ``step`` / ``total_steps`` (TRL's ``trainer_state``) and, for a stateful
-    reward, its own ``state`` object (kept by this function across calls).
+    shorter than ``max_new_tokens``), ``step`` / ``total_steps`` (rlbook's steps: TRL's ``trainer_state``
+    counts optimizer steps, ``inner_epochs`` per generation) and, for a stateful reward, its own ``state``
+    object (kept by this function across calls).
     """
     entry = rewards.REWARDS.entry(name)
     rewards.REWARDS.check_hyper(name, kwargs)
@@ -138,9 +139,11 @@ def reward_function(name: str, task: Any, *, max_new_tokens: int | None = None, 
                    "finished": None if completion_ids is None else _finished(completion_ids, tokenizer, max_new_tokens)}
         trainer_state = _.get("trainer_state")
         if trainer_state is not None:
-            context.update(step=int(trainer_state.global_step), total_steps=int(trainer_state.max_steps))
+            context.update(step=int(trainer_state.global_step) // inner_epochs,
+                           total_steps=max(1, int(trainer_state.max_steps) // inner_epochs))
         return [float(v) for v in rewards.REWARDS.call(name, texts, problems, context=context, **kwargs)]
 
+    reward.__rlbook_stateful__ = state is not None  # type: ignore[attr-defined]
     reward.__name__ = name
     reward.__qualname__ = name
     return reward
@@ -156,10 +159,11 @@ def _finished(completion_ids: list[list[int]], tokenizer: Any, max_new_tokens: i
 
 
 def reward_functions(spec: list[Mapping[str, Any]], task: Any, max_new_tokens: int, group_size: int | None = None,
-                     tokenizer: Any = None) -> tuple[list[Callable], list[float]]:
+                     tokenizer: Any = None, inner_epochs: int = 1) -> tuple[list[Callable], list[float]]:
     """``train.rewards`` (``[{name, weight, kwargs}]``) as TRL reward functions and their ``reward_weights``."""
     funcs = [reward_function(r["name"], task, max_new_tokens=max_new_tokens, group_size=group_size,
-                             tokenizer=tokenizer, **dict(r.get("kwargs") or {})) for r in spec]
+                             tokenizer=tokenizer, inner_epochs=inner_epochs, **dict(r.get("kwargs") or {}))
+             for r in spec]
     return funcs, [float(r.get("weight", 1.0)) for r in spec]
 
 
@@ -169,8 +173,7 @@ def reward_functions(spec: list[Mapping[str, Any]], task: Any, max_new_tokens: i
 
 
 # the estimator context RlbookGRPOTrainer builds from TRL's batch (rlbook_advantages)
-TRL_CONTEXT = frozenset({"lengths", "reward_parts", "part_weights", "correct", "prompt_ids", "max_new_tokens", "step",
-                         "total_steps", "state", "seq_log_ratio"})
+TRL_CONTEXT = carry.ESTIMATOR_CONTEXT["trl"]
 
 
 def _micro_batch(batch: int, wanted: int) -> int:
@@ -178,23 +181,28 @@ def _micro_batch(batch: int, wanted: int) -> int:
     return max(d for d in range(1, min(batch, wanted) + 1) if batch % d == 0)
 
 
-def grpo_config_kwargs(train: Mapping[str, Any], num_processes: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(GRPOConfig kwargs, rlbook settings TRL cannot apply)`` for rlbook train settings (``TrainConfig`` fields).
+def grpo_config_kwargs(train: Mapping[str, Any], num_processes: int = 1) -> dict[str, Any]:
+    """``GRPOConfig`` kwargs for rlbook train settings (``TrainConfig`` fields); a ParamError naming every
+    mechanism TRL cannot carry (:func:`rlbook.integrations.carry.plan`), so nothing is silently dropped.
 
     One optimizer step is ``prompts_per_step x group_size`` samples over all ``num_processes`` processes, as
     one rlbook step: each process trains ``batch / num_processes`` of them in equal micro-batches of at most
     ``micro_batch_size`` (gradient accumulation over the rest).  TRL's ``generation_batch_size`` is global, so
-    one generation feeds exactly one optimizer step.  The rlbook-specific settings (estimator, loss,
-    aggregation, kl_kind) go to :class:`RlbookGRPOTrainer`, see :func:`trainer_kwargs`.
+    one generation feeds ``inner_epochs`` optimizer steps (``num_iterations``): TRL counts optimizer steps, so
+    ``max_steps``, ``eval_steps`` and ``save_steps`` are rlbook's steps x ``inner_epochs`` and the number of
+    generation batches is rlbook's ``steps``.  The rlbook-specific settings (estimator, loss, aggregation,
+    kl_kind, gen_token_budget, eval_size) go to :class:`RlbookGRPOTrainer`, see :func:`trainer_kwargs`.
     """
     from rlbook.config import TrainConfig, build
 
     cfg = build(TrainConfig, dict(train), "train")
+    carry.plan(cfg.to_dict(), "trl").require()
     batch = cfg.prompts_per_step * cfg.group_size
     if num_processes < 1 or batch % num_processes:
         raise ParamError(f"prompts_per_step x group_size = {batch} samples cannot be split over {num_processes} "
                          "processes; make it a multiple of the number of processes")
     micro = _micro_batch(batch // num_processes, cfg.micro_batch_size)
+    mu = cfg.inner_epochs
     kwargs = {
         "num_generations": cfg.group_size,
         "generation_batch_size": batch,
@@ -204,7 +212,7 @@ def grpo_config_kwargs(train: Mapping[str, Any], num_processes: int = 1) -> tupl
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
         "top_k": 0,
-        "num_iterations": cfg.inner_epochs,
+        "num_iterations": mu,
         "beta": cfg.kl_coef,
         "epsilon": cfg.eps_low,
         "epsilon_high": cfg.eps_high,
@@ -215,18 +223,26 @@ def grpo_config_kwargs(train: Mapping[str, Any], num_processes: int = 1) -> tupl
         "max_grad_norm": cfg.max_grad_norm,
         "lr_scheduler_type": "constant",
         "warmup_steps": 0,
-        "max_steps": cfg.steps,
+        "max_steps": cfg.steps * mu,  # TRL counts optimizer steps: inner_epochs of them per generation batch
         "seed": cfg.seed,
         "mask_truncated_completions": False,
         "use_bias_correction_kl": False,  # rlbook's KL term is plain beta * k3 (see the module doc)
+        # rlbook's held-out evaluation every eval_every steps (RlbookGRPOTrainer.evaluate: greedy pass@1)
+        "eval_strategy": "steps" if cfg.eval_every else "no",
+        "eval_steps": cfg.eval_every * mu if cfg.eval_every else None,
+        "num_generations_eval": 1,
+        "per_device_eval_batch_size": 1,
+        # checkpoints every checkpoint_every steps (0: rlbook saves only at the end; the script saves the model)
+        "save_strategy": "steps" if cfg.checkpoint_every else "no",
+        "save_steps": cfg.checkpoint_every * mu if cfg.checkpoint_every else 500,
     }
-    dropped = {k: getattr(cfg, k) for k, default in NOT_IN_TRL.items() if getattr(cfg, k) != default}
-    return kwargs, dropped
+    return kwargs
 
 
 def trainer_kwargs(train: Mapping[str, Any]) -> dict[str, Any]:
     """The :class:`RlbookGRPOTrainer` keyword arguments of rlbook train settings."""
-    keys = ("estimator", "estimator_kwargs", "loss", "loss_kwargs", "aggregation", "kl_kind")
+    keys = ("estimator", "estimator_kwargs", "loss", "loss_kwargs", "aggregation", "kl_kind", "gen_token_budget",
+            "eval_size")
     from rlbook.config import TrainConfig, build
 
     cfg = build(TrainConfig, dict(train), "train")
@@ -271,7 +287,11 @@ class RlbookGRPOTrainer(GRPOTrainer):
     built as ``rlbook.trainer.Trainer`` builds it: rewards ``[P, G]`` from the weighted reward functions,
     ``reward_parts`` their unweighted scores, ``correct`` the ``correct`` reward >= 1 (else the reward >= 1),
     ``prompt_ids`` the dataset's ``problem_index``, ``lengths`` completion tokens through EOS,
-    ``seq_log_ratio`` (only for estimators that take it) the summed log-ratio to the reference policy.
+    ``seq_log_ratio`` (only for estimators that take it) the summed log-ratio to the reference policy,
+    ``step`` / ``total_steps`` rlbook's steps (one per generation batch).  The loss gets ``correct`` and
+    ``max_new_tokens`` too (DRPO).  ``gen_token_budget`` > 0 stops training after the step whose generation
+    crossed it (:class:`TokenBudget`); ``task`` enables :meth:`evaluate` (rlbook's greedy pass@1 on the first
+    ``eval_size`` problems of the eval dataset).
     """
 
     def __init__(
@@ -286,9 +306,15 @@ class RlbookGRPOTrainer(GRPOTrainer):
         loss_kwargs: Mapping[str, Any] | None = None,
         aggregation: str = "seq_mean_token_mean",
         kl_kind: str = "k3",
+        gen_token_budget: int = 0,
+        eval_size: int | None = None,
+        task: Any = None,
         **kwargs: Any,
     ):
         self.rlbook_estimator = estimator
+        self.rlbook_task = task
+        self.rlbook_eval_size = eval_size
+        self.rlbook_gen_tokens = 0
         self.rlbook_estimator_kwargs = dict(estimator_kwargs or {})
         self.rlbook_loss = loss
         self.rlbook_aggregation = aggregation
@@ -298,6 +324,13 @@ class RlbookGRPOTrainer(GRPOTrainer):
             _refuse_unsupported(args)
         super().__init__(model, reward_funcs, args, **kwargs)
         _refuse_unsupported(self.args)
+        stateful = [getattr(f, "__name__", "?") for f in self.reward_funcs if getattr(f, "__rlbook_stateful__", False)]
+        if stateful and self.accelerator.num_processes > 1:
+            raise ParamError(f"reward(s) {', '.join(stateful)} keep state across steps inside one process; TRL scores "
+                             f"each process's completions separately, so run them on one process (not "
+                             f"{self.accelerator.num_processes})")
+        if gen_token_budget:
+            self.add_callback(TokenBudget(self, gen_token_budget))
         hyper = {"eps_low": self.epsilon_low, "eps_high": self.epsilon_high, **dict(loss_kwargs or {})}
         accepted = losses.hyper_parameters(loss)
         self._rlbook_loss_hyper = {k: v for k, v in hyper.items() if k in accepted}
@@ -340,6 +373,9 @@ class RlbookGRPOTrainer(GRPOTrainer):
             local = _fit_width(local, out["completion_mask"].shape[1])
         out["advantages"] = local.to(out["advantages"].device, out["advantages"].dtype)
         out["rlbook_group_ids"] = torch.arange(start, start + rows, device=local.device) // group
+        out["rlbook_correct"] = self._rlbook_correct[start : start + rows].to(local.device)
+        if mode == "train":  # completion tokens generated over all processes (rlbook's gen_tokens)
+            self.rlbook_gen_tokens += int(self.accelerator.gather(self._loss_mask(out).sum()).sum())
         logged = self._logs["advantages"]
         for _ in range(min(adv.shape[0], len(logged))):  # TRL logged its own advantages: log ours instead
             logged.pop()
@@ -362,6 +398,7 @@ class RlbookGRPOTrainer(GRPOTrainer):
         lengths = self.accelerator.gather(self._loss_mask(out).sum(1).float()).to(parts.device).view(P, group)
         names = list(self.reward_func_names)
         correct = parts[:, names.index("correct")] >= 1.0 if "correct" in names else reward.reshape(-1) >= 1.0
+        self._rlbook_correct = correct
         context: dict[str, Any] = {
             "lengths": lengths,
             "reward_parts": parts.view(P, group, -1),
@@ -369,8 +406,8 @@ class RlbookGRPOTrainer(GRPOTrainer):
             "correct": correct.view(P, group),
             "prompt_ids": self._prompt_ids(inputs, group, P, parts.device),
             "max_new_tokens": self.max_completion_length,
-            "step": int(self.state.global_step),
-            "total_steps": int(self.state.max_steps or 1),
+            "step": self.rlbook_step(),
+            "total_steps": max(1, int(self.state.max_steps or 1) // self.num_iterations),
             # evaluation must not move a stateful estimator's memory (rlbook's trainer computes none there)
             "state": self.rlbook_state if self.model.training else copy.deepcopy(self.rlbook_state),
         }
@@ -381,6 +418,10 @@ class RlbookGRPOTrainer(GRPOTrainer):
                 context["seq_log_ratio"] = ratio.to(parts.device).view(P, group)
         adv = estimators.compute(self.rlbook_estimator, reward, context=context, **self.rlbook_estimator_kwargs)
         return adv.reshape(n, *adv.shape[2:])
+
+    def rlbook_step(self) -> int:
+        """rlbook's step: the number of generation batches trained so far (TRL counts optimizer steps)."""
+        return int(self.state.global_step) // self.num_iterations
 
     def _prompt_ids(self, inputs: list[dict[str, Any]], group: int, P: int, device: torch.device) -> Tensor:
         ids = gather_object([x.get("problem_index") for x in inputs])
@@ -465,7 +506,8 @@ class RlbookGRPOTrainer(GRPOTrainer):
         ref = inputs.get("ref_per_token_logps")
         fmask = mask.to(logp.dtype)
         context = {"entropy": entropy, "token_ids": inputs["completion_ids"], "group_ids": inputs.get("rlbook_group_ids"),
-                   "ref_logp": ref}
+                   "ref_logp": ref, "correct": inputs.get("rlbook_correct"), "max_new_tokens": self.max_completion_length}
+        context = {k: v for k, v in context.items() if k in losses.context_names(self.rlbook_loss)}
         token_loss, info = losses.compute(self.rlbook_loss, logp, old, inputs["advantages"], fmask,
                                           context={k: v for k, v in context.items() if v is not None},
                                           **self._rlbook_loss_hyper)
@@ -499,3 +541,69 @@ class RlbookGRPOTrainer(GRPOTrainer):
             v = self.accelerator.gather(value.detach().float().reshape(1)).nanmean().item()
             if math.isfinite(v):
                 self._metrics[mode][f"rlbook/{key}"].append(v)
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """rlbook's held-out evaluation (``rlbook.trainer.Trainer.evaluate``): greedy pass@1 and mean completion
+        length on the first ``eval_size`` problems of the eval dataset, at ``max_completion_length`` tokens.
+        TRL calls it every ``eval_steps`` (its own ``eval_strategy``); each process scores a share of the
+        problems and the results are gathered."""
+        data = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if data is None or self.rlbook_task is None:
+            raise ParamError("RlbookGRPOTrainer.evaluate needs the task (task=...) and an eval dataset "
+                             "(rlbook.integrations.trl.task_dataset(task, 'eval'))")
+        from rlbook.generation import left_pad, prompt_ids
+
+        rows = list(data)[: self.rlbook_eval_size or len(data)]
+        mine = rows[self.accelerator.process_index :: self.accelerator.num_processes]
+        tok = self.processing_class
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        results: list[tuple[bool, int]] = []
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        size = max(1, self.args.per_device_train_batch_size)
+        with torch.no_grad():
+            for i in range(0, len(mine), size):
+                chunk = mine[i : i + size]
+                ids, att = left_pad([prompt_ids(tok, r["prompt"]) for r in chunk], pad, self.accelerator.device)
+                out = model.generate(input_ids=ids, attention_mask=att, do_sample=False,
+                                     max_new_tokens=self.max_completion_length, pad_token_id=pad)
+                for r, seq in zip(chunk, out[:, ids.shape[1] :].tolist(), strict=True):
+                    n = _through_eos(seq, model.generation_config.eos_token_id, tok.eos_token_id)
+                    text = tok.decode(seq[:n], skip_special_tokens=True)
+                    problems = self.rlbook_task.train if r["split"] == "train" else self.rlbook_task.eval
+                    results.append((self.rlbook_task.score(problems[r["problem_index"]], text) >= 1.0, n))
+        everything = gather_object(results)
+        metrics = {f"{metric_key_prefix}_accuracy": sum(c for c, _ in everything) / max(len(everything), 1),
+                   f"{metric_key_prefix}_response_length": sum(n for _, n in everything) / max(len(everything), 1),
+                   f"{metric_key_prefix}_n": float(len(everything))}
+        self.log(metrics)  # in eval mode: TRL's log adds no training metrics to these
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        model.train(was_training)
+        return metrics
+
+
+def _through_eos(ids: list[int], *eos: Any) -> int:
+    """Number of completion tokens through the first end token (rlbook counts the EOS, as TRL's mask does)."""
+    ends: set[int] = set()
+    for e in eos:
+        ends.update(e if isinstance(e, (list, tuple)) else [] if e is None else [e])
+    for i, t in enumerate(ids):
+        if t in ends:
+            return i + 1
+    return len(ids)
+
+
+class TokenBudget(TrainerCallback):
+    """``train.gen_token_budget``: stop after the step whose generation brought the completion tokens generated
+    (over all processes) to the budget, as ``rlbook.trainer.Trainer.fit`` (the step that crosses it is the last).
+    Checked at the end of each rlbook step (every ``num_iterations`` optimizer steps)."""
+
+    def __init__(self, trainer: RlbookGRPOTrainer, budget: int):
+        self.trainer, self.budget = trainer, int(budget)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.global_step % self.trainer.num_iterations == 0 and self.trainer.rlbook_gen_tokens >= self.budget:
+            control.should_training_stop = True
+        return control

@@ -58,6 +58,7 @@ from torch import Tensor
 
 from rlbook import components, estimators, losses  # noqa: F401  (components registers every family)
 from rlbook.config import ParamError
+from rlbook.integrations import carry
 
 try:
     from verl.trainer.ppo import core_algos
@@ -70,13 +71,9 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 PREFIX = "rlbook_"
 METHOD_NAME = "rlbook_method"
 METHOD_ENV = "RLBOOK_VERL_METHOD"
-# verl's loss_agg_mode -> rlbook's aggregation (verl's "token-sum" and "seq-mean-token-sum" have no rlbook twin)
-AGGREGATIONS = {
-    "token-mean": "token_mean",
-    "seq-mean-token-mean": "seq_mean_token_mean",
-    "seq-mean-token-sum-norm": "seq_mean_token_sum_norm",
-}
-TO_VERL_AGGREGATION = {v: k for k, v in AGGREGATIONS.items()}
+# verl's loss_agg_mode -> rlbook's aggregation (verl's "token-sum" has no rlbook twin)
+TO_VERL_AGGREGATION = dict(carry.AGGREGATION_TO_VERL)
+AGGREGATIONS = {v: k for k, v in TO_VERL_AGGREGATION.items()}
 # Estimators whose advantages for one group depend on that group's rewards alone (tests check this by
 # computing each group separately), so a batch with unequal group sizes can be computed size by size.
 GROUP_LOCAL = frozenset({"reinforce", "rloo", "grpo", "dr_grpo", "ngrpo"})
@@ -106,7 +103,7 @@ def _required_context(name: str) -> list[str]:
 
 
 # the context the advantage adapter builds from verl's batch (rlbook_advantage)
-VERL_CONTEXT = frozenset({"lengths", "reward_parts", "part_weights", "correct", "prompt_ids", "max_new_tokens", "state"})
+VERL_CONTEXT = carry.ESTIMATOR_CONTEXT["verl"]
 
 
 def _check_estimator(name: str, hyper: dict[str, Any]) -> None:
