@@ -317,7 +317,7 @@ def sweep(
     (unloaded after the run, so nothing leaks between runs).  The progress bar counts training steps of
     the runs still to train, so its time-left estimate is the sweep's.  ``force=True`` retrains everything.
     """
-    from tqdm.auto import tqdm
+    from rlbook.progress import tqdm
 
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):

@@ -31,7 +31,6 @@ import pandas as pd
 
 from rlbook import experiments, probe, regimes, report, runs, stats
 from rlbook.errors import ParamError
-from rlbook.params import load_file
 
 DIRECTIONS = ("greater", "less", "not_less", "equivalent")
 DEFAULT_CURVES = (("accuracy", "train accuracy"), ("reward_mean", "train reward"),
@@ -80,16 +79,11 @@ class Study:
 # ------------------------------------------------------------------------------------------- running
 
 
-def start(study: Study, namespace: Mapping[str, Any]) -> runs.Run:
+def start(study: Study, namespace: dict[str, Any]) -> runs.Run:
     """The notebook's run folder; its parameters are the notebook's variables named in
-    ``params/<name>.yaml`` (``defaults``), read from ``namespace`` (pass ``globals()``)."""
-    defaults = load_file(study.name)["defaults"]
-    missing = [k for k in defaults if k not in namespace]
-    if missing:
-        raise ParamError(f"{study.name}: parameters {missing} are not defined in the notebook")
-    params = {k: namespace[k] for k in defaults}
-    pd.set_option("display.max_colwidth", None)  # whole problem texts in tables
-    run = runs.start(study.name, namespace.get("run_dir"), params, profile=namespace.get("profile"))
+    ``params/<name>.yaml`` (``defaults``), read from ``namespace`` (pass ``globals()``): the ``profile``
+    variable applies when the notebook is run by hand or by papermill directly (:func:`rlbook.runs.from_namespace`)."""
+    run = runs.from_namespace(study.name, namespace)
     print("run folder:", run.dir)
     return run
 
