@@ -336,7 +336,7 @@ def check_train_metric_between(res: StudyResult, claim: Claim, column: str, lo: 
         return False, f"{name}: training metric {column!r} was not recorded"
     val = float(np.mean([AGGS[agg](part[column].dropna()) for _, part in runs_.groupby("seed")
                          if part[column].notna().any()]))
-    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {lo:g} to {hi:g})"
+    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {report.range_text(lo, hi)})"
 
 
 def check_sampled_truncation_below(res: StudyResult, claim: Claim, max_frac: float = 0.05,
@@ -363,7 +363,7 @@ def check_measured(res: StudyResult, claim: Claim, column: str, lo: float = -mat
     if rows is None or rows.empty or column not in rows:
         return False, f"{who}: no rows with {column!r} in the measurement {name!r}"
     val = float(rows[column].mean())
-    need = f"needs {lo:g} to {hi:g}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
+    need = f"needs {report.range_text(lo, hi)}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
     return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows ({need})"
 
 
@@ -379,7 +379,7 @@ def check_measured_between(res: Any, claim: Claim, table: str, lo: float = -math
     name = method or claim.method
     part = t[t["method"] == name] if name in set(t["method"]) else t
     val = float(part["value"].astype(float).mean())
-    return lo <= val <= hi, f"{table} ({name}) = {val:.3g} (the mechanism needs {lo:g} to {hi:g})"
+    return lo <= val <= hi, f"{table} ({name}) = {val:.3g} (the mechanism needs {report.range_text(lo, hi)})"
 
 
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
@@ -534,18 +534,12 @@ class StudyResult:
                "runs_trained": self.sweep.trained, "runs_reused": self.sweep.reused,
                "final_table": acc.reset_index().to_dict("records"), "claims": self.rows, **(results or {})}
         self.run.save_results(out)
-        show_claims(self.claim_table())
+        show_claims(self.rows)
         return Markdown(conclusion(self.rows, self))
 
 
 def _claim_sentence(r: dict[str, Any]) -> str:
-    vs = f" vs {r['baseline']}" if r.get("baseline") else ""
-    ci = (f"[95% CI {r['ci_low']:+.3g}, {r['ci_high']:+.3g}]" if np.isfinite(r["ci_low"])
-          else "(no interval from one seed)")
-    paper = f" The paper: {r['paper']}." if r.get("paper") else ""
-    why = f" ({r['reason']})" if r["verdict"] in ("untestable in this regime", "underpowered") else ""
-    return (f"- *{r['claim']}* ({r['method']}{vs}, {r['metric']}): effect {r['effect']:+.3g} {ci}, "
-            f"{r['n_seeds']} seeds, smallest detectable effect {r['mde']:.3g}: **{r['verdict']}**{why}.{paper}")
+    return report.claim_sentence(r)  # the prose lives in rlbook.report (no nan / inf in it)
 
 
 CLAIM_COLUMNS = ["claim", "method", "baseline", "metric", "direction", "margin", "effect", "ci_low", "ci_high",
@@ -557,11 +551,13 @@ def claim_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return stats.claim_table(rows)[CLAIM_COLUMNS]
 
 
-def show_claims(table: pd.DataFrame) -> None:
-    """Show a claim table (rounded) in the notebook, before the conclusion that ``finish`` returns."""
-    from IPython.display import display
+def show_claims(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> None:
+    """Show the claim table (:func:`rlbook.report.claims_html`: one short line per claim, every field of the row
+    in an expandable detail) in the notebook, before the conclusion that ``finish`` returns."""
+    from IPython.display import HTML, display
 
-    display(table.round(4))
+    rows = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    display(HTML(report.claims_html(rows)))
 
 
 def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -> str:
@@ -569,8 +565,9 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
     counts = {v: sum(r["verdict"] == v for r in rows) for v in stats.VERDICTS}
     head = f"**Conclusion.** Of {len(rows)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + "."
     if res is not None:
-        head += (f" Base model: {res.base_accuracy():.1%} held-out accuracy; {res.params['seeds']} seeds x "
-                 f"{int(res.sweep.metrics['step'].max())} steps per method.")
+        head += (f" Base model: {res.base_accuracy():.1%} held-out accuracy; "
+                 f"{report.count(res.params['seeds'], 'seed')} x "
+                 f"{report.count(int(res.sweep.metrics['step'].max()), 'step')} per method.")
     tail = ""
     if counts.get("inconclusive"):
         tail = ("\n\n*Inconclusive*: the 95% interval contains both the claimed and the opposite side at this "
