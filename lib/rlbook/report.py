@@ -431,8 +431,8 @@ def claim_sentence(row: dict[str, Any]) -> str:
     mde = (f", smallest detectable effect {row['mde']:.3g}" if finite(row.get("mde"))
            else "")
     paper = f" The paper: {paper_text(row)}." if paper_text(row) != "-" else ""
-    why = (f" ({row['reason']})" if row.get("verdict") in ("untestable in this regime", "underpowered")
-           and row.get("reason") else "")
+    why = {"untestable in this regime": f" ({row.get('reason') or short_reason(row)})",
+           "underpowered": f" ({short_reason(row)})"}.get(str(row.get("verdict")), "")
     star = "★ " if row.get("primary") else ""
     return (f"- {star}*{row['claim']}* ({row.get('method')}{vs}, {row.get('metric')}): effect {effect_text(row)}, "
             f"{count(row.get('n_seeds'), 'seed')}{mde}: **{row.get('verdict')}**{why}.{paper}")
@@ -447,5 +447,8 @@ def table(df: pd.DataFrame, caption: str, digits: int = 3) -> Any:
         return "p-value" in name or "p (" in name or name.startswith("p_") or name.startswith("mcnemar p")
 
     numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    fmt = {c: (_p_value if is_p(c) else (lambda v, d=digits: num(v, f".{d}f", "—"))) for c in numeric}
+    import html
+
+    fmt = {c: ((lambda v: html.escape(_p_value(v))) if is_p(c) else (lambda v, d=digits: num(v, f".{d}f", "—")))
+           for c in numeric}
     return df.style.format(fmt, na_rep="—", escape="html").set_caption(caption)
