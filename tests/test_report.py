@@ -198,3 +198,9 @@ def test_table_has_a_caption_and_no_rounded_away_p_value() -> None:
     df = pd.DataFrame({"before": [0.5, np.nan], "McNemar p (paired problems)": [0.00042, np.nan]})
     html = report.table(df, "format split").to_html()
     assert "<caption>format split</caption>" in html and "&lt; 0.001" in html and "nan" not in html
+
+
+def test_smoke_runs_get_no_advice_to_change_the_task() -> None:
+    text = "GRPO gets no signal on task 'gcd': greedy accuracy is 0%. Make it easier, e.g. -p task.config.x=1."
+    assert "easier" not in report.signal_advice(text, "smoke") and "plumbing test" in report.signal_advice(text, "smoke")
+    assert report.signal_advice(text, "cpu") == "warning: " + text

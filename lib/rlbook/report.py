@@ -425,6 +425,16 @@ def claims_html(rows: Sequence[dict[str, Any]], caption: str = "") -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
+def signal_advice(warning: str, profile: str | None) -> str:
+    """The no-signal warning of :func:`rlbook.probe.signal_warning` as the profile calls for it: under the smoke
+    profile (a few steps, tiny settings: a plumbing test) no signal is expected, so it is a note without advice
+    to change the task; otherwise the warning with its advice."""
+    if profile == "smoke":
+        first = warning.split(". ")[0]
+        return f"note: {first} (expected with the smoke profile's tiny settings; a plumbing test, nothing to change)"
+    return f"warning: {warning}"
+
+
 def claim_sentence(row: dict[str, Any]) -> str:
     """One Markdown line per claim for the conclusion; every number from the row, none of them ``nan``."""
     vs = f" vs {row['baseline']}" if row.get("baseline") else ""

@@ -309,6 +309,11 @@ class Run:
     notebook: str = ""
 
     @property
+    def profile(self) -> str | None:
+        """The profile the run was made with (its manifest's ``profile``), None for the defaults."""
+        return read_json(self.dir / MANIFEST).get("profile")
+
+    @property
     def metrics_path(self) -> Path:
         return self.dir / METRICS
 

@@ -116,7 +116,7 @@ def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None,
     out = StudyResult(study, run, res, specs, p)
     warning = probe.signal_warning(out.base_accuracy(), p["task"])
     if warning:
-        print(f"warning: {warning}")
+        print(report.signal_advice(warning, run.profile))
     if methods is None and not overrides:
         res.metrics.to_csv(run.metrics_path, index=False)
     print(f"{res.trained} runs trained, {res.reused} reused from the cache: {len(specs)} methods x {p['seeds']} seeds")
