@@ -297,19 +297,27 @@ def quickstart_summary(before: dict[str, Any], after: dict[str, Any], split: pd.
     from IPython.display import Markdown
 
     delta = after["accuracy"] - before["accuracy"]
-    direction = "rose" if delta > 0 else ("fell" if delta < 0 else "did not change")
+    direction = "rose" if delta > 0 else ("fell" if delta < 0 else "")
+    change = (f"{direction} from {before['accuracy']:.1%} to {after['accuracy']:.1%}" if direction
+              else f"stayed at {after['accuracy']:.1%}")
     fmt, acc = split.loc["answer in the requested format"], split.loc["accuracy among well-formatted answers"]
     p = split.loc["accuracy overall", "McNemar p (paired problems)"]
     return Markdown(
         f"**Result.** After {len(hist)} GRPO steps ({float(hist['step_s'].sum()) / 60:.1f} min of training, "
         f"{float(hist['step_s'].mean()):.1f} s per step), held-out greedy accuracy on {after['n']} problems "
-        f"**{direction} from {before['accuracy']:.1%} to {after['accuracy']:.1%}** ({delta * 100:+.1f} points; exact "
+        f"**{change}** ({delta * 100:+.1f} points; exact "
         f"McNemar p = {_p_value(p)} over this run's paired problems). Of that, the share of answers given in the requested "
-        f"format went from {fmt['before']:.1%} to {fmt['after']:.1%}, and accuracy among well-formatted answers from "
-        f"{_share(acc['before'])} to {_share(acc['after'])}: the first is learning the format, the second getting "
-        f"the answer right. Mean response length went from {before['response_length']:.1f} to {after['response_length']:.1f} "
-        f"tokens. Verdict: **{claim_row['verdict']}** ({claim_row['reason']}): the method notebooks repeat such runs "
+        f"format went from {fmt['before']:.1%} to {fmt['after']:.1%}, and {_formatted_accuracy(acc)}: the first is "
+        f"learning the format, the second getting the answer right. Mean response length went from {before['response_length']:.1f} to {after['response_length']:.1f} "
+        f"tokens. Verdict: **{claim_row['verdict']}** ({short_reason(claim_row)}): the method notebooks repeat such runs "
         f"over seeds before they call a claim replicated.")
+
+
+def _formatted_accuracy(acc: Any) -> str:
+    """The accuracy-among-well-formatted-answers clause; says so when no answer was in the format."""
+    if not finite(acc["before"]) and not finite(acc["after"]):
+        return "accuracy among well-formatted answers cannot be measured (no answer was in the format, before or after)"
+    return f"accuracy among well-formatted answers from {_share(acc['before'])} to {_share(acc['after'])}"
 
 
 def _share(x: float) -> str:
