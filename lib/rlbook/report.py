@@ -373,7 +373,8 @@ def effect_text(row: dict[str, Any]) -> str:
     """The measured effect with its 95% interval, e.g. ``+0.031 [-0.021, +0.083]``."""
     if not finite(row.get("effect")):
         return "not measured"
-    return f"{row['effect']:+.3g} {interval_text(row)}"
+    text = interval_text(row)
+    return f"{row['effect']:+.3g} {text if text.startswith('[') else f'({text})'}"
 
 
 def paper_text(row: dict[str, Any]) -> str:
@@ -407,6 +408,20 @@ def _detail_value(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+# Scoped to the claim table; in the page itself, so that JupyterLab shows it as the report does (their
+# stylesheets right-align table cells).
+CLAIMS_CSS = (
+    "table.rlbook-claims{border-collapse:collapse;font-size:13px}"
+    "table.rlbook-claims caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}"
+    "table.rlbook-claims td,table.rlbook-claims th{padding:4px 8px;vertical-align:top;text-align:left!important;"
+    "border-bottom:1px solid #e5e7eb}"
+    "table.rlbook-claims td.claim{max-width:340px}table.rlbook-claims td.why{max-width:300px;color:#4b5563}"
+    "table.rlbook-claims details summary{cursor:pointer;color:#2563eb}"
+    "table.rlbook-claims details dl{display:grid;grid-template-columns:max-content auto;gap:2px 10px;margin:4px 0}"
+    "table.rlbook-claims details dt{color:#6b7280}table.rlbook-claims details dd{margin:0}"
+)
+
+
 def claims_html(rows: Sequence[dict[str, Any]], caption: str = "") -> str:
     """The claim table a reader can take in: claim, effect and 95% interval, the paper's effect, verdict and the
     reason in one line; every field of the row in an expandable ``<details>`` (the same row as results.json).
@@ -429,7 +444,7 @@ def claims_html(rows: Sequence[dict[str, Any]], caption: str = "") -> str:
         classes = ("claim", "effect", "paper", "verdict", "why", "more")
         body.append("<tr>" + "".join(f"<td class='{c}'>{v}</td>" for c, v in zip(classes, cells, strict=True))
                     + "</tr>")
-    return (f"<table class='rlbook-claims'><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+    return (f"<style>{CLAIMS_CSS}</style><table class='rlbook-claims'><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
 

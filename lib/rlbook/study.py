@@ -303,8 +303,8 @@ def check_baseline_beats_base(res: StudyResult, claim: Claim) -> tuple[bool, str
     row = stats.evaluate_claim("baseline beats base", "accuracy_gain",
                                stats.seed_level_effects(gain, claim.baseline or claim.method), n_boot=0)
     ok = row["verdict"] == "replicated"
-    return ok, (f"{claim.baseline}: gain over the base model {row['effect']:+.3f} [{row['ci_low']:+.3f}, "
-                f"{row['ci_high']:+.3f}] ({row['verdict']})")
+    return ok, (f"{claim.baseline}: gain over the base model {report.effect_text(row)} "
+                f"({row['verdict']})")
 
 
 def check_mixed_groups(res: StudyResult, claim: Claim, min_frac: float = 0.1, method: str | None = None,
