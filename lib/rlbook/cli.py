@@ -26,7 +26,6 @@ records ``attempt``, ``resumed_from_step`` and ``previous_attempts``, and the no
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import re
 import signal
@@ -40,6 +39,7 @@ from typing import Any
 from rlbook import params as P
 from rlbook import runs
 from rlbook.config import ParamError
+from rlbook.pages import clean_outputs, write_index, write_report  # noqa: F401  (clean_outputs: re-exported)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -81,63 +81,34 @@ def kernel_name() -> str:
     return "rlbook" if "rlbook" in KernelSpecManager().find_kernel_specs() else "python3"
 
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-_PROGRESS = re.compile(r"\d+%\|.*\||\d+/\d+ \[\d")  # a tqdm bar or counter
-
-
-def clean_outputs(nb: Any) -> Any:
-    """The notebook as a reader wants it in the report: no stderr (warnings, loader logs, progress bars), no
-    progress widgets, no progress-bar lines in printed output; what the cells computed stays."""
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        kept = []
-        for out in cell.get("outputs", []):
-            if out.output_type == "stream":
-                if out.name == "stderr":
-                    continue
-                lines = [ln for ln in out.text.replace("\r", "\n").split("\n") if not _PROGRESS.search(ln)]
-                out.text = "\n".join(ln for ln in lines if ln.strip()) + "\n"
-                if not out.text.strip():
-                    continue
-            data = out.get("data", {})
-            if "application/vnd.jupyter.widget-view+json" in data:
-                continue
-            kept.append(out)
-        cell.outputs = kept
-    return nb
-
-
-def write_report(notebook_path: Path, out: Path) -> None:
-    """Render an executed notebook to a self-contained ``report.html``: code cells folded, outputs cleaned."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="rlbook_report", extra_template_basedirs=[str(TEMPLATES)],
-                            embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    nb = clean_outputs(nbformat.read(notebook_path, as_version=4))
-    body, _ = exporter.from_notebook_node(nb)
-    out.write_text(body, encoding="utf-8")
-
-
 # Stream the notebook's own output (training progress bars, printed metrics) to the terminal while it
 # runs; ``--quiet`` shows only the cell counter.
 LOG_OUTPUT = True
 
 
+# Kernel arguments: the kernel's own log (e.g. "Kernel is running over TCP without encryption", which is about a
+# kernel on localhost that only papermill talks to) shows errors only; the notebook's warnings are not affected.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def _papermill(notebook_in: Path, notebook_out: Path, parameters: dict[str, Any]) -> None:
     import papermill
 
+    # Each output line once: papermill's log_output would log every stderr line (as a warning) on top of the copy
+    # written to stderr_file.  The kernel draws text progress bars (RLBOOK_PROGRESS=text, rlbook.progress) that
+    # a terminal shows, not widgets.
+    os.environ["RLBOOK_PROGRESS"] = "text"
     papermill.execute_notebook(
         str(notebook_in),
         str(notebook_out),
         parameters=parameters,
         kernel_name=kernel_name(),
         progress_bar=not LOG_OUTPUT,
-        log_output=LOG_OUTPUT,
+        log_output=False,
         stdout_file=sys.stdout if LOG_OUTPUT else None,
         stderr_file=sys.stderr if LOG_OUTPUT else None,
         cwd=str(notebook_in.parent),
+        extra_arguments=KERNEL_ARGS,
     )
 
 
@@ -168,12 +139,12 @@ def execute(notebook_in: Path, run_dir: Path, params: dict[str, Any], profile: s
 
 
 def _finish_run(run_dir: Path, nb_file: str, status: str, error: str | None, tb: str | None) -> None:
+    manifest = runs.finish(run_dir, status, error=error, traceback=tb)
     if (run_dir / nb_file).is_file():
         try:
-            write_report(run_dir / nb_file, run_dir / "report.html")
+            write_report(run_dir / nb_file, run_dir / "report.html", manifest)
         except Exception as e:  # a report problem must not hide the run's own status
             print(f"rlbook: warning: report.html not written: {e}", file=sys.stderr)
-    runs.finish(run_dir, status, error=error, traceback=tb)
     print(f"rlbook: {status}: {run_dir}" + (f"\n  {error}" if error else ""), file=sys.stderr)
     if (run_dir / "report.html").is_file():
         print(f"report: {run_dir / 'report.html'}")
@@ -310,48 +281,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
     print(_table(rows))
     return 0
-
-
-def _index_row(rec: runs.RunRecord, outputs: Path) -> str:
-    m = rec.manifest
-    sha = (m.get("git_sha") or "-")[:7] + ("+dirty" if m.get("git_dirty") else "")
-    report = rec.dir / "report.html"
-    name = html.escape(f"{rec.notebook}/{rec.dir.name}")
-    link = (
-        f'<a href="{html.escape(report.relative_to(outputs.absolute()).as_posix())}">{name}</a>'
-        if report.is_file()
-        else name
-    )
-    cells = [
-        link,
-        (m.get("start_time") or "-")[:19].replace("T", " "),
-        sha,
-        m.get("profile") or "-",
-        rec.status,
-    ]
-    cells.append(headline_text(rec))
-    return (
-        "<tr>"
-        + "".join(f"<td>{c if i == 0 else html.escape(str(c))}</td>" for i, c in enumerate(cells))
-        + "</tr>"
-    )
-
-
-def write_index(outputs: Path) -> Path:
-    """Rebuild ``outputs/index.html``: every run, newest first, linking its report."""
-    outputs.mkdir(parents=True, exist_ok=True)
-    rows = "\n".join(_index_row(rec, outputs) for rec in reversed(runs.find_runs(outputs)))
-    head = "".join(f"<th>{h}</th>" for h in ["run", "date (UTC)", "git sha", "profile", "status", "headline"])
-    page = (
-        "<!doctype html>\n<html><head><meta charset='utf-8'><title>rlbook runs</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style></head>\n"
-        f"<body><h1>rlbook runs</h1>\n<table>\n<tr>{head}</tr>\n{rows}\n</table></body></html>\n"
-    )
-    path = outputs / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 # ---------------------------------------------------------------- rlbook resume, parser, main

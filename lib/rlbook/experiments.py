@@ -376,7 +376,7 @@ def sweep(
     (unloaded after the run, so nothing leaks between runs).  The progress bar counts training steps of
     the runs still to train, so its time-left estimate is the sweep's.  ``force=True`` retrains everything.
     """
-    from tqdm.auto import tqdm
+    from rlbook.progress import tqdm
 
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
@@ -520,14 +520,22 @@ def compare_methods(
     return sweep(make_specs(methods, base), seeds, cache=cache, **sweep_kwargs)
 
 
-def describe(specs: Sequence[RunSpec], keys: Sequence[str] = ("estimator", "loss", "aggregation", "eps_low",
-             "eps_high", "filters", "inner_epochs", "estimator_kwargs", "loss_kwargs", "rewards")) -> pd.DataFrame:
-    """A table of what differs between the methods' trainer settings (one row per method)."""
+DESCRIBE_KEYS = ("estimator", "loss", "aggregation", "eps_low", "eps_high", "filters", "inner_epochs",
+                 "estimator_kwargs", "loss_kwargs", "rewards", "sampler", "sampler_kwargs", "group_size",
+                 "rollouts_per_prompt", "phases")
+
+
+def describe(specs: Sequence[RunSpec], keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """A table of what differs between the methods' trainer settings (one row per method): every setting of the
+    resolved ``train`` config whose value is not the same for all methods (sampler, group size and phases
+    included; the seed left out), :data:`DESCRIBE_KEYS` first; when nothing differs, those keys."""
     rows = []
     for s in specs:
         t = s.resolved(0)["train"]
-        rows.append({"method": s.label, **{k: t[k] if not isinstance(t[k], (dict, list)) else _canonical(t[k])
-                                           for k in keys}})
+        names = list(keys) if keys is not None else [*DESCRIBE_KEYS, *(k for k in t if k not in DESCRIBE_KEYS)]
+        rows.append({"method": s.label, **{k: t[k] if not isinstance(t[k], (dict, list, tuple)) else _canonical(t[k])
+                                           for k in names if k in t and k != "seed"}})
     df = pd.DataFrame(rows).set_index("method")
-    varying = [c for c in df.columns if df[c].nunique() > 1]
-    return df[varying] if varying else df
+    varying = [c for c in df.columns if df[c].astype(str).nunique() > 1]
+    fallback = [c for c in (keys or DESCRIBE_KEYS) if c in df.columns]
+    return df[varying] if varying else df[fallback]

@@ -180,9 +180,9 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
     first ``seeds`` seeds (at the base checkpoint the seed adds no randomness but its batches)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
-    from tqdm.auto import tqdm
 
     from rlbook.experiments import _adapter, default_model_factory
+    from rlbook.progress import tqdm
     from rlbook.tasks import make_task
     from rlbook.trainer import Trainer
 
@@ -370,9 +370,8 @@ def loss_gradient_variance(result: Any, methods: Sequence[str], checkpoint_metho
     ``method, seed, checkpoint, epoch, unit, clip_frac, rel_var, rel_err, cos, value`` (the batch's jackknife
     pseudo-value of ``log R``, :func:`relative_variance`); claims
     use the ``epoch 2`` rows (``table[table.epoch == "epoch 2"]``)."""
-    from tqdm.auto import tqdm
-
     from rlbook.experiments import default_model_factory
+    from rlbook.progress import tqdm
 
     labels = list(dict.fromkeys([checkpoint_method, *methods]))
     spec = next(s for s in result.specs if s.label == checkpoint_method)
@@ -466,9 +465,8 @@ def all_wrong_logprob_change(result: Any, methods: Sequence[str], n_batches: int
     every method; each method makes its one update from the same weights (then they are restored).  A long
     table ``method, seed, unit (batch:prompt), value (change of log pi), before``; GRPO's all-wrong groups
     have zero advantage, so any change under GRPO comes from the batch's other groups."""
-    from tqdm.auto import tqdm
-
     from rlbook.experiments import default_model_factory
+    from rlbook.progress import tqdm
 
     spec = next(s for s in result.specs if s.label == methods[0])
     base, tok = default_model_factory(spec)()

@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,15 @@ def load_policy(
     return wrap_lora(model, lora, seed=seed), tok
 
 
+@contextlib.contextmanager
+def _no_peft_deprecation() -> Iterator[None]:
+    """peft 0.21 reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a FutureWarning
+    (``is_activation_checkpointing`` is its new name) that the reader can do nothing about: ignore that one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def _peft_config(cfg: LoraConfig) -> object:
     from peft import LoraConfig as PeftLoraConfig
 
@@ -245,7 +255,8 @@ def wrap_lora(model: PreTrainedModel, lora: LoraConfig | dict | None, seed: int 
 
     if seed is not None:
         torch.manual_seed(seed)
-    return get_peft_model(model, _peft_config(cfg))
+    with _no_peft_deprecation():
+        return get_peft_model(model, _peft_config(cfg))
 
 
 def _peft_config(cfg: LoraConfig) -> Any:
@@ -299,7 +310,8 @@ def wrap_adapters(model: PreTrainedModel, lora: LoraConfig | dict, names: list[s
 
     if seed is not None:
         torch.manual_seed(seed)
-    peft = get_peft_model(model, _peft_config(cfg), adapter_name=names[0])
+    with _no_peft_deprecation():
+        peft = get_peft_model(model, _peft_config(cfg), adapter_name=names[0])
     for name in names[1:]:
         peft.add_adapter(name, _peft_config(cfg))
     peft.set_adapter(names[0])

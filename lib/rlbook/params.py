@@ -33,6 +33,7 @@ from rlbook.config import ParamError, TrainConfig, build
 from rlbook.paths import find_root  # noqa: F401  (re-exported: rlbook.params.find_root)
 
 RESERVED = ("run_dir", "profile")  # injected by the run machinery, never listed in a params file
+SECTIONS = ("task", "train", "lora")  # dict parameters that a partial dict updates key by key (for_notebook)
 
 
 def available(notebooks_dir: Path | None = None) -> list[str]:
@@ -210,6 +211,51 @@ def resolve(
     for text in overrides:
         set_dotted(params, *parse_override(text))
     return validate(params, spec["defaults"], sections)
+
+
+def for_notebook(notebook: str, namespace: dict[str, Any], params_dir: Path | None = None) -> dict[str, Any]:
+    """A notebook's parameters from its variables (``namespace`` = its ``globals()``), as ``rlbook run`` would
+    resolve them, written back into ``namespace``.
+
+    Under ``rlbook run`` (``run_dir`` set) the variables are already resolved: they are taken as they are.
+    Otherwise (Run All in JupyterLab, ``papermill`` called directly): the ``profile`` variable's profile of
+    ``params/<notebook>.yaml`` is merged into the defaults, then every variable that differs from its default
+    (an edited cell, ``papermill -p`` / ``-y``) on top; a partial dict for a :data:`SECTIONS` key (``task``,
+    ``train``, ``lora``) updates the defaults key by key (``-y "task: {train_size: 32}"`` keeps the rest of
+    the task), any other value replaces its default.  The result is validated like ``rlbook run``'s.
+    """
+    spec = load_file(notebook, params_dir)
+    defaults = spec["defaults"]
+    missing = [k for k in defaults if k not in namespace]
+    if missing:
+        raise ParamError(f"{notebook}: parameters {missing} are not defined in the notebook")
+    if namespace.get("run_dir") is not None:
+        return {k: namespace[k] for k in defaults}
+    profile = namespace.get("profile")
+    params = copy.deepcopy(defaults)
+    if profile is not None:
+        if profile not in spec["profiles"]:
+            allowed = ", ".join(spec["profiles"]) or "(none defined)"
+            raise ParamError(f"profile = {profile!r} is not a profile of {notebook}; allowed: {allowed}")
+        params = merge(params, spec["profiles"][profile])
+    edited = [k for k in defaults if _plain(namespace[k]) != _plain(defaults[k])]
+    for key in edited:
+        value = namespace[key]
+        if key in SECTIONS and isinstance(value, Mapping) and isinstance(params.get(key), dict):
+            params[key] = merge(params[key], value)
+        else:
+            params[key] = copy.deepcopy(value)
+    params = validate(params, defaults)
+    namespace.update(params)
+    if profile is not None or edited:
+        print(f"parameters: profile {profile or '(none: the defaults)'}"
+              + (f"; set in the notebook: {', '.join(edited)}" if edited else ""))
+    return params
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would store it (tuples as lists), to compare a variable with its default."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def params_hash(params: Mapping[str, Any], n: int = 8) -> str:

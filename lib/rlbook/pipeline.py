@@ -111,7 +111,7 @@ class PipelineResult:
         out = {"seeds": int(self.params.get("seeds", 0)), "claims": self.rows,
                "tables": sorted(self.tables), **(results or {})}
         self.run.save_results(out)
-        study.show_claims(self.claim_table())
+        study.show_claims(self.rows)
         return Markdown(study.conclusion(self.rows))
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rlbook import report
+
 HIST_DEFAULTS = {"n_prompts": 64, "group_size": 8, "seed": 0}
 
 
@@ -147,7 +149,7 @@ def check_metric_between(res: Any, claim: Any, column: str, lo: float, hi: float
     runs = m[m["method"] == (method or claim.method)]
     val = float(runs[column].mean()) if column in runs and runs[column].notna().any() else float("nan")
     ok = bool(np.isfinite(val)) and lo <= val <= hi
-    return ok, f"{method or claim.method}: mean {column} = {val:.3f} over training (needs {lo:g}-{hi:g})"
+    return ok, f"{method or claim.method}: mean {column} = {val:.3f} over training (needs {report.range_text(lo, hi)})"
 
 
 def column_pairs(res: Any, method: str, columns: dict[str, str]) -> pd.DataFrame:

@@ -117,15 +117,21 @@ def binned(values: pd.Series, bins: int = 12) -> pd.Series:
     return lo + (idx + 0.5) * width
 
 
+FEW_POINTS = 12  # curves with at most this many points are drawn with markers
+
+
 def plot_curves(
     ax: Any, df: pd.DataFrame, x: str, y: str, hue: str | None = None, seed_col: str = "seed"
 ) -> Any:
-    """Mean line and 95% bootstrap band across seeds, one per ``hue`` value; returns ``ax``."""
+    """Mean line and 95% bootstrap band across seeds, one per ``hue`` value; returns ``ax``.  A curve of at most
+    :data:`FEW_POINTS` points gets a marker at each point (one or two steps would otherwise draw nothing)."""
     band = curve_band(df, x, y, group=hue, seed_col=seed_col)
     groups = list(band.groupby(hue, sort=False)) if hue else [(None, band)]
     colors = _palette(len(groups))
     for (name, part), color in zip(groups, colors, strict=True):
-        (line,) = ax.plot(part[x], part["mean"], label=None if name is None else str(name), color=color)
+        marker = "o" if len(part) <= FEW_POINTS else None
+        (line,) = ax.plot(part[x], part["mean"], label=None if name is None else str(name), color=color,
+                          marker=marker, markersize=4)
         ax.fill_between(part[x], part["lo"], part["hi"], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
@@ -291,16 +297,194 @@ def quickstart_summary(before: dict[str, Any], after: dict[str, Any], split: pd.
     from IPython.display import Markdown
 
     delta = after["accuracy"] - before["accuracy"]
-    direction = "rose" if delta > 0 else ("fell" if delta < 0 else "did not change")
+    direction = "rose" if delta > 0 else ("fell" if delta < 0 else "")
+    change = (f"{direction} from {before['accuracy']:.1%} to {after['accuracy']:.1%}" if direction
+              else f"stayed at {after['accuracy']:.1%}")
     fmt, acc = split.loc["answer in the requested format"], split.loc["accuracy among well-formatted answers"]
     p = split.loc["accuracy overall", "McNemar p (paired problems)"]
     return Markdown(
         f"**Result.** After {len(hist)} GRPO steps ({float(hist['step_s'].sum()) / 60:.1f} min of training, "
         f"{float(hist['step_s'].mean()):.1f} s per step), held-out greedy accuracy on {after['n']} problems "
-        f"**{direction} from {before['accuracy']:.1%} to {after['accuracy']:.1%}** ({delta * 100:+.1f} points; exact "
-        f"McNemar p = {p:.2g} over this run's paired problems). Of that, the share of answers given in the requested "
-        f"format went from {fmt['before']:.1%} to {fmt['after']:.1%}, and accuracy among well-formatted answers from "
-        f"{acc['before']:.1%} to {acc['after']:.1%}: the first is learning the format, the second getting the sum "
-        f"right. Mean response length went from {before['response_length']:.1f} to {after['response_length']:.1f} "
-        f"tokens. Verdict: **{claim_row['verdict']}** ({claim_row['reason']}): the method notebooks repeat such runs "
+        f"**{change}** ({delta * 100:+.1f} points; exact "
+        f"McNemar p = {_p_value(p)} over this run's paired problems). Of that, the share of answers given in the requested "
+        f"format went from {fmt['before']:.1%} to {fmt['after']:.1%}, and {_formatted_accuracy(acc)}: the first is "
+        f"learning the format, the second getting the answer right. Mean response length went from {before['response_length']:.1f} to {after['response_length']:.1f} "
+        f"tokens. Verdict: **{claim_row['verdict']}** ({short_reason(claim_row)}): the method notebooks repeat such runs "
         f"over seeds before they call a claim replicated.")
+
+
+def _formatted_accuracy(acc: Any) -> str:
+    """The accuracy-among-well-formatted-answers clause; says so when no answer was in the format."""
+    if not finite(acc["before"]) and not finite(acc["after"]):
+        return "accuracy among well-formatted answers cannot be measured (no answer was in the format, before or after)"
+    return f"accuracy among well-formatted answers from {_share(acc['before'])} to {_share(acc['after'])}"
+
+
+def _share(x: float) -> str:
+    """A share as a percentage, or why there is none (no well-formatted answer to take it over)."""
+    return f"{x:.1%}" if finite(x) else "none (no answer in the format)"
+
+
+def _p_value(p: float) -> str:
+    """A p-value as the tables show it: 3 decimals, or ``< 0.001``."""
+    return "none" if not finite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+# ---------------------------------------------------------------- claim rows as a reader sees them
+# (rows: the dicts of rlbook.stats.evaluate_claim / assign_verdicts, optionally with `primary`, `paper_effect`)
+
+
+def finite(x: Any) -> bool:
+    """A real number that is neither NaN nor infinite (None, strings and non-finite floats are not)."""
+    return isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
+def num(x: Any, spec: str = ".3g", missing: str = "none") -> str:
+    """``x`` formatted, or ``missing`` for None / NaN / inf: no ``nan`` or ``inf`` ever reaches the prose."""
+    return format(float(x), spec) if finite(x) else missing
+
+
+def count(n: Any, word: str) -> str:
+    """``1 seed``, ``3 seeds``."""
+    n = int(n) if finite(n) else 0
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def range_text(lo: float, hi: float, spec: str = "g") -> str:
+    """A required range in words: ``between 0.1 and 0.9``, ``at least 0.5``, ``at most 3`` (no ``inf``)."""
+    if finite(lo) and finite(hi):
+        return f"between {format(lo, spec)} and {format(hi, spec)}"
+    if finite(lo):
+        return f"at least {format(lo, spec)}"
+    if finite(hi):
+        return f"at most {format(hi, spec)}"
+    return "any value"
+
+
+def interval_text(row: dict[str, Any]) -> str:
+    """``[-0.021, +0.083]``, or why there is none (``no interval with 1 seed``)."""
+    if finite(row.get("ci_low")) and finite(row.get("ci_high")):
+        return f"[{row['ci_low']:+.3g}, {row['ci_high']:+.3g}]"
+    n = row.get("n_seeds")
+    return f"no interval with {count(n, 'seed')}" if finite(n) and n < 2 else "no interval"
+
+
+def effect_text(row: dict[str, Any]) -> str:
+    """The measured effect with its 95% interval, e.g. ``+0.031 [-0.021, +0.083]``."""
+    if not finite(row.get("effect")):
+        return "not measured"
+    text = interval_text(row)
+    return f"{row['effect']:+.3g} {text if text.startswith('[') else f'({text})'}"
+
+
+def paper_text(row: dict[str, Any]) -> str:
+    """What the paper reports: ``paper_effect`` (a number or text) and the quoted ``paper``, or ``-``."""
+    parts = []
+    pe = row.get("paper_effect")
+    if pe is not None and pe != "":
+        parts.append(f"{pe:+.3g}" if finite(pe) else str(pe))
+    if row.get("paper"):
+        parts.append(str(row["paper"]))
+    return ": ".join(parts) or "-"
+
+
+def short_reason(row: dict[str, Any], width: int = 110) -> str:
+    """Why the verdict, in one short line (the full reason is in the row's details and results.json)."""
+    verdict = row.get("verdict")
+    if verdict == "underpowered":
+        text = f"{count(row.get('n_seeds'), 'seed')}; a verdict needs 3"
+    elif verdict == "untestable in this regime":
+        text = str(row.get("reason") or "a regime check failed").split("; ")[0]
+    else:
+        text = f"Holm-adjusted p = {num(row.get('p_adjusted'), '.2g')}"
+        if finite(row.get("mde")):
+            text += f"; smallest detectable effect {row['mde']:.3g}"
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _detail_value(value: Any) -> str:
+    if isinstance(value, float) or finite(value):
+        return num(value, ".4g", "none")
+    return "-" if value is None or value == "" else str(value)
+
+
+# Scoped to the claim table; in the page itself, so that JupyterLab shows it as the report does (their
+# stylesheets right-align table cells).
+CLAIMS_CSS = (
+    "table.rlbook-claims{border-collapse:collapse;font-size:13px}"
+    "table.rlbook-claims caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}"
+    "table.rlbook-claims td,table.rlbook-claims th{padding:4px 8px;vertical-align:top;text-align:left!important;"
+    "border-bottom:1px solid #e5e7eb}"
+    "table.rlbook-claims td.claim{max-width:340px}table.rlbook-claims td.why{max-width:300px;color:#4b5563}"
+    "table.rlbook-claims details summary{cursor:pointer;color:#2563eb}"
+    "table.rlbook-claims details dl{display:grid;grid-template-columns:max-content auto;gap:2px 10px;margin:4px 0}"
+    "table.rlbook-claims details dt{color:#6b7280}table.rlbook-claims details dd{margin:0}"
+)
+
+
+def claims_html(rows: Sequence[dict[str, Any]], caption: str = "") -> str:
+    """The claim table a reader can take in: claim, effect and 95% interval, the paper's effect, verdict and the
+    reason in one line; every field of the row in an expandable ``<details>`` (the same row as results.json).
+    A primary claim is marked ★."""
+    import html
+
+    caption = caption or (f"{count(len(rows), 'claim')}: effect = method minus baseline (paired by seed and "
+                          "problem) with its calibrated 95% interval; verdicts Holm-adjusted across the claims.")
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "effect [95% CI]", "paper", "verdict", "why", ""))
+    body = []
+    for r in rows:
+        star = "★ " if r.get("primary") else ""
+        what = f"{r.get('method')}" + (f" vs {r['baseline']}" if r.get("baseline") else "") + f", {r.get('metric')}"
+        fields = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(_detail_value(v))}</dd>"
+                         for k, v in r.items())
+        cells = [f"{star}{html.escape(str(r.get('claim')))}<br><small>{html.escape(what)}</small>",
+                 html.escape(effect_text(r)), html.escape(paper_text(r)),
+                 f"<b>{html.escape(str(r.get('verdict')))}</b>", html.escape(short_reason(r)),
+                 f"<details><summary>details</summary><dl>{fields}</dl></details>"]
+        classes = ("claim", "effect", "paper", "verdict", "why", "more")
+        body.append("<tr>" + "".join(f"<td class='{c}'>{v}</td>" for c, v in zip(classes, cells, strict=True))
+                    + "</tr>")
+    return (f"<style>{CLAIMS_CSS}</style><table class='rlbook-claims'><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def signal_advice(warning: str, profile: str | None) -> str:
+    """The no-signal warning of :func:`rlbook.probe.signal_warning` as the profile calls for it: under the smoke
+    profile (a few steps, tiny settings: a plumbing test) no signal is expected, so it is a note without advice
+    to change the task; otherwise the warning with its advice."""
+    if profile == "smoke":
+        first = warning.split(". ")[0]
+        return f"note: {first} (expected with the smoke profile's tiny settings; a plumbing test, nothing to change)"
+    return f"warning: {warning}"
+
+
+def claim_sentence(row: dict[str, Any]) -> str:
+    """One Markdown line per claim for the conclusion; every number from the row, none of them ``nan``."""
+    vs = f" vs {row['baseline']}" if row.get("baseline") else ""
+    mde = (f", smallest detectable effect {row['mde']:.3g}" if finite(row.get("mde"))
+           else "")
+    paper = f" The paper: {paper_text(row)}." if paper_text(row) != "-" else ""
+    why = {"untestable in this regime": f" ({row.get('reason') or short_reason(row)})",
+           "underpowered": f" ({short_reason(row)})"}.get(str(row.get("verdict")), "")
+    star = "★ Primary: " if row.get("primary") else "Check: " if row.get("role") == "check" else ""
+    scale = " (log ratio)" if row.get("scale", "identity") != "identity" else ""
+    units = f" x {count(row.get('n_units'), 'unit')}" if finite(row.get("n_units")) and row.get("n_units", 1) > 1 else ""
+    verdict = "shown, no verdict" if row.get("verdict") == "check" else f"**{row.get('verdict')}**"
+    return (f"- {star}*{row['claim']}* ({row.get('method')}{vs}, {row.get('metric')}{scale}): effect "
+            f"{effect_text(row)}, {count(row.get('n_seeds'), 'seed')}{units}{mde}: {verdict}{why}.{paper}")
+
+
+def table(df: pd.DataFrame, caption: str, digits: int = 3) -> Any:
+    """``df`` for display with a caption: numbers to ``digits`` decimals, p-value columns (a name with
+    "p-value" or "p (" in it, or ``p_*``) as ``< 0.001`` rather than a rounded 0, missing values as a dash
+    (never ``nan``); returns a pandas Styler (shown as HTML in JupyterLab and in the report)."""
+    def is_p(col: Any) -> bool:
+        name = str(col).lower()
+        return "p-value" in name or "p (" in name or name.startswith("p_") or name.startswith("mcnemar p")
+
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    import html
+
+    fmt = {c: ((lambda v: html.escape(_p_value(v))) if is_p(c) else (lambda v, d=digits: num(v, f".{d}f", "—")))
+           for c in numeric}
+    return df.style.format(fmt, na_rep="—", escape="html").set_caption(caption)

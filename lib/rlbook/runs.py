@@ -38,6 +38,14 @@ MANIFEST, RESULTS, METRICS = "manifest.json", "results.json", "metrics.csv"
 CHECKPOINTS = "checkpoints"
 PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "papermill", "rlbook")
 STATUSES = ("running", "ok", "failed", "interrupted")
+FILE_MODE = 0o666  # before the umask, like open(..., "w")
+SCRATCH = "_scratch"  # outputs/_scratch/<notebook>/: the one folder of a notebook run by hand (reused)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------- small atomic JSON helpers
@@ -48,6 +56,7 @@ def write_json(path: Path, data: Any) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE & ~_umask())  # mkstemp makes 0600; every output is as readable as the others
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=str)
             f.write("\n")
@@ -300,6 +309,11 @@ class Run:
     notebook: str = ""
 
     @property
+    def profile(self) -> str | None:
+        """The profile the run was made with (its manifest's ``profile``), None for the defaults."""
+        return read_json(self.dir / MANIFEST).get("profile")
+
+    @property
     def metrics_path(self) -> Path:
         return self.dir / METRICS
 
@@ -382,10 +396,17 @@ def start(
 ) -> Run:
     """The :class:`Run` of a notebook.
 
-    Under papermill ``run_dir`` is the folder ``rlbook run`` made (with its manifest).  Interactively
-    (``run_dir=None``) a fresh folder ``outputs/<notebook>/<id>`` is made with an ``interactive``
-    manifest, marked ``ok`` at interpreter exit unless it was marked otherwise.
+    * ``rlbook run`` (papermill with ``run_dir``): the folder the CLI made (with its manifest).
+    * ``papermill IN OUT`` called directly (no ``run_dir``): a new run folder ``outputs/<notebook>/<id>``, and a
+      small process that waits for papermill to end, then copies ``OUT`` there, renders ``report.html``, marks
+      the manifest and rebuilds ``outputs/index.html`` (:mod:`rlbook.pages`), as ``rlbook run`` does.
+    * By hand (JupyterLab): the notebook's scratch folder ``outputs/_scratch/<notebook>/``, emptied and reused
+      by each hand run (no new folder per Run All), with an ``interactive`` manifest marked ``ok`` at
+      interpreter exit unless a cell failed.
     """
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)  # whole problem texts in every table
     if run_dir is not None:
         path = Path(run_dir).resolve()
         (path / "figures").mkdir(parents=True, exist_ok=True)
@@ -395,10 +416,87 @@ def start(
             )
         return Run(path, params, notebook)
     root = _root()
-    path, _ = create(notebook, params, root / "outputs", root, profile=profile, interactive=True)
+    outputs = _outputs_of(root)
+    pm_out = papermill_output()
+    if pm_out is not None:
+        path, _ = create(notebook, params, outputs, root, profile=profile, interactive=False,
+                         papermill_output=str(pm_out))
+        _watch_papermill(path, os.getppid(), pm_out, outputs)
+        return Run(path, params, notebook)
+    path = scratch_dir(outputs, notebook)
+    git = git_info(root)
+    write_json(path / MANIFEST, new_manifest(notebook, path, params, git, profile=profile, interactive=True))
     atexit.register(_finish_interactive, path)
     _watch_cells(path)
     return Run(path, params, notebook)
+
+
+def _outputs_of(root: Path) -> Path:
+    return Path(os.environ.get("RLBOOK_OUTPUTS") or root / "outputs").expanduser().resolve()
+
+
+def scratch_dir(outputs: Path, notebook: str) -> Path:
+    """``outputs/_scratch/<notebook>/``, emptied (the previous hand run's files removed) and made again."""
+    import shutil
+
+    path = Path(outputs) / SCRATCH / notebook
+    if path.exists():
+        shutil.rmtree(path)
+    (path / "figures").mkdir(parents=True)
+    return path
+
+
+def papermill_output(pid: int | None = None) -> Path | None:
+    """The output notebook of the ``papermill`` command that started this kernel (its parent process), or None
+    (not under the papermill CLI, output to stdout, or no ``/proc``: not Linux)."""
+    pid = os.getppid() if pid is None else pid
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    names = [Path(a).name for a in argv]
+    at = next((i for i, n in enumerate(names[:3]) if n == "papermill"), None)
+    if at is None:
+        return None
+    try:
+        from papermill.cli import papermill as command
+
+        ctx = command.make_context("papermill", [a for a in argv[at + 1:] if a], resilient_parsing=True)
+    except Exception:  # an argv papermill's own parser does not read
+        return None
+    out = ctx.params.get("output_path")
+    if not out or out == "-" or "://" in str(out):
+        return None
+    return (cwd / out).resolve()
+
+
+def _watch_papermill(run_dir: Path, pid: int, notebook_out: Path, outputs: Path) -> None:
+    """Start ``python -m rlbook.pages papermill ...`` in its own session: it outlives this kernel, waits for
+    papermill (``pid``) to end and finishes the run folder; its messages go to ``run_dir/finish.log``."""
+    cmd = [sys.executable, "-m", "rlbook.pages", "papermill", str(run_dir), str(pid), str(notebook_out),
+           str(outputs)]
+    with open(run_dir / "finish.log", "w") as log:
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                         cwd=str(run_dir), env={**os.environ, "PYTHONPATH": _pythonpath()})
+    print(f"papermill run: the run folder {run_dir} gets the executed notebook, report.html and an index "
+          "entry when papermill ends")
+
+
+def _pythonpath() -> str:
+    """This ``rlbook`` first (a checkout's ``lib/`` wins over an installed copy), then the caller's path."""
+    here = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join([here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+
+
+def from_namespace(notebook: str, namespace: dict[str, Any], params_dir: Path | None = None) -> Run:
+    """The run of a notebook whose parameters are its variables (pass ``globals()``): resolved by
+    :func:`rlbook.params.for_notebook` (the ``profile`` applied, partial section dicts merged into the defaults,
+    the result written back into ``namespace``), then :func:`start`."""
+    from rlbook.params import for_notebook
+
+    params = for_notebook(notebook, namespace, params_dir)
+    return start(notebook, namespace.get("run_dir"), params, profile=namespace.get("profile"))
 
 
 def _root() -> Path:
@@ -484,9 +582,11 @@ def plain_params(params: dict[str, Any]) -> Any:
 
 
 def find_runs(outputs: Path, notebook: str | None = None) -> list[RunRecord]:
-    """Every run under ``outputs`` (optionally one notebook's), oldest first.  Each record's ``dir`` is the folder
-    as found under ``outputs`` (``outputs/<notebook>/<id>``, symlinks not resolved), so paths relative to
-    ``outputs`` hold when ``outputs`` or a folder in it is a symlink."""
+    """Every run under ``outputs`` (optionally one notebook's), oldest first; folders whose name starts with
+    ``_`` (the run cache, hand runs' scratch folders) are not runs.  Each record's ``dir`` is the folder as found
+    under ``outputs`` (``outputs/<notebook>/<id>``, symlinks not resolved), so paths relative to ``outputs`` hold
+    when ``outputs`` or a folder in it is a symlink."""
     pattern = f"{notebook or '*'}/*/{MANIFEST}"
-    runs = [_read(p.parent) for p in Path(outputs).absolute().glob(pattern)]
+    runs = [_read(p.parent) for p in Path(outputs).absolute().glob(pattern)
+            if not p.parent.parent.name.startswith("_")]
     return sorted(runs, key=lambda r: (r.manifest.get("start_time") or "", r.dir.name))

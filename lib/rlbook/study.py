@@ -31,7 +31,6 @@ import pandas as pd
 
 from rlbook import experiments, probe, regimes, report, runs, stats
 from rlbook.errors import ParamError
-from rlbook.params import load_file
 
 DIRECTIONS = ("greater", "less", "not_less", "equivalent")
 DEFAULT_CURVES = (("accuracy", "train accuracy"), ("reward_mean", "train reward"),
@@ -113,18 +112,13 @@ class Study:
 # ------------------------------------------------------------------------------------------- running
 
 
-def start(study: Study, namespace: Mapping[str, Any]) -> runs.Run:
+def start(study: Study, namespace: dict[str, Any]) -> runs.Run:
     """The notebook's run folder; its parameters are the notebook's variables named in
-    ``params/<name>.yaml`` (``defaults``), read from ``namespace`` (pass ``globals()``)."""
-    defaults = load_file(study.name)["defaults"]
-    missing = [k for k in defaults if k not in namespace]
-    if missing:
-        raise ParamError(f"{study.name}: parameters {missing} are not defined in the notebook")
-    params = {k: namespace[k] for k in defaults}
-    pd.set_option("display.max_colwidth", None)  # whole problem texts in tables
-    run = runs.start(study.name, namespace.get("run_dir"), params, profile=namespace.get("profile"))
+    ``params/<name>.yaml`` (``defaults``), read from ``namespace`` (pass ``globals()``): the ``profile``
+    variable applies when the notebook is run by hand or by papermill directly (:func:`rlbook.runs.from_namespace`)."""
+    run = runs.from_namespace(study.name, namespace)
     print("run folder:", run.dir)
-    show_power(study, params, namespace.get("profile"))
+    show_power(study, run.params, run.profile)
     return run
 
 
@@ -172,7 +166,7 @@ def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None,
     out = StudyResult(study, run, res, specs, p)
     warning = probe.signal_warning(out.base_accuracy(), p["task"])
     if warning:
-        print(f"warning: {warning}")
+        print(report.signal_advice(warning, run.profile))
     if methods is None and not overrides:
         res.metrics.to_csv(run.metrics_path, index=False)
     print(f"{res.trained} runs trained, {res.reused} reused from the cache: {len(specs)} methods x {p['seeds']} seeds")
@@ -391,7 +385,7 @@ def check_train_metric_between(res: StudyResult, claim: Claim, column: str, lo: 
         return False, f"{name}: training metric {column!r} was not recorded"
     val = float(np.mean([AGGS[agg](part[column].dropna()) for _, part in runs_.groupby("seed")
                          if part[column].notna().any()]))
-    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {lo:g} to {hi:g})"
+    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {report.range_text(lo, hi)})"
 
 
 def check_sampled_truncation_below(res: StudyResult, claim: Claim, max_frac: float = 0.05,
@@ -418,7 +412,7 @@ def check_measured(res: StudyResult, claim: Claim, column: str, lo: float = -mat
     if rows is None or rows.empty or column not in rows:
         return False, f"{who}: no rows with {column!r} in the measurement {name!r}"
     val = float(rows[column].mean())
-    need = f"needs {lo:g} to {hi:g}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
+    need = f"needs {report.range_text(lo, hi)}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
     return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows ({need})"
 
 
@@ -434,7 +428,7 @@ def check_measured_between(res: Any, claim: Claim, table: str, lo: float = -math
     name = method or claim.method
     part = t[t["method"] == name] if name in set(t["method"]) else t
     val = float(part["value"].astype(float).mean())
-    return lo <= val <= hi, f"{table} ({name}) = {val:.3g} (the mechanism needs {lo:g} to {hi:g})"
+    return lo <= val <= hi, f"{table} ({name}) = {val:.3g} (the mechanism needs {report.range_text(lo, hi)})"
 
 
 CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
@@ -588,7 +582,7 @@ class StudyResult:
                "runs_trained": self.sweep.trained, "runs_reused": self.sweep.reused,
                "final_table": acc.reset_index().to_dict("records"), "claims": self.rows, **(results or {})}
         self.run.save_results(out)
-        show_claims(self.claim_table())
+        show_claims(self.rows)
         return Markdown(conclusion(self.rows, self))
 
 
@@ -597,18 +591,7 @@ def _num(x: Any, fmt: str = "+.3g") -> str:
 
 
 def _claim_sentence(r: dict[str, Any]) -> str:
-    vs = f" vs {r['baseline']}" if r.get("baseline") else ""
-    ci = (f"[95% CI {_num(r['ci_low'])}, {_num(r['ci_high'])}]" if math.isfinite(r.get("ci_low", math.nan))
-          else "(no interval: one seed or one unit)")
-    scale = " (log ratio)" if r.get("scale", "identity") != "identity" else ""
-    paper = f" The paper: {r['paper']}." if r.get("paper") else ""
-    why = f" ({r['reason']})" if r["verdict"] in ("untestable in this regime", "underpowered") else ""
-    mde = (f", smallest effect detectable with 80% power {_num(r.get('mde'), '.3g')}"
-           if math.isfinite(r.get("mde", math.nan)) else "")
-    tag = {"primary": "**Primary.** ", "check": "Check: "}.get(r.get("role", ""), "")
-    verdict = "shown, no verdict" if r["verdict"] == "check" else f"**{r['verdict']}**"
-    return (f"- {tag}*{r['claim']}* ({r['method']}{vs}, {r['metric']}{scale}): effect {_num(r['effect'])} {ci}, "
-            f"{r['n_seeds']} seed(s) x {r.get('n_units', 1)} unit(s){mde}: {verdict}{why}.{paper}")
+    return report.claim_sentence(r)  # the prose lives in rlbook.report (no nan / inf in it)
 
 
 CLAIM_COLUMNS = ["claim", "role", "method", "baseline", "metric", "direction", "margin", "effect", "ci_low",
@@ -620,11 +603,13 @@ def claim_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return stats.claim_table(rows)[CLAIM_COLUMNS]
 
 
-def show_claims(table: pd.DataFrame) -> None:
-    """Show a claim table (rounded) in the notebook, before the conclusion that ``finish`` returns."""
-    from IPython.display import display
+def show_claims(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> None:
+    """Show the claim table (:func:`rlbook.report.claims_html`: one short line per claim, every field of the row
+    in an expandable detail) in the notebook, before the conclusion that ``finish`` returns."""
+    from IPython.display import HTML, display
 
-    display(table.round(4))
+    rows = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    display(HTML(report.claims_html(rows)))
 
 
 def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -> str:
@@ -638,8 +623,9 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
         head += f"Primary claim: **{primary['verdict']}**. "
     head += f"Of {len(rows)} rows: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + "."
     if res is not None:
-        head += (f" Base model: {res.base_accuracy():.1%} held-out accuracy; {res.params['seeds']} seed(s) x "
-                 f"{int(res.sweep.metrics['step'].max())} steps per method.")
+        head += (f" Base model: {res.base_accuracy():.1%} held-out accuracy; "
+                 f"{report.count(res.params['seeds'], 'seed')} x "
+                 f"{report.count(int(res.sweep.metrics['step'].max()), 'step')} per method.")
     tail = ""
     if counts.get("inconclusive"):
         tail = ("\n\n*Inconclusive*: the 95% interval contains both the claimed and the opposite side at this "

@@ -346,7 +346,7 @@ class Trainer:
         state and the metrics so far (``metrics.csv`` is cut back to them), runs only the remaining steps
         and returns the metrics of all of them.
         """
-        from tqdm.auto import tqdm
+        from rlbook.progress import tqdm
 
         if checkpoint_dir is not None:
             self.checkpoint_dir = Path(checkpoint_dir)
