@@ -79,3 +79,11 @@ def test_power_uses_a_runs_measured_components(tmp_path):
     assert table.loc[0, "mde (80% power)"] == pytest.approx(0.03238, abs=2e-4)
     # 3 x 200: se = sqrt(0.2 / 600) = 0.018257, mde ~ 0.0513 > 0.05; 3 x 500 reaches it (0.0324)
     assert table.loc[0, "80% power at the paper effect"].startswith("3 x 500")
+
+
+@pytest.mark.parametrize(("metric", "scale"), [("final_length", "log1p"), ("train:response_length:last3", "log1p"),
+                                               ("length_change", "identity"), ("final_accuracy", "identity")])
+def test_metrics_declare_their_scale(metric, scale):
+    assert study.metric_scale(metric) == scale
+    assert study.Claim("c", metric, "X", "Y").scale == scale
+    assert study.Claim("c", metric, "X", "Y", scale="identity").scale == "identity"  # an explicit scale wins

@@ -64,13 +64,15 @@ class Claim:
     paper: str = ""
     primary: bool = False
     check: bool = False
-    scale: str = "identity"
+    scale: str | None = None  # None: the metric's declared scale (:func:`metric_scale`)
     seed_random: bool = True
     paper_effect: float | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ParamError(f"claim {self.text!r}: direction={self.direction!r}; allowed: {', '.join(DIRECTIONS)}")
+        if self.scale is None:
+            self.scale = metric_scale(self.metric)
         if self.scale not in stats.SCALES:
             raise ParamError(f"claim {self.text!r}: scale={self.scale!r}; allowed: {', '.join(stats.SCALES)}")
         if self.primary and self.check:
@@ -82,6 +84,20 @@ class Claim:
     @property
     def role(self) -> str:
         return "primary" if self.primary else "check" if self.check else "secondary"
+
+
+COUNT_METRICS = ("length", "after_answer", "reflections", "repeated_lines", "tokens")
+DIFFERENCE_METRICS = ("length_change", "length_wrong_change", "growth")
+
+
+def metric_scale(metric: str) -> str:
+    """The scale a metric declares: ``log1p`` for lengths and other token or line counts (a ratio of two
+    methods' counts is what length claims mean; counts can be 0), ``identity`` for accuracies, rates and
+    differences (e.g. ``length_change``, a change from the base model, can be negative)."""
+    name = metric.lower()
+    if any(d in name for d in DIFFERENCE_METRICS):
+        return "identity"
+    return "log1p" if any(c in name for c in COUNT_METRICS) else "identity"
 
 
 @dataclass
