@@ -20,9 +20,8 @@ import numpy as np
 from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_stats import _binary, _continuous  # noqa: E402  (the tests' generators, one definition)
-
 from rlbook import stats  # noqa: E402
+from test_stats import _binary, _continuous  # noqa: E402  (the tests' generators, one definition)
 
 
 def seed_only(d: np.ndarray) -> np.ndarray:
