@@ -35,11 +35,15 @@ def test_one_training_run_reads_as_one_run_not_one_seeds() -> None:
     assert facts["seeds"] == "1 run (seed 0)"
 
 
-def test_prerender_math_makes_mathml_and_leaves_code_and_prices() -> None:
-    out = pages.prerender_math("GRPO: $A_i = r_i - \\bar r$ costs $5 and $6; `x = $y$`\n\n$$\\frac{a}{b}$$")
+def test_prerender_math_makes_whole_mathml_and_leaves_code_and_prices() -> None:
+    page = ("<p>GRPO: $A_i = r_i - \\bar r$ costs $5 and $6; <code>x = $y$</code></p>\n"
+            "<p>$$\\frac{a}{b} &lt; 1$$</p><pre>$z$</pre>")
+    out = pages.prerender_html_math(page)
     assert out.count("<math") == 2 and 'display="block"' in out and 'display="inline"' in out
-    assert "$5 and $6" in out and "`x = $y$`" in out
-    assert "\\frac" not in out and "<mfrac>" in out
+    assert "$5 and $6" in out and "<code>x = $y$</code>" in out and "<pre>$z$</pre>" in out
+    # the elements nest (a fraction of a over b, then "<" unescaped into an operator), not empty tags in a row
+    assert "<mfrac><mrow><mi>a</mi></mrow><mrow><mi>b</mi></mrow></mfrac>" in out and "<mo>&#x0003C;</mo>" in out
+    assert "<mi></mi>" not in out
 
 
 def test_unconvertible_tex_is_shown_as_code_not_lost() -> None:
@@ -63,6 +67,7 @@ def test_report_has_header_title_mathml_and_loads_nothing_from_the_network(tmp_p
     page = out.read_text()
     assert re.search(r"<title>bnpo · smoke · 2026-12-07 01:00 · rlbook report</title>", page)
     assert "plumbing test, not a result" in page and "<math" in page
+    assert "<mfrac><mrow><msub><mi>r</mi><mi>i</mi></msub>" in page and "<mi></mi>" not in page  # whole MathML
     assert not re.search(r"<script[^>]+src=", page)  # no MathJax, require.js or widget manager
     assert "mathjax" not in page.lower() and "IProgress" not in page
 

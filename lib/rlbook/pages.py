@@ -1,8 +1,8 @@
 """The pages a reader opens: a run's ``report.html`` and ``outputs/index.html``.
 
 ``report.html`` is the executed notebook rendered by nbconvert with the ``rlbook_report`` template (code cells
-folded), after :func:`clean_outputs` (no stderr, progress bars or widgets) and :func:`prerender_math` (every
-``$...$`` / ``$$...$$`` of the Markdown turned into MathML by ``latex2mathml``, which browsers draw natively: the
+folded), after :func:`clean_outputs` (no stderr, progress bars or widgets); then :func:`prerender_html_math` turns
+every ``$...$`` / ``$$...$$`` of the page's text into MathML by ``latex2mathml``, which browsers draw natively: the
 page loads no MathJax, no require.js, no widget manager, nothing from the network).  Above the notebook sits
 :func:`header_html`: notebook, profile, model, seeds, held-out problems, date, git sha and run id, with a banner on
 smoke runs ("plumbing test, not a result").
@@ -76,34 +76,34 @@ def latex_to_mathml(tex: str, display: bool) -> str:
         return f"<code>{html.escape(tex.strip())}</code>"
 
 
-def _display_math(m: re.Match[str]) -> str:
-    tex = m.group(1) if m.group(1) is not None else m.group(4)
-    if m.group(2) == "align":
-        tex = r"\begin{aligned}" + tex + r"\end{aligned}"
-    return "\n" + latex_to_mathml(" ".join(tex.split()), display=True) + "\n"
+_SKIP = re.compile(r"(<(pre|code|script|style|textarea)\b.*?</\2>)", re.S | re.I)
 
 
-def prerender_math(markdown: str) -> str:
-    """``markdown`` with its TeX math replaced by MathML (display math as a block), code left as it is."""
-    parts = _CODE.split(markdown)
-    for i in range(0, len(parts), 2):  # even parts are outside code
-        text = _DISPLAY.sub(_display_math, parts[i])
-        parts[i] = _INLINE.sub(lambda m: latex_to_mathml(m.group(1), display=False), text)
-    return "".join(parts)
+def prerender_html_math(page: str) -> str:
+    """An nbconvert HTML page with the TeX math of its text (``$...$``, ``$$...$$``, ``\\begin{align}``, which
+    nbconvert's Markdown renderer leaves verbatim for MathJax) replaced by MathML; ``pre``, ``code``,
+    ``script`` and ``style`` elements are left alone.  Done on the HTML, not the Markdown: MathML put into the
+    Markdown is torn apart by the Markdown renderer's HTML handling."""
+    def convert(tex: str, display: bool) -> str:
+        return latex_to_mathml(html.unescape(tex), display)
 
+    def display_math(m: re.Match[str]) -> str:
+        tex = m.group(1) if m.group(1) is not None else m.group(4)
+        if m.group(2) == "align":
+            tex = r"\begin{aligned}" + tex + r"\end{aligned}"
+        return convert(" ".join(tex.split()), True)
 
-def prerender_notebook_math(nb: Any) -> Any:
-    """:func:`prerender_math` on Markdown cells and Markdown outputs; ``text/latex`` outputs become MathML."""
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            cell.source = prerender_math(cell.source)
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if "text/markdown" in data:
-                data["text/markdown"] = prerender_math(data["text/markdown"])
-            if "text/latex" in data and "text/html" not in data:
-                data["text/html"] = prerender_math(data.pop("text/latex"))
-    return nb
+    parts = _SKIP.split(page)
+    out = []
+    i = 0
+    while i < len(parts):
+        text = parts[i]
+        text = _DISPLAY.sub(display_math, text)
+        out.append(_INLINE.sub(lambda m: convert(m.group(1), False), text))
+        if i + 1 < len(parts):
+            out.append(parts[i + 1])  # the skipped element, verbatim
+        i += 3  # split() yields: text, whole element, tag name, text, ...
+    return "".join(out)
 
 
 # ---------------------------------------------------------------- the header
@@ -171,10 +171,10 @@ def write_report(notebook_path: Path, out: Path, manifest: dict[str, Any] | None
     manifest = runs.read_json(Path(out).parent / runs.MANIFEST) if manifest is None else manifest
     exporter = HTMLExporter(template_name="rlbook_report", extra_template_basedirs=[str(TEMPLATES)],
                             embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    nb = prerender_notebook_math(clean_outputs(nbformat.read(notebook_path, as_version=4)))
+    nb = clean_outputs(nbformat.read(notebook_path, as_version=4))
     nb.metadata["title"] = page_title(manifest)
     body, _ = exporter.from_notebook_node(nb, resources={"rlbook_header": header_html(manifest)})
-    _write_text(Path(out), body)
+    _write_text(Path(out), prerender_html_math(body))
 
 
 def _write_text(path: Path, text: str) -> None:
