@@ -196,6 +196,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "w = sigmoid(5 (H - 1)), soft-with-zero, clip 0.2, dual clip 3",
            {"estimator": "copo", "estimator_kwargs": {"k": 5.0, "b": 1.0, "blend": "soft_with_zero"},
             "eps_low": 0.2, "eps_high": 0.2, "loss_kwargs": {"dual_clip": 3.0}, "kl_coef": 0.0}),
+    Preset("canon", "Conditional Advantage Estimation for Reinforcement Learning in Large Reasoning Models (Chen et al., "
+                    "2025)",
+           "official code github.com/biuboomc/CANON (commit f3ee9fc) scripts/setups.sh: adv_estimator "
+           "dr_length_on_mean, _lambda 1.0, alpha 1.0, seq-mean-token-sum over max_length, clip high 0.28, no KL",
+           {"estimator": "canon", "estimator_kwargs": {"metric": "length", "inter_weight": 1.0},
+            "aggregation": "seq_mean_token_sum_norm", "eps_low": 0.2, "eps_high": 0.28, "kl_coef": 0.0},
+           notes="the paper's headline variant splits by token entropy, which estimators do not receive; its "
+                 "baseline is Dr. GRPO with the same loss: {preset: canon, estimator: dr_grpo}"),
     Preset("spo", "Single-stream Policy Optimization (Xu & Ding, 2025)",
            "verl recipe spo/train.sh and spo_trainer.yaml (github.com/verl-project/verl-recipe, commit e477def): "
            "one sample per prompt, KL-adaptive value tracker, clip 0.2 / 0.28, dual clip 10, token-mean loss",

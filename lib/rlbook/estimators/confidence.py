@@ -67,28 +67,32 @@ def canon(
     lengths: Tensor | None = None,
     seq_log_ratio: Tensor | None = None,
     metric: str = "length",
-    inter_weight: float = 0.5,
-    scale: bool = True,
+    inter_weight: float = 1.0,
+    scale: bool = False,
     eps: float = EPS,
 ) -> Tensor:
-    """Conditional advantage: split each group at the median of a metric, compare across and within halves.
+    """Conditional advantage: split each group in two by a metric, compare across and within the halves.
 
-    With S(i) the half of sample i (metric above the group median, or not) and O(i) the other half:
-    A_inter = r_i - mean(r over O(i)) (does this trend beat the other?), A_intra = r_i - mean(r over
-    S(i)) (is it the better response of its own half?), A = inter_weight A_inter + (1 - inter_weight)
-    A_intra, divided by the group std (+ eps) when ``scale``.  No direction of the metric is presumed:
-    whichever half has the higher mean reward is pushed up.  If a half is empty both terms fall back
-    to r - group mean.
+    Each group's samples are ranked by the metric (a stable sort: ties keep their order); the first G // 2
+    form the low half, the rest the high half.  With S(i) the half of sample i and O(i) the other half:
+    A_inter = r_i - mean(r over O(i)) (does this trend beat the other?), A_intra = r_i - mean(r over S(i))
+    (is it the better response of its own half?), A = inter_weight A_inter + (1 - inter_weight) A_intra,
+    divided by the group std (+ eps) when ``scale``.  No direction of the metric is presumed: whichever half
+    has the higher mean reward is pushed up.  A group of one sample gets A = 0.
+
     Source: Chen et al., "Conditional Advantage Estimation for Reinforcement Learning in Large Reasoning
-    Models" (CANON, 2025, arXiv 2509.23962).  Written from the abstract and NOT yet aligned with the public
-    code, github.com/biuboomc/CANON (commit 7d6f814) ``verl/trainer/ppo/core_algos.py::
-    compute_dr_length_on_mean_group_outcome_advantage`` (and the entropy variants).  Differences from that
-    code: it splits each group by sorted rank (the first n // 2 by length are "short"), we by the
-    median (ties go low); it has an extra asymmetry ``alpha`` and offset ``beta`` (1 and 0 by default, which
-    give our form) and divides by the constant ``max_length`` instead of the group std (Dr. GRPO style);
-    ``scripts/setups.sh`` uses ``_lambda`` (our ``inter_weight``) = 1.0, our default is 0.5.  The paper's
-    main metric is per-token entropy, which the trainer does not pass: ``metric`` is ``"length"`` or
-    ``"log_ratio"`` (per-token log-ratio to the reference).
+    Models" (CANON, 2025, arXiv 2509.23962); code github.com/biuboomc/CANON (commit f3ee9fc)
+    ``verl/trainer/ppo/core_algos.py::compute_dr_length_on_mean_group_outcome_advantage`` (estimator
+    ``dr_length_on_mean``; the entropy variants split the same way on the mean token entropy) and
+    ``scripts/setups.sh`` (``_lambda`` = 1.0, our ``inter_weight``; ``alpha`` = 1.0; loss
+    ``seq-mean-token-sum``).  Followed: the rank split (``sorted`` by the metric, ``mid = n // 2``, ``i >= mid``
+    is the high half) and the mixture with ``_lambda``.  Differences: the code's asymmetry ``alpha`` and offset
+    ``beta`` are left out (1 and 0 in the scripts, which give this form); the code divides by the constant
+    ``max_length`` (Dr. GRPO): ours leaves A unscaled by default and the preset ``canon`` divides the token sums
+    by ``max_new_tokens`` in the aggregation (``seq_mean_token_sum_norm``), the same objective; ``scale=True``
+    divides by the group std instead (GRPO-style, not in the code).  The code gives a one-sample group A = r.
+    The paper's main metric is per-token entropy, which the trainer does not pass to estimators: ``metric`` is
+    ``"length"`` (the paper's length variant) or ``"log_ratio"`` (per-token log-ratio to the reference).
     """
     if metric == "length":
         if lengths is None:
@@ -100,7 +104,10 @@ def canon(
         m = seq_log_ratio.float() / lengths.float().clamp(min=1.0)
     else:
         raise ParamError(f"metric={metric!r} is not allowed; allowed: length, log_ratio")
-    high = m > m.median(dim=1, keepdim=True).values
+    g = rewards.shape[1]
+    order = torch.argsort(m, dim=1, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(g, device=m.device).expand_as(order))
+    high = rank >= g // 2
     mean_h, _, n_h = masked_group_stats(rewards, high)
     mean_l, _, n_l = masked_group_stats(rewards, ~high)
     group_mean = rewards.mean(dim=1, keepdim=True)
@@ -109,11 +116,7 @@ def canon(
     other = torch.where(split, torch.where(high, mean_l, mean_h), group_mean)
     adv = inter_weight * (rewards - other) + (1 - inter_weight) * (rewards - same)
     if scale:
-        std = (
-            rewards.std(dim=1, keepdim=True, correction=1)
-            if rewards.shape[1] > 1
-            else torch.ones_like(group_mean)
-        )
+        std = rewards.std(dim=1, keepdim=True, correction=1) if g > 1 else torch.ones_like(group_mean)
         adv = adv / (std + eps)
     return adv
 
