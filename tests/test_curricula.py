@@ -213,6 +213,21 @@ def test_adora_weights_by_the_length_of_correct_and_wrong_answers():
     assert a[0].tolist() == A([0.0866, 0.0866, -0.0866, -0.0866], abs=1e-4)  # GRPO +-.8660 x .1
 
 
+def test_adora_default_keeps_truncated_wrong_answers_as_the_official_run():
+    # ADORA.sh: max_length_threshold 3900 > max_response_length 2048, so no wrong answer is dropped. Group:
+    # correct lengths 30, 35; wrong 64 (truncated at max_new_tokens=64) and 20. Every wrong one counts:
+    # mean_neg = (64 + 20) / 2 = 42 > max_pos 35 -> lamda; with the threshold at 64 the 64 is dropped:
+    # mean_neg = 20 < 35 -> 1.
+    c = torch.tensor([[1, 1, 0, 0]], dtype=torch.bool)
+    lengths = torch.tensor([[30, 35, 64, 20]])
+    r = torch.tensor([[1.0, 1, 0, 0]])
+    ctx = {"correct": c, "lengths": lengths, "max_new_tokens": 64}
+    grpo = 0.8660  # (1 - .5) / std([1, 1, 0, 0], unbiased) = .5 / .57735
+    assert estimators.compute("adora", r, context=ctx)[0].tolist() == A([.1 * grpo] * 2 + [-.1 * grpo] * 2, abs=1e-4)
+    cut = estimators.compute("adora", r, context=ctx, max_length_threshold=64)
+    assert cut[0].tolist() == A([grpo] * 2 + [-grpo] * 2, abs=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ SPO sampling
 def test_spo_sampling_weights_and_tracker_update():
     # p_hat .0556 .2778 .5 .9444 (offline 0, 2, 4, 8 of 8): w = sqrt(p(1-p)) + .05 = .27906 .49790 .55 .27906

@@ -262,8 +262,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "than their mean complete wrong answer",
            {"estimator": "adora", "estimator_kwargs": {"lamda": 0.1, "variant": "llm"},
             "phases": [{"name": "adora_stats", "kwargs": {"lamda": 0.1}}]},
-           notes="positives = the verifier's correct answers (the code: score > 1.01); complete = shorter than "
-                 "max_new_tokens (the code: 3900 tokens); KL 0.001 is in both arms of its comparison"),
+           notes="positives = the verifier's correct answers (the code: score > 1.01); negatives = every wrong "
+                 "answer, truncated ones included (the run's max_length_threshold 3900 exceeds its 2048-token "
+                 "limit, so it drops none; estimator_kwargs max_length_threshold=N keeps only wrong answers "
+                 "shorter than N); KL 0.001 is in both arms of its comparison"),
     Preset("tppo", "Truncated Proximal Policy Optimization (Fan et al., 2025)",
            "method as described (no public code): Extended GAE on rollouts cut at the window, V(s_L) := V(s_{L-1}), "
            "a value model fitted on finished rollouts with Monte-Carlo returns",
