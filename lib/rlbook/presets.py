@@ -62,9 +62,10 @@ CREDIT_PRESETS = [
            "batch 64; then frozen and used as PRIME's process reward",
            _prime({"process_coef": 5.0, "outcome_coef": 5.0},
                   [{"name": "implicit_prm", "kwargs": {**_PRIME_PRM, "update": "none", "warmup_prompts": 16,
-                                                       "warmup_epochs": 2, "warmup_rows": 64}}]),
+                                                       "warmup_epochs": 1, "warmup_rows": 64}}]),
            notes="the PRM is fitted on 16 prompts x G completions of the initial policy (ImplicitPRM: an offline "
-                 "dataset of instructions x responses), LoRA at lr 1e-4 (paper 5e-7, full fine-tuning)"),
+                 "dataset of instructions x responses), so the script's one epoch in batches of 64 is ceil(16 G / 64) "
+                 "AdamW steps here (G = 4: one; the script's epoch is many steps over its data set); LoRA at lr 1e-4 (paper 5e-7, full fine-tuning)"),
     Preset("oracle_process", "the exact chain_sum process reward (rlbook.process.OracleSteps; no paper)",
            "PRIME's estimator and filter with the oracle's step rewards (+1 right line, -1 wrong line) in place of the "
            "implicit PRM: the upper reference",
