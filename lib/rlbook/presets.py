@@ -79,6 +79,17 @@ CREDIT_PRESETS = [
             "eps_low": 0.2, "eps_high": 0.2, "aggregation": "token_mean"},
            notes="the configs' KL loss 1e-4 and 2 PPO epochs are not set (kl_coef 0, one epoch); MC continuations "
                  "are counted in extra_gen_tokens (compare at equal generated tokens)"),
+    Preset("spo_tree", "Segment Policy Optimization: Effective Segment-Level Credit Assignment in RL for Large Language "
+           "Models (Guo et al., 2025)",
+           "AIFrameResearch/SPO (commit b9fc6a2) configs polIter_rho1bSft2_spo_tree_GSM8K.jsonnet (hybrid episode "
+           "generator: max_depth 3, branch factors 6-6-6, M 30 tokens, adv_method rloo, zero-advantage edges dropped) "
+           "on the SPO-chain config (prob mask 0.9, whitening, PPO clip 0.2, token-mean loss)",
+           {"estimator": "spo_tree", "phases": [{"name": "spo_tree", "kwargs": {"branch_factors": [2, 2, 2],
+                                                                                "segment": 10}}],
+            "rollouts_per_prompt": 2, "group_size": 8, "eps_low": 0.2, "eps_high": 0.2, "aggregation": "token_mean"},
+           notes="scaled to 40-token answers: branch factors 2-2-2 (8 leaves: the notebook's group size) and segments "
+                 "of 10 tokens (the code: 6-6-6 and 30 on GSM8K); no replay buffer (the code keeps unused edges up "
+                 "to 8 iterations); KL loss 1e-4 and 2 PPO epochs not set, as spo_chain"),
     Preset("tempo", "Exploiting Tree Structure for Credit Assignment in RL Training of LLMs (TEMPO; Tran et al., 2025)",
            "the abstract (no public code): GRPO advantage plus branch-gated TD corrections on the group's prefix tree",
            {"estimator": "tempo", "estimator_kwargs": {"lam": 1.0}}, notes="the TD form and lam = 1 are assumptions"),
