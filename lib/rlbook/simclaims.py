@@ -264,7 +264,8 @@ def lab_claims(n_prompts: int, prompt_sets: Mapping[str, Sequence[float]], group
     rows.append(exact_row("GRPO emphasises medium-difficulty prompts",
                           f"(medium - extreme) / mean of GRPO's expected update ({g}, exact)", medium["grpo"], "grpo",
                           paper="implicit advantage symmetry: GRPO up-weights medium-difficulty prompts"))
-    rows.append(exact_row("... more than the exact policy gradient does (our sharpening)",
+    rows.append(exact_row("GRPO's medium-difficulty emphasis compared with the exact policy gradient's (positive: "
+                          "sharper; negative: flatter, std normalisation lifts near-0 and near-1 prompts)",
                           f"GRPO's contrast minus the exact gradient's ({g}, exact)", medium["grpo - exact"],
                           "grpo - exact"))
     hard_curves = (curves or {}).get("hard", {})
