@@ -12,6 +12,7 @@ import pytest
 import torch
 from rlbook import estimators
 from rlbook.curricula import adhint, d3s, dump, knapsack, pf_ppo, r3, spo_sampling, tppo
+from rlbook.curricula._util import sample_advantages
 from rlbook.curricula.adora import adora_weights
 from rlbook.errors import ParamError
 from rlbook.models import wrap_lora
@@ -140,13 +141,52 @@ def _pool(n_each: int = 4) -> SimpleNamespace:
 def test_dump_observes_each_samples_advantage_magnitude_in_its_bucket():
     s = dump.DumpSampler(8, seed=0, task=_pool())
     adv = estimators.compute("grpo", torch.tensor([[1.0, 0, 0, 0], [1.0, 1, 1, 1]]))  # |A| 1.5 .5 .5 .5; 0 0 0 0
-    batch = SimpleNamespace(indices=[0, 5], advantages=adv, sample_mask=None, metrics={})
+    roll = SimpleNamespace(completion_mask=torch.ones(8, 3))
+    batch = SimpleNamespace(indices=[0, 5], advantages=adv, sample_mask=None, metrics={}, roll=roll)
     s.observe_batch(batch)
     assert s.windows["a"].mu == A(0.75, abs=1e-4) and s.windows["b"].mu == 0.0
     # a: .75 + sqrt(2 ln 9 / 5) = 1.6130; b: 0 + same bonus = .8630 -> softmax / .1 -> w_b = 1 / (1 + e^7.5)
     assert s.weights[1] == A(1 / (1 + math.exp(7.5)), rel=1e-3)
     s.weights = [0.0, 1.0]
     assert all(i >= 4 for i in s.next(20))  # every draw from bucket b, with replacement
+
+
+def _token_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Token advantages [1, 4, 4] of completions 1, 4, 4 and 1 tokens long (zero past each one's end)."""
+    lengths = [1, 4, 4, 1]
+    adv = torch.tensor([[[2.0, 0, 0, 0], [-1.0] * 4, [1.5] * 4, [-0.5, 0, 0, 0]]])
+    mask = torch.tensor([[1.0] * n + [0.0] * (4 - n) for n in lengths])
+    return adv, mask
+
+
+def test_sample_advantages_average_over_the_response_tokens_not_the_padded_width():
+    adv, mask = _token_batch()
+    # over each completion's tokens: 2/1, -4/4, 6/4, -.5/1; the padded width would give .5, -1, 1.5, -.125
+    assert sample_advantages(adv, mask).tolist() == [[A(2.0), A(-1.0), A(1.5), A(-0.5)]]
+    assert sample_advantages(adv[0, :2], mask[:2]).tolist() == adv[0, :2].tolist()  # [P, G] as it is
+
+
+def test_dump_scores_token_advantages_over_the_response_mask():
+    s = dump.DumpSampler(8, seed=0, task=_pool())
+    adv, mask = _token_batch()
+    batch = SimpleNamespace(indices=[0], advantages=adv, sample_mask=None, metrics={},
+                            roll=SimpleNamespace(completion_mask=mask))
+    s.observe_batch(batch)
+    # |A| 2, 1, 1.5, .5 -> mu = 1.25 (the padded width: .5, 1, 1.5, .125 -> .78125)
+    assert s.windows["a"].mu == A(1.25) and s.windows["a"].n == 4
+
+
+def test_d3s_ranks_token_advantages_by_their_response_mean():
+    adv, mask = _token_batch()
+    roll = SimpleNamespace(completion_mask=mask, entropy=None)
+    batch = SimpleNamespace(advantages=adv, kept=None, correct=torch.zeros(1, 4, dtype=torch.bool), G=4, roll=roll,
+                            context={}, train_mask=None)
+    batch.drop = lambda keep: setattr(batch, "train_mask", keep)
+    trainer = SimpleNamespace(cfg=SimpleNamespace(gen_token_budget=0, steps=10), step_count=0, history=[])
+    d3s.D3S(trainer, n_init=0.5, tokens=False).run(trainer, batch)
+    # keep 2 of 4 = the largest and the smallest mean: 2 (slot 0) and -1 (slot 1); the padded means
+    # (.5, -1, 1.5, -.125) would keep slots 1 and 2
+    assert batch.train_mask.tolist() == [[True, True, False, False]]
 
 
 # ------------------------------------------------------------------------------------------ D3S
@@ -211,6 +251,21 @@ def test_adora_weights_by_the_length_of_correct_and_wrong_answers():
     a = estimators.compute("adora", torch.tensor([[1.0, 1, 0, 0]]), context={
         "correct": c[1:2], "lengths": lengths[1:2], "max_new_tokens": 64})
     assert a[0].tolist() == A([0.0866, 0.0866, -0.0866, -0.0866], abs=1e-4)  # GRPO +-.8660 x .1
+
+
+def test_adora_default_keeps_truncated_wrong_answers_as_the_official_run():
+    # ADORA.sh: max_length_threshold 3900 > max_response_length 2048, so no wrong answer is dropped. Group:
+    # correct lengths 30, 35; wrong 64 (truncated at max_new_tokens=64) and 20. Every wrong one counts:
+    # mean_neg = (64 + 20) / 2 = 42 > max_pos 35 -> lamda; with the threshold at 64 the 64 is dropped:
+    # mean_neg = 20 < 35 -> 1.
+    c = torch.tensor([[1, 1, 0, 0]], dtype=torch.bool)
+    lengths = torch.tensor([[30, 35, 64, 20]])
+    r = torch.tensor([[1.0, 1, 0, 0]])
+    ctx = {"correct": c, "lengths": lengths, "max_new_tokens": 64}
+    grpo = 0.8660  # (1 - .5) / std([1, 1, 0, 0], unbiased) = .5 / .57735
+    assert estimators.compute("adora", r, context=ctx)[0].tolist() == A([.1 * grpo] * 2 + [-.1 * grpo] * 2, abs=1e-4)
+    cut = estimators.compute("adora", r, context=ctx, max_length_threshold=64)
+    assert cut[0].tolist() == A([grpo] * 2 + [-grpo] * 2, abs=1e-4)
 
 
 # ------------------------------------------------------------------------------------------ SPO sampling

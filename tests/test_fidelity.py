@@ -355,3 +355,18 @@ def test_spo_whitening_over_three_prompts() -> None:
     # unbiased var = (1/9 + 1/9 + 4/9) / 2 = 1/3, std 0.577350 -> [0.577350, 0.577350, -1.154701]
     a = spo(E.make_state("single_stream"), torch.tensor([[1.0], [1.0], [0.0]]), [1, 2, 3])
     approx(a, [0.577350, 0.577350, -1.154701])
+
+
+# ------------------------------------------------------------------ Free Process Rewards (ImplicitPRM run_ce.sh)
+
+
+def test_implicit_prm_preset_fits_the_offline_prm_for_run_ce_shs_one_epoch() -> None:
+    from rlbook.presets import PRESETS, method_train
+
+    (phase,) = method_train("implicit_prm")["phases"]
+    kw = phase["kwargs"]
+    # run_ce.sh: max_epochs=1, beta=0.05, train_batch_size 64
+    assert (kw["warmup_epochs"], kw["beta"], kw["warmup_rows"]) == (1, 0.05, 64)
+    # the notebook's G = 4: 16 prompts x 4 = 64 rows -> ceil(64 / 64) x 1 epoch = one AdamW step
+    assert math.ceil(kw["warmup_prompts"] * 4 / kw["warmup_rows"]) * kw["warmup_epochs"] == 1
+    assert "one epoch" in PRESETS["implicit_prm"].source

@@ -99,6 +99,19 @@ def test_ppo_clip_positive_advantage_clipped_at_one_plus_eps_high_with_zero_grad
     assert loss == pytest.approx(-1.1) and grad == pytest.approx(-1.1) and info["clip_frac"].item() == 0.0
 
 
+def test_clip_higher_band_counts_positive_advantage_tokens_between_the_two_upper_bounds():
+    # eps 0.2 / 0.28: band (1.2, 1.28] with A > 0.  Ratios 1.0, 1.25, 1.3, 1.25, 1.21 with A +1 +1 +1 -1 +1, the
+    # last token padding: 1.25 (A > 0) is in; 1.0 below, 1.3 above, 1.25 with A < 0 out; padding out -> 1 / 4
+    ratio = torch.tensor([[1.0, 1.25, 1.3, 1.25, 1.21]], dtype=torch.float64)
+    adv = torch.tensor([[1.0, 1.0, 1.0, -1.0, 1.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 0]], dtype=torch.bool)
+    old = torch.zeros(1, 5, dtype=torch.float64)
+    _, info = losses.compute("ppo_clip", ratio.log(), old, adv, mask, eps_low=0.2, eps_high=0.28)
+    assert float(info["band_frac"]) == pytest.approx(0.25)
+    _, sym = losses.compute("ppo_clip", ratio.log(), old, adv, mask, eps_low=0.2, eps_high=0.2)
+    assert "band_frac" not in sym  # no band without clip-higher (and no cost)
+
+
 def test_ppo_clip_negative_advantage_clipped_at_one_minus_eps_low_with_zero_gradient():
     loss, grad, info = _one_token(0.5, -1.0, eps_low=0.2, eps_high=0.28)
     assert loss == pytest.approx(0.8)

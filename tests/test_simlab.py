@@ -169,18 +169,58 @@ def test_right_logp_change_after_one_step_hand_computed():
     assert simclaims.right_logp_change("grpo", bandit, answers).tolist() == [0.0, 0.0]
 
 
-def test_lab_claims_are_stats_rows_with_holm_and_underpowered_below_three_seeds():
+def test_grpo_expected_update_in_closed_form_by_hand():
+    # G = 2: only k = 1, s = sqrt(1/2): E = 2 p (1 - p) x 1 / (4 x .70711) = .70711 p (1 - p)
+    p = np.array([0.1, 0.5])
+    assert simlab.grpo_expected_update(p, 2).tolist() == pytest.approx((0.70711 * p * (1 - p)).tolist(), abs=1e-5)
+    # G = 4: k = 1, 3: s = .5, weight 3 / (16 x .5) = .375; k = 2: s = .57735, weight 4 / (16 x .57735) = .43301.
+    # p = .5: .25 x .375 + .375 x .43301 + .25 x .375 = .34988; p = .1: .2916 x .375 + .0486 x .43301 + .0036 x .375
+    assert simlab.grpo_expected_update(p, 4).tolist() == pytest.approx([0.131744, 0.34988], abs=1e-5)
+
+
+def test_grpo_expected_update_matches_the_monte_carlo_mean():
+    bandit = simlab.Bandit(simlab.prompt_set((0.1, 0.9), 5))
+    mc = simlab.mc_estimates("grpo", simlab.sample_batches(bandit, 4, 4000, 0)).estimates.mean(0)
+    assert mc.tolist() == pytest.approx(simlab.grpo_expected_update(bandit.probs().numpy(), 4).tolist(), abs=0.01)
+
+
+def test_medium_contrast_rows_are_exact_values():
+    # p = .1, .5, .9; medium .5, extreme .1 and .9.  G = 4: GRPO's E .131744, .34988, .131744 (mean .204456):
+    # (.34988 - .131744) / .204456 = 1.06691; exact p (1 - p) .09, .25, .09: (.25 - .09) / .143333 = 1.11628
+    bandit = simlab.Bandit(simlab.prompt_set((0.1, 0.9), 3))
+    m = simclaims.medium_exact(bandit, 4)
+    assert (m["grpo"], m["exact"], m["grpo - exact"]) == pytest.approx((1.06691, 1.11628, -0.04937), abs=1e-4)
+    # G = 2: GRPO's expected update is .70711 x the exact gradient, and the contrast is scale-free: equal
+    assert simclaims.medium_exact(bandit, 2)["grpo - exact"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_all_wrong_change_is_exact_over_every_wrong_multiset():
+    # pi = (.2, .5, .3), G = 2, NGRPO's A = -.57735 on an all-wrong group: answers {1,1} (prob .25) -> .16063,
+    # {1,2} (prob 2 x .5 x .3 = .3) -> .12374, {2,2} (prob .09) -> .02739 (one SGD step each, as in the test above);
+    # expectation given all wrong: (.25 x .16063 + .3 x .12374 + .09 x .02739) / .64 = .12460
+    bandit = simclaims.Categorical(torch.tensor([[0.2, 0.5, 0.3]]).log())
+    assert simclaims.all_wrong_exact("ngrpo", bandit, 2) == pytest.approx(0.12460, abs=2e-5)
+    assert simclaims.all_wrong_exact("grpo", bandit, 2) == 0.0
+
+
+def test_lab_claims_test_the_estimates_and_show_the_analytic_rows_exactly():
     prompt_sets = {"mixed": (0.05, 0.95), "hard": (0.02, 0.3)}
     curves = {
         "hard": simlab.train_curves(["grpo", "ngrpo"], simlab.prompt_set((0.02, 0.3), 8), 4, 3, 0.5, [0, 1, 2])
     }
     rows, tables = simclaims.lab_claims(8, prompt_sets, 4, 12, seeds=[0, 1, 2], curves=curves)
-    assert len(rows) == 6 and {"rel_variance", "all_wrong_logp_change", "medium_contrast", "train_auc"} <= set(tables)
-    family = [r for r in rows if r["verdict"] in ("replicated", "not replicated", "inconclusive")]
-    assert len(family) == 6 and all(r["family_size"] == 6 and r["n_seeds"] == 3 for r in rows)
+    assert len(rows) == 6 and {"rel_variance", "exact", "train_auc"} <= set(tables)
+    tested = [r for r in rows if r["role"] != "check"]
+    exact = [r for r in rows if r["role"] == "check"]
+    assert len(tested) == 3 and all(r["family_size"] == 3 and r["n_seeds"] == 3 for r in tested)
+    assert all(r["verdict"] in ("replicated", "not replicated", "inconclusive") for r in tested)
     assert all(r["ci_low"] <= r["effect"] <= r["ci_high"] for r in rows)
+    assert len(exact) == 3 and {r["verdict"] for r in exact} == {"check"}
+    assert all(r["design"] == "exact" and r["ci_low"] == r["effect"] == r["ci_high"] for r in exact)
+    medium = simclaims.medium_exact(simlab.Bandit(simlab.prompt_set((0.05, 0.95), 8)), 4)
+    assert exact[1]["effect"] == medium["grpo"] and exact[2]["effect"] == medium["grpo - exact"]
     two, _ = simclaims.lab_claims(8, prompt_sets, 4, 12, seeds=[0, 1])
-    assert {r["verdict"] for r in two} == {"underpowered"}
+    assert {r["verdict"] for r in two} == {"underpowered", "check"}
 
 
 def test_notebook_parameters_cell_matches_params_defaults_and_has_no_outputs():

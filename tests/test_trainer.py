@@ -280,11 +280,14 @@ def test_every_registered_estimator_runs_a_real_training_step(tok, name):
     from rlbook.presets import PRESETS
 
     # an estimator that reads a phase's signals (process rewards, Monte Carlo values) runs with its preset's phases
-    phases = next((p.train.get("phases", []) for p in PRESETS.values() if p.train.get("estimator") == name), [])
+    preset = next((p.train for p in PRESETS.values() if p.train.get("estimator") == name), {})
+    phases = preset.get("phases", [])
     # a phase that fills free slots of each group (R^3's replay) needs them left free by the rollout
     free = sum(int(p.get("kwargs", {}).get("k", 0)) for p in phases if p["name"] == "r3_replay")
+    groups = {"rollouts_per_prompt": 4 - free if free else 0}
+    groups.update({k: preset[k] for k in ("rollouts_per_prompt", "group_size") if k in preset})  # SPO-tree's tree
     trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, estimator=name, steps=3, phases=phases,
-                           rollouts_per_prompt=4 - free if free else 0)
+                           **groups)
     m = trainer.step()
     assert math.isfinite(m["loss"]) and math.isfinite(m["adv_std"]) and m["skipped_step"] == 0
 

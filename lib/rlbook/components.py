@@ -25,6 +25,7 @@ from rlbook import (
     rewards,
     sampling,
     spo,
+    spo_tree,
 )
 from rlbook.config import TrainConfig, is_checked, mark_checked
 from rlbook.errors import ParamError
@@ -83,7 +84,7 @@ def check(cfg: TrainConfig) -> None:
     mark_checked(cfg)
 
 
-MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, process, prm, credit, length, curricula)  # every module that registers mechanisms
+MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, spo_tree, process, prm, credit, length, curricula)  # every module that registers mechanisms
 
 
 class Components:

@@ -163,7 +163,9 @@ def ppo_clip(
     further bounded below by c·A (c > 1), so a huge ratio on a bad token cannot produce an unbounded step.
 
     ``token_loss = max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high))`` and, with ``dual_clip=c`` and A < 0,
-    ``min(that, −c·A)``.  ρ = exp(logp − old_logp).
+    ``min(that, −c·A)``.  ρ = exp(logp − old_logp).  With ε_high > ε_low (clip-higher), ``info["band_frac"]``
+    is the share of tokens that clip-higher un-clips: A > 0 and 1+ε_low < ρ <= 1+ε_high (a symmetric clip at
+    ε_low would have stopped their gradient).
 
     Differences: none in the formula.  The KL term of GRPO's Eq. 3 is not part of this function (the
     trainer adds ``kl_coef · kl(...)``); GRPO's 1/|o_i| normalisation is the aggregation mode.
@@ -179,6 +181,9 @@ def ppo_clip(
         "dual_clip_frac": masked_mean(dual.float(), mask).detach(),
         "ratio_mean": masked_mean(ratio, mask).detach(),
     }
+    if eps_high > eps_low:
+        band = (adv > 0) & (ratio > 1.0 + eps_low) & (ratio <= 1.0 + eps_high)
+        info["band_frac"] = masked_mean(band.float(), mask).detach()
     return _finish(loss, mask), info
 
 

@@ -62,9 +62,10 @@ CREDIT_PRESETS = [
            "batch 64; then frozen and used as PRIME's process reward",
            _prime({"process_coef": 5.0, "outcome_coef": 5.0},
                   [{"name": "implicit_prm", "kwargs": {**_PRIME_PRM, "update": "none", "warmup_prompts": 16,
-                                                       "warmup_epochs": 2, "warmup_rows": 64}}]),
+                                                       "warmup_epochs": 1, "warmup_rows": 64}}]),
            notes="the PRM is fitted on 16 prompts x G completions of the initial policy (ImplicitPRM: an offline "
-                 "dataset of instructions x responses), LoRA at lr 1e-4 (paper 5e-7, full fine-tuning)"),
+                 "dataset of instructions x responses), so the script's one epoch in batches of 64 is ceil(16 G / 64) "
+                 "AdamW steps here (G = 4: one; the script's epoch is many steps over its data set); LoRA at lr 1e-4 (paper 5e-7, full fine-tuning)"),
     Preset("oracle_process", "the exact chain_sum process reward (rlbook.process.OracleSteps; no paper)",
            "PRIME's estimator and filter with the oracle's step rewards (+1 right line, -1 wrong line) in place of the "
            "implicit PRM: the upper reference",
@@ -78,6 +79,17 @@ CREDIT_PRESETS = [
             "eps_low": 0.2, "eps_high": 0.2, "aggregation": "token_mean"},
            notes="the configs' KL loss 1e-4 and 2 PPO epochs are not set (kl_coef 0, one epoch); MC continuations "
                  "are counted in extra_gen_tokens (compare at equal generated tokens)"),
+    Preset("spo_tree", "Segment Policy Optimization: Effective Segment-Level Credit Assignment in RL for Large Language "
+           "Models (Guo et al., 2025)",
+           "AIFrameResearch/SPO (commit b9fc6a2) configs polIter_rho1bSft2_spo_tree_GSM8K.jsonnet (hybrid episode "
+           "generator: max_depth 3, branch factors 6-6-6, M 30 tokens, adv_method rloo, zero-advantage edges dropped) "
+           "on the SPO-chain config (prob mask 0.9, whitening, PPO clip 0.2, token-mean loss)",
+           {"estimator": "spo_tree", "phases": [{"name": "spo_tree", "kwargs": {"branch_factors": [2, 2, 2],
+                                                                                "segment": 10}}],
+            "rollouts_per_prompt": 2, "group_size": 8, "eps_low": 0.2, "eps_high": 0.2, "aggregation": "token_mean"},
+           notes="scaled to 40-token answers: branch factors 2-2-2 (8 leaves: the notebook's group size) and segments "
+                 "of 10 tokens (the code: 6-6-6 and 30 on GSM8K); no replay buffer (the code keeps unused edges up "
+                 "to 8 iterations); KL loss 1e-4 and 2 PPO epochs not set, as spo_chain"),
     Preset("tempo", "Exploiting Tree Structure for Credit Assignment in RL Training of LLMs (TEMPO; Tran et al., 2025)",
            "the abstract (no public code): GRPO advantage plus branch-gated TD corrections on the group's prefix tree",
            {"estimator": "tempo", "estimator_kwargs": {"lam": 1.0}}, notes="the TD form and lam = 1 are assumptions"),
@@ -270,8 +282,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "than their mean complete wrong answer",
            {"estimator": "adora", "estimator_kwargs": {"lamda": 0.1, "variant": "llm"},
             "phases": [{"name": "adora_stats", "kwargs": {"lamda": 0.1}}]},
-           notes="positives = the verifier's correct answers (the code: score > 1.01); complete = shorter than "
-                 "max_new_tokens (the code: 3900 tokens); KL 0.001 is in both arms of its comparison"),
+           notes="positives = the verifier's correct answers (the code: score > 1.01); negatives = every wrong "
+                 "answer, truncated ones included (the run's max_length_threshold 3900 exceeds its 2048-token "
+                 "limit, so it drops none; estimator_kwargs max_length_threshold=N keeps only wrong answers "
+                 "shorter than N); KL 0.001 is in both arms of its comparison"),
     Preset("tppo", "Truncated Proximal Policy Optimization (Fan et al., 2025)",
            "method as described (no public code): Extended GAE on rollouts cut at the window, V(s_L) := V(s_{L-1}), "
            "a value model fitted on finished rollouts with Monte-Carlo returns",

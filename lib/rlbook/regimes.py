@@ -174,3 +174,31 @@ def spending_table(res: Any) -> pd.DataFrame:
                      "zero-signal groups": float(part["zero_adv_group_frac"].mean()),
                      "samples trained per rollout": float(part["trained_seqs"].sum() / max(part["gen_rollouts"].sum(), 1))})
     return pd.DataFrame(rows).groupby("method", sort=False).mean(numeric_only=True).drop(columns="seed")
+
+
+def check_clip_band(res: Any, claim: Any, method: str | None = None, min_frac: float = 0.005) -> tuple[bool, str]:
+    """Clip-higher acts on the tokens it un-clips: A > 0 with a ratio in (1 + eps_low, 1 + eps_high] (the loss's
+    ``band_frac``, logged as ``clip_band_frac_late`` from the second inner epoch on, where ratios leave 1); its
+    mean over the method's steps must reach ``min_frac``."""
+    name = method or claim.method
+    m = res.sweep.metrics
+    runs = m[m["method"] == name]
+    col = "clip_band_frac_late"
+    if col not in runs or runs[col].isna().all():
+        return False, f"{name}: no clip-higher band measured (eps_high <= eps_low, or one inner epoch: ratio exactly 1)"
+    frac = float(runs[col].mean())
+    return frac >= min_frac, (f"{name}: {frac:.4f} of tokens in clip-higher's band (A > 0, 1+eps_low < ratio <= "
+                              f"1+eps_high) in epochs >= 2 (needs >= {min_frac})")
+
+
+def check_sampled_accuracy_all_steps(res: Any, claim: Any, lo: float, hi: float, method: str | None = None,
+                                     ) -> tuple[bool, str]:
+    """The sampled (training) accuracy over every step of every seed of ``method`` (default: the claim's
+    baseline, else its method) lies in [lo, hi]: the regime the runs trained in, not only their first batch."""
+    name = method or claim.baseline or claim.method
+    m = res.sweep.metrics
+    runs = m[m["method"] == name]
+    acc = float(runs["accuracy"].mean()) if "accuracy" in runs and runs["accuracy"].notna().any() else float("nan")
+    ok = bool(np.isfinite(acc)) and lo <= acc <= hi
+    return ok, (f"{name}: sampled accuracy {acc:.1%} over all {len(runs)} training steps "
+                f"(the mechanism needs {lo:.0%}-{hi:.0%})")

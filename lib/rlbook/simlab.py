@@ -346,6 +346,24 @@ def lab_table(
     return pd.DataFrame(rows), skipped
 
 
+def grpo_expected_update(p: np.ndarray, group_size: int, eps: float = 1e-6) -> np.ndarray:
+    """GRPO's expected per-prompt update E[g_hat_i] on the Bernoulli bandit, exactly (no strata).
+
+    With k successes in G draws the group mean is k/G and the unbiased std s_k = sqrt(k (G - k) / (G (G - 1))), so
+    g_hat = (1/G) [k (1 - k/G)(1 - p) + (G - k)(k/G) p] / (s_k + eps) = k (G - k) / (G^2 (s_k + eps)) whatever p;
+    E[g_hat] = sum_k C(G, k) p^k (1 - p)^(G - k) k (G - k) / (G^2 (s_k + eps)) (k = 0, G give 0).  ``eps``: the
+    ``grpo`` estimator's (1e-6).  Example G = 2: E = 2 p (1 - p) / (4 sqrt(1/2)) = 0.70711 p (1 - p)."""
+    G = int(group_size)
+    if G < 2:
+        raise ParamError(f"group_size={group_size!r} must be >= 2 (a group of one has no GRPO baseline)")
+    p = np.asarray(p, dtype=np.float64)
+    out = np.zeros_like(p)
+    for k in range(1, G):
+        s = math.sqrt(k * (G - k) / (G * (G - 1)))
+        out += math.comb(G, k) * p**k * (1 - p) ** (G - k) * k * (G - k) / (G * G * (s + eps))
+    return out
+
+
 def update_profile(name: str, bandit: Bandit, group_size: int, n_batches: int, seed: int = 0) -> pd.DataFrame:
     """Expected per-prompt update E[g_hat_i] (Monte-Carlo) next to the exact gradient, by p_i."""
     res = mc_estimates(name, sample_batches(bandit, group_size, n_batches, seed))

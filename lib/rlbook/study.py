@@ -458,6 +458,8 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     # the curricula family (rlbook.regimes): the base model's per-prompt success spread on the pool, a hard regime
     "success_spread": regimes.check_success_spread, "hard_regime": regimes.check_hard_regime,
     "metric_between": regimes.check_metric_between,
+    # regimes matched to mechanisms (rlbook.regimes): clip-higher's band; a sampled-accuracy window over all steps
+    "clip_band": regimes.check_clip_band, "sampled_accuracy_all_steps": regimes.check_sampled_accuracy_all_steps,
     "measured_between": check_measured_between,
 }
 

@@ -91,6 +91,7 @@ def micro_batch_loss(model: Any, cfg: TrainConfig, comp: Components, inp: Update
     n_tok = float(cmask.sum())
     return {"loss": float(loss.detach()), "tokens": n_tok, "kl": kl_sum,
             "clip": float(info.get("clip_frac", torch.tensor(0.0))) * n_tok,
+            **({"band": float(info["band_frac"]) * n_tok} if "band_frac" in info else {}),
             "entropy": float((entropy * cmask).sum()) if entropy is not None else 0.0}
 
 
@@ -130,6 +131,7 @@ def policy_update(model: Any, cfg: TrainConfig, comp: Components, params: list[t
     model.train()
     sums = {"loss": 0.0, "clip_frac": 0.0, "entropy": 0.0, "kl": 0.0, "grad_norm": 0.0}
     late: list[float] = []  # clip (or gate) fraction of epochs >= 2, where the ratio can leave 1
+    band: list[float] = []  # clip-higher's band (losses.ppo_clip band_frac) in epochs >= 2
     trained_tokens, skipped = 0, 0
     for epoch in range(cfg.inner_epochs):
         parts = [micro_batch_loss(model, cfg, comp, inp, mb, epoch) for mb in inp.batches]
@@ -142,10 +144,14 @@ def policy_update(model: Any, cfg: TrainConfig, comp: Components, params: list[t
         sums["grad_norm"] += grad_norm / cfg.inner_epochs
         if epoch > 0:
             late.append(tot["clip"] / max(tot["tokens"], 1.0))
+            if any("band" in p for p in parts):
+                band.append(sum(p.get("band", 0.0) for p in parts) / max(tot["tokens"], 1.0))
         if epoch == 0:
             sums["entropy"] = tot["entropy"] / max(tot["tokens"], 1.0)
             sums["kl"] = tot["kl"] / max(tot["tokens"], 1.0) if cfg.kl_coef > 0 else float("nan")
     out = {**sums, "trained_tokens": trained_tokens, "skipped_step": skipped}
     if cfg.inner_epochs > 1:
         out["clip_frac_late"] = sum(late) / len(late)
+    if band:
+        out["clip_band_frac_late"] = sum(band) / len(band)
     return out

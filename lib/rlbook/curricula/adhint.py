@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from rlbook import phases
+from rlbook.curricula._util import sample_advantages
 from rlbook.errors import ParamError
 from rlbook.rollout import rollout_from_ids
 from rlbook.tasks import Problem
@@ -127,8 +128,7 @@ class ADHintMask(phases.Phase):
         hint_len = batch.context.get("hint_len")
         if hint_len is None:
             raise ParamError("adhint_mask needs the adhint phase before it (context 'hint_len')")
-        adv = batch.advantages.float()
-        adv = adv.mean(dim=-1) if adv.dim() == 3 else adv
+        adv = sample_advantages(batch.advantages, batch.roll.completion_mask)
         width = batch.roll.completion_mask.shape[1]
         tm = selective_mask(adv.reshape(-1), hint_len.reshape(-1), width)
         prev = batch.context.get("loss_token_mask")

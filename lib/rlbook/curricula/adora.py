@@ -10,10 +10,14 @@ empty); GRPO's advantage (mean, ``torch.std`` + 1e-6; a group of one keeps its s
 ``lamda`` in every group that is not advantageous.  The VL variant (``ADORA_VL/.../experience_maker_vl.py::
 weight_func``) keeps weight 1 for groups without a positive (``variant="vl"``).
 
+The length threshold: the official run (``ADORA.sh``) sets ``max_length_threshold=3900`` with
+``data.max_response_length=2048``, so no response ever reaches it and *every* wrong answer, truncated ones
+included, is a negative.  ``max_length_threshold=None`` (the default) does the same here: no wrong answer is
+dropped.  A number keeps only wrong answers shorter than it (``max_length_threshold=max_new_tokens`` drops the
+truncated ones, which the official run never does).
+
 Differences: a positive is a sample the task verifier marks correct (the code's ``score > 1.01`` is
-Logic-RL's reward scale); a negative is complete when shorter than ``max_length_threshold`` tokens, by default
-``max_new_tokens`` (a truncated answer is excluded, as the code's threshold does).  Uneven groups: the
-statistics over each group's filled slots.
+Logic-RL's reward scale).  Uneven groups: the statistics over each group's filled slots.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from rlbook.estimators._util import EPS, grpo_advantage
 
 def adora_weights(correct: Tensor, lengths: Tensor, threshold: float, lamda: float, variant: str = "llm",
                   sample_mask: Tensor | None = None) -> Tensor:
-    """[P] weight per group: 1 if the longest correct answer is longer than the mean complete wrong one, else
-    ``lamda`` (``variant="vl"``: groups with no correct answer keep 1)."""
+    """[P] weight per group: 1 if the longest correct answer is longer than the mean wrong one shorter than
+    ``threshold`` (``inf``: every wrong one), else ``lamda`` (``variant="vl"``: groups with no correct answer
+    keep 1)."""
     if variant not in ("llm", "vl"):
         raise ParamError(f"adora variant={variant!r} is not allowed; allowed: llm, vl")
     mask = torch.ones_like(correct, dtype=torch.bool) if sample_mask is None else sample_mask.bool()
@@ -48,14 +53,19 @@ def adora_weights(correct: Tensor, lengths: Tensor, threshold: float, lamda: flo
     return torch.where(good, torch.ones_like(max_pos), torch.full_like(max_pos, lamda))
 
 
+def _threshold(max_length_threshold: int | None) -> float:
+    """The negative set's length bound: ``None`` keeps every wrong answer (the official run's 3900 > 2048)."""
+    return float("inf") if max_length_threshold is None else float(max_length_threshold)
+
+
 @register("adora", ragged=True)
-def adora(rewards: Tensor, *, correct: Tensor, lengths: Tensor, max_new_tokens: int,
-          sample_mask: Tensor | None = None, lamda: float = 0.1, max_length_threshold: int | None = None,
-          variant: str = "llm", eps: float = EPS) -> Tensor:
-    """GRPO advantage x ``lamda`` in groups whose longest correct answer is not longer than their mean complete
-    wrong answer (:func:`adora_weights`); see the module docstring."""
-    threshold = float(max_length_threshold if max_length_threshold is not None else max_new_tokens)
-    w = adora_weights(correct, lengths, threshold, lamda, variant, sample_mask)
+def adora(rewards: Tensor, *, correct: Tensor, lengths: Tensor, sample_mask: Tensor | None = None,
+          lamda: float = 0.1, max_length_threshold: int | None = None, variant: str = "llm",
+          eps: float = EPS) -> Tensor:
+    """GRPO advantage x ``lamda`` in groups whose longest correct answer is not longer than their mean wrong
+    answer (:func:`adora_weights`; ``max_length_threshold=None``: every wrong answer, as the official run);
+    see the module docstring."""
+    w = adora_weights(correct, lengths, _threshold(max_length_threshold), lamda, variant, sample_mask)
     return grpo_advantage(rewards, eps=eps, sample_mask=sample_mask) * w.unsqueeze(1)
 
 
@@ -67,7 +77,7 @@ class AdoraStats(phases.Phase):
     def __init__(self, trainer: Any, *, lamda: float = 0.1, max_length_threshold: int | None = None,
                  variant: str = "llm"):
         self.lamda, self.variant = lamda, variant
-        self.threshold = float(max_length_threshold or trainer.cfg.max_new_tokens)
+        self.threshold = _threshold(max_length_threshold)
 
     def run(self, trainer: Any, batch: Any) -> dict[str, float]:
         mask = batch.kept if batch.kept is not None else torch.ones_like(batch.correct, dtype=torch.bool)

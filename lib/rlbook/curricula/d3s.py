@@ -14,6 +14,9 @@ supplementary material); the rules below follow the abstract and third-party pap
    sampling distribution at that token, pooled over the batch (:func:`top_tokens`); the others get no gradient;
 3. schedule: with progress t in [0, 1], n(t) = (1 - t) n_init + t n_final and K(t) likewise (linear).
 
+A sample's advantage A_i, for a token-level estimator, is the mean of its token advantages over its own
+response tokens (``roll.completion_mask``), not over the padded width.
+
 Assumptions (unknown in the available text): the four schedule constants (defaults n 0.5 -> 1.0 of a group,
 K 0.2 -> 1.0), rounding (half up, at least ``min_keep`` = 2 samples per group), ties (lowest index first),
 progress = steps done / ``train.steps`` (or generated tokens / ``train.gen_token_budget`` when set).
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor
 
 from rlbook import phases
+from rlbook.curricula._util import sample_advantages
 from rlbook.errors import ParamError
 
 MODES = ("intra", "cross", "intra+cross")
@@ -113,8 +117,7 @@ class D3S(phases.Phase):
     def run(self, trainer: Any, batch: Any) -> dict[str, float]:
         t = progress(trainer)
         frac, share = linear(t, *self.n), linear(t, *self.k)
-        adv = batch.advantages.float()
-        adv = adv.mean(dim=-1) if adv.dim() == 3 else adv
+        adv = sample_advantages(batch.advantages, batch.roll.completion_mask)
         mask = batch.kept if batch.kept is not None else torch.ones_like(batch.correct, dtype=torch.bool)
         keep = mask.bool()
         if self.mode in ("intra", "intra+cross"):

@@ -11,7 +11,8 @@ Post-training" (2025, arXiv 2504.09710); code: github.com/ZhentingWang/DUMP (com
 * ``CurriculumSampler.__iter__``: each slot of a batch draws a bucket by the current weights, then a prompt
   of that bucket uniformly, with replacement (``random.Random(seed)``); weights start uniform;
 * ``ray_trainer.py``: ``update_weights`` after every step's advantages, per sample A = the mean of its token
-  advantages, grouped by ``data_source``.
+  advantages over its response tokens (``advantages[i][response_mask[i]].mean()``; here over
+  ``roll.completion_mask``, :func:`rlbook.curricula._util.sample_advantages`), grouped by ``data_source``.
 
 Buckets here are ``Problem.meta`` values (``bucket_key``: ``source``, ``difficulty`` or ``source+difficulty``).
 Differences: the code also pushes, at each validation, one pseudo-sample per source whose "advantage" is the
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from rlbook.curricula._util import sample_advantages
 from rlbook.errors import ParamError
 from rlbook.sampling import SAMPLERS, Sampler
 
@@ -96,9 +98,9 @@ class DumpSampler(Sampler):
         return out
 
     def observe_batch(self, batch: Any) -> None:
-        """Per-sample advantages (token mean when per token) by bucket, then new weights (``update_weights``)."""
-        adv = batch.advantages.float()
-        adv = adv.mean(dim=-1) if adv.dim() == 3 else adv  # (uniform over tokens for outcome estimators)
+        """Per-sample advantages (the mean over the response tokens when per token) by bucket, then new weights
+        (``update_weights``)."""
+        adv = sample_advantages(batch.advantages, batch.roll.completion_mask)
         mask = batch.sample_mask if batch.sample_mask is not None else adv.new_ones(adv.shape, dtype=bool)
         per: dict[str, list[float]] = {}
         for j, idx in enumerate(batch.indices):

@@ -34,6 +34,7 @@ CONTEXT_NAMES = frozenset(
         "step_values",  # [P, G, K] a value of the state after each step (SPAE's potential)
         "token_values",  # [P, G, T] Monte Carlo value after token t, NaN where none was estimated
         "prompt_values",  # [P, G] Monte Carlo value of the prompt alone, NaN when not estimated
+        "tree_edges",  # [P, G, T] 1 on the tree segments a completion trains (phase rlbook.spo_tree.SPOTree)
         "redundant_span",  # [P, G, 2] token span after the first correct answer (phase rlbook.length answer_marks)
         "budget_scores",  # [P, G, S] answer scores at truncation budgets (phase rlbook.length budget_answers)
         "budget_ends",  # [S] the budgets in tokens (phase rlbook.length budget_answers)
@@ -51,7 +52,7 @@ CONTEXT_NAMES = frozenset(
 ESTIMATORS = Registry("estimator", leading=("rewards",), context=CONTEXT_NAMES)
 # context that exists only for real completions (tokens, steps): estimators naming it are token-level
 TOKEN_CONTEXT = frozenset({"token_mask", "completion_ids", "old_logp", "step_index", "token_rewards", "step_rewards",
-                           "step_mask", "step_values", "token_values", "prompt_values",
+                           "step_mask", "step_values", "token_values", "prompt_values", "tree_edges",
                            "redundant_span", "budget_scores", "budget_ends", "values"})
 Estimator = Callable[..., Tensor]
 

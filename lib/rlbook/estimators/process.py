@@ -18,7 +18,7 @@ from torch import Tensor
 
 from rlbook.errors import ParamError
 
-from ._registry import register
+from ._registry import ESTIMATORS, register
 from ._util import EPS, grpo_advantage
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -346,8 +346,13 @@ def spo_chain(rewards: Tensor, *, token_values: Tensor, prompt_values: Tensor, o
     sampling distribution's (``old_logp``); the code also drops the masked tokens from the loss's token count
     (ours keeps them with advantage 0, a constant rescaling of the loss per batch).
     """
-    mask = token_mask.bool()
-    keep = mask & (old_logp.exp() < prob_threshold)
+    keep = token_mask.bool() & (old_logp.exp() < prob_threshold)
+    out = chain_advantages(rewards, token_values, prompt_values, token_mask) * keep.to(rewards.dtype)
+    return masked_whiten(out, keep) if whiten else out
+
+
+def chain_advantages(rewards: Tensor, token_values: Tensor, prompt_values: Tensor, token_mask: Tensor) -> Tensor:
+    """``[P, G, T]``: :func:`spo_chain_row` of every completion (0 past its end)."""
     lengths = token_mask.sum(-1).long()
     out = torch.zeros_like(token_mask, dtype=rewards.dtype)
     for j in range(rewards.shape[0]):
@@ -358,7 +363,29 @@ def spo_chain(rewards: Tensor, *, token_values: Tensor, prompt_values: Tensor, o
             vals = [_finite(float(v)) for v in token_values[j, g, :n]]
             row = spo_chain_row(vals, _finite(float(prompt_values[j, g])), float(rewards[j, g]))
             out[j, g, :n] = torch.tensor(row, dtype=rewards.dtype)
-    out = out * keep.to(out.dtype)
+    return out
+
+
+@ESTIMATORS.register("spo_tree", phases=("spo_tree",), token_level=True, ragged=True)
+def spo_tree(rewards: Tensor, *, token_values: Tensor, prompt_values: Tensor, old_logp: Tensor, token_mask: Tensor,
+             tree_edges: Tensor, sample_mask: Tensor | None = None, prob_threshold: float = 0.9,
+             whiten: bool = True) -> Tensor:
+    """SPO-tree: every token of a segment of the tree (phase :class:`rlbook.spo_tree.SPOTree`) gets V(node) -
+    V(parent) (the values of the tree, the root's in ``prompt_values``), on the edges a completion trains
+    (``tree_edges``: the segments it generated, with a nonzero advantage); tokens the policy sampled with
+    probability >= ``prob_threshold`` get 0; then whitening over the remaining tokens of the batch.  0 elsewhere
+    (the phase also leaves the other tokens out of the loss).
+
+    Source: AIFrameResearch/SPO (commit b9fc6a2) ``episode_generators/tree_episode_generator.py::
+    extract_edges_from_tree`` (``adv_method="rloo"``: ``child["reward"] - parent["reward"]``, edges with advantage
+    0 dropped) and ``trainers/ppo_trainer.py`` (``masked_whiten`` over response tokens with p < 0.9, unbiased
+    variance, eps 1e-8; the loss over the same tokens).  The tree and its differences: :mod:`rlbook.spo_tree`.
+    Difference: the probability is the sampling distribution's (``old_logp``), and the tokens with p >= 0.9 stay
+    in the loss's token count (advantage 0; the code drops them), as in :func:`spo_chain`.  ``sample_mask``: the
+    tree's groups are uneven; no statistic is per group (the empty slots have no token).
+    """
+    keep = token_mask.bool() & tree_edges.bool() & (old_logp.exp() < prob_threshold)
+    out = chain_advantages(rewards, token_values, prompt_values, token_mask) * keep.to(rewards.dtype)
     return masked_whiten(out, keep) if whiten else out
 
 
