@@ -100,7 +100,8 @@ class DumpSampler(Sampler):
     def observe_batch(self, batch: Any) -> None:
         """Per-sample advantages (the mean over the response tokens when per token) by bucket, then new weights
         (``update_weights``)."""
-        adv = sample_advantages(batch.advantages, batch.roll.completion_mask)
+        mask3 = batch.roll.completion_mask if batch.advantages.dim() == 3 else None  # only token-level needs it
+        adv = sample_advantages(batch.advantages, mask3)
         mask = batch.sample_mask if batch.sample_mask is not None else adv.new_ones(adv.shape, dtype=bool)
         per: dict[str, list[float]] = {}
         for j, idx in enumerate(batch.indices):
