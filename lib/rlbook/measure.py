@@ -28,6 +28,7 @@ The other measurements:
   the clip/gate fraction of each epoch.
 * :func:`all_wrong_logprob_change` (NGRPO): on prompts whose G samples were all wrong, the change of the
   log-probability of the reference answer after one update of each method from the same weights.
+* :func:`pass_at_k` (A-GRAE, ACE): sampled pass@k of the trained adapters on the held-out problems, per problem.
 * :func:`steps_to_target` (speed claims): the step at which a run's held-out curve reaches a share of the
   baseline's gain (censored runs flagged, not averaged).
 """
@@ -509,3 +510,53 @@ def steps_to_target(result: Any, baseline: str, frac: float = 0.5) -> pd.DataFra
                      "samples": float(row["samples"]) if row is not None and "samples" in row else math.nan,
                      "reached": row is not None})
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------ sampled pass@k on the held-out problems
+
+
+def pass_at_k_estimate(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k of one problem from ``n`` samples of which ``c`` are correct (Chen et al., 2021,
+    "Evaluating Large Language Models Trained on Code", Eq. 1): ``1 - C(n - c, k) / C(n, k)``."""
+    if not 1 <= k <= n or not 0 <= c <= n:
+        raise ParamError(f"pass@k needs 1 <= k <= n and 0 <= c <= n; got n={n!r}, c={c!r}, k={k!r}")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_at_k(result: Any, methods: Sequence[str], ks: Sequence[int] = (1, 8), n: int = 8,
+              problems: int | None = None, temperature: float = 1.0, progress: bool = True) -> pd.DataFrame:
+    """Sampled pass@k of each method's trained adapters on the held-out problems (the claims of A-GRAE, ACE,
+    ARM: exploration shows at large k, not in greedy pass@1).  Per seed and method: ``n`` samples at
+    ``temperature`` of each of the first ``problems`` held-out problems (default the study's ``eval_size``,
+    the units of the final-accuracy claims), scored by the task's verifier, and per problem the unbiased
+    :func:`pass_at_k_estimate` for every k in ``ks``.  Rows with ``method="base"``: the base model (each seed's
+    fresh adapter, which starts as the base model).  Every method of a seed samples with the same torch seed.  A
+    long table ``method, seed, unit (problem), k, value``; a claim takes the rows of one k."""
+    from tqdm.auto import tqdm
+
+    from rlbook.experiments import default_model_factory
+
+    bad = [k for k in ks if not 1 <= int(k) <= n]
+    if bad:
+        raise ParamError(f"ks {list(bad)} must lie in 1..n={n}")
+    spec = next(s for s in result.specs if s.label == methods[0])
+    base, tok = default_model_factory(spec)()
+    count = int(problems or result.params.get("eval_size") or spec.task_spec().eval_size)
+    rows: list[dict[str, Any]] = []
+    for seed in tqdm(_seeds(result), desc="pass@k", disable=not progress):
+        with _seed_trainers(result, list(methods), seed, base, tok) as (model, trainers):
+            tr = trainers[methods[0]]
+            probs = tr.task.eval[:count]
+            prompts = [tr.prompt_ids(p, "eval") for p in probs]
+            for label in ["base", *methods]:
+                if label != "base":
+                    _load_trained(model, result, label, seed)
+                torch.manual_seed(seed)  # the same sampling noise for every method of a seed
+                roll = tr.generate(prompts, tr.cfg.max_new_tokens, do_sample=True, temperature=temperature,
+                                   group_size=n)
+                hits = [tr.task.score(probs[i // n], t) >= 1.0 for i, t in enumerate(roll.texts)]
+                for j in range(len(probs)):
+                    c = int(sum(hits[j * n:(j + 1) * n]))
+                    rows += [{"method": label, "seed": seed, "unit": j, "k": int(k),
+                              "value": pass_at_k_estimate(n, c, int(k))} for k in ks]
+    return pd.DataFrame(rows, columns=["method", "seed", "unit", "k", "value"])

@@ -6,7 +6,7 @@ The variance components of a claim (:class:`rlbook.stats.Components`) come, in t
 
 1. the newest finished run of the notebook under ``outputs/`` with the same profile (its claim rows carry
    ``var_seed``, ``var_unit``, ``var_resid``), else from any profile's run;
-2. for held-out accuracy claims without a run: an **assumed** pilot (:data:`PILOT_ACCURACY`), said so in the
+2. for held-out accuracy claims (greedy accuracy, or sampled pass@k per problem) without a run: an **assumed** pilot (:data:`PILOT_ACCURACY`), said so in the
    ``source`` column;
 3. otherwise none: the mde is shown as unknown until one run (the smoke profile is enough for the
    components' order of magnitude) has been made.
@@ -73,8 +73,14 @@ def load_spec(notebook: str, params: Mapping[str, Any], root: Path | None = None
     return namespace["STUDY"]
 
 
+def _per_problem_accuracy(metric: str) -> bool:
+    """A 0/1-like score per held-out problem: greedy accuracy, or a sampled pass@k (``measure.pass_at_k``,
+    metric names ``pass@<k> ...``) measured on the same ``eval_size`` problems."""
+    return metric.split(" ")[0] in ACCURACY_METRICS or metric.startswith("pass@")
+
+
 def _units(metric: str, params: Mapping[str, Any]) -> int | None:
-    if metric.split(" ")[0] in ("final_accuracy", "accuracy_gain", "final_length", "final_format",
+    if metric.startswith("pass@") or metric.split(" ")[0] in ("final_accuracy", "accuracy_gain", "final_length", "final_format",
                                 "final_truncated", "final_length_wrong", "length_wrong_change"):
         return int(params.get("eval_size") or params.get("task", {}).get("eval_size", 0)) or None
     return None
@@ -106,7 +112,7 @@ def power_table(spec: Any, params: Mapping[str, Any], profile: str | None, outpu
         units = _units(c.metric, params) or (int(row["n_units"]) if row else None)
         if row is not None:
             comps, source = stats.Components.from_row(row), where
-        elif c.metric.split(" ")[0] in ACCURACY_METRICS and units:
+        elif _per_problem_accuracy(c.metric) and units:
             comps, source = PILOT_ACCURACY, PILOT_ACCURACY.source
         else:
             comps, source = None, "unknown until a run exists"

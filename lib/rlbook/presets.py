@@ -222,6 +222,30 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"estimator": "single_stream", "group_size": 1, "phases": [{"name": "spo_drift"}], "eps_low": 0.2,
             "eps_high": 0.28, "loss_kwargs": {"dual_clip": 10.0}, "aggregation": "token_mean", "kl_coef": 0.0},
            notes="no offline value initialisation; the prioritised prompt sampler is a separate sampler"),
+    # ---- estimators of the catalog without a trainer recipe of their own: only the advantage differs from GRPO
+    Preset("a_grae", "Unveiling Implicit Advantage Symmetry: Why GRPO Struggles with Exploration and Difficulty "
+           "Adaptation (Yu et al., 2026)",
+           "github.com/Yu7-code/A-GRAE (commit 53faba8) verl/trainer/ppo/core_algos.py::"
+           "compute_grpo_outcome_advantage, the grpo_weight == 2.0 branch (alpha 1 for math)",
+           {"estimator": "a_grae", "estimator_kwargs": {"curriculum": "accuracy", "positive_alpha": 1.0}},
+           notes="the released trainer never reaches that branch (see estimators.a_grae); the rest of its GRPO run "
+                 "(clip, KL, batch) stays the notebook's"),
+    Preset("stratified", "Stratified GRPO: Handling Structural Heterogeneity in Reinforcement Learning of LLM Search "
+           "Agents (Zhu et al., 2025)", "abstract: SAN within strata of one prompt's trajectories, blended linearly "
+           "with the global (GRPO) estimate (no public code; blend 0.5 assumed)",
+           {"estimator": "stratified", "estimator_kwargs": {"key": "part", "part": -1, "blend": 0.5}},
+           notes="no search tool here: the stratum key is the last reward part (give it weight 0 to stratify without "
+                 "shaping the reward, e.g. the answer format)"),
+    Preset("ace", "Overconfident Errors Need Stronger Correction: Asymmetric Confidence Penalties for Reinforcement "
+           "Learning (Xu et al., 2026)", "arXiv 2602.21420 abstract and summaries: negative GRPO advantages scaled "
+           "by 1 + alpha softplus(log pi/pi_ref) (no public code; alpha 1 assumed)",
+           {"estimator": "ace", "estimator_kwargs": {"alpha": 1.0}},
+           notes="pi_ref is the base model (the LoRA adapter disabled); the paper trains 7-8B models with verl"),
+    Preset("dvao", "DVAO: Dynamic Variance-adaptive Advantage Optimization for Multi-reward Reinforcement Learning "
+           "(Jiang et al., 2026)", "abstract: per-group weights proportional to each objective's reward variance "
+           "(no public code; the form in estimators.dvao is assumed)",
+           {"estimator": "dvao", "estimator_kwargs": {"weighting": "variance"}},
+           notes="needs several reward parts (train.rewards); the part weights scale the objectives"),
     *CREDIT_PRESETS,
     # ---- choosing what to train on (rlbook.curricula): each preset sets what its paper's comparison changes;
     # the settings both arms of that comparison share (clip-higher, KL, learning rate...) stay the notebook's

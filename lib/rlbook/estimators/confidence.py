@@ -23,7 +23,9 @@ def ace(rewards: Tensor, *, seq_log_ratio: Tensor, alpha: float = 1.0, eps: floa
     Source: Xu et al., "Overconfident Errors Need Stronger Correction: Asymmetric Confidence Penalties
     for Reinforcement Learning" (2026), arXiv 2602.21420: c_i as in the abstract; public summaries of
     the paper state the negative advantage is scaled by a softplus of c (softplus preferred over ReLU).
-    No public code was found: the form 1 + alpha * softplus(c) and alpha = 1 are our assumption.
+    No public code was found (the code index searched for ACE and the title; the arXiv HTML's method section
+    was not readable here): the form 1 + alpha * softplus(c) and alpha = 1 are our assumption.  Reported
+    effect: up to +3.0 points of pass@32 at equal pass@1 (Qwen2.5-Math-7B, MATH-500, summaries of the paper).
     With no reference pass (c = 0) every negative advantage is scaled by 1 + alpha * ln 2.
     """
     adv = grpo_advantage(rewards, eps=eps)

@@ -245,7 +245,10 @@ def stratified(
     so the stratum key is a parameter: ``key="length"`` buckets completion lengths into ``n_strata``
     batch quantiles, ``key="part"`` uses the distinct values of reward part ``part`` (e.g. format
     followed or not).  ``blend`` (our default 0.5) is not stated in the abstract.  A stratum of one
-    sample gets A_SAN = 0; strata use the population std.
+    sample gets A_SAN = 0; strata use the population std.  No code from the authors was found (the code
+    index searched for the title and for SAN): the strata are taken inside each prompt's group, as the
+    abstract's "trajectories are evaluated only against their true peers" and the per-prompt GRPO baseline
+    it blends with suggest; that reading is ours.
     """
     if not 0.0 <= blend <= 1.0:
         raise ParamError(f"blend={blend!r} must be in [0, 1]")

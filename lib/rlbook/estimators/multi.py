@@ -19,6 +19,7 @@ def dvao(
     *,
     reward_parts: Tensor | None = None,
     part_weights: Tensor | None = None,
+    weighting: str = "variance",
     eps: float = EPS,
 ) -> Tensor:
     """Variance-adaptive advantage combination over K reward parts.
@@ -27,13 +28,19 @@ def dvao(
     w_k = |omega_k| var_k / sum_j |omega_j| var_j (omega = ``part_weights``), A = sum_k sign(omega_k) w_k z_k.
     Parts with more within-group variance (a stronger signal) get more weight, a part with no
     variance gets none, and since sum_k w_k = 1, |A| <= max_k |z_k| <= sqrt(G - 1) (bounded).
+    ``weighting="fixed"`` is the paper's *Advantage Combination* baseline with the same z-scores and static
+    weights w_k = |omega_k| / sum_j |omega_j| (no variance); the *Reward Combination* baseline is ``grpo`` on
+    the weighted sum of the parts (the trainer's ``rewards``).
     Source: Jiang et al., "DVAO: Dynamic Variance-adaptive Advantage Optimization for Multi-reward
-    Reinforcement Learning" (2026), abstract.  No public code was found: the weight formula
-    (variance-proportional, normalised to sum to one, scaled by the configured part weights) is our
-    reading of "combination weights based on the empirical reward variance of each objective within a
-    rollout group" with "bounded advantage magnitudes".  Without ``reward_parts`` (K = 1) it is GRPO
-    with the population std.
+    Reinforcement Learning" (2026), abstract.  No public code was found (searched the code index for DVAO and
+    the title): the weight formula (variance-proportional, normalised to sum to one, scaled by the configured
+    part weights) is our reading of "combination weights based on the empirical reward variance of each
+    objective within a rollout group" with "bounded advantage magnitudes"; the paper's "self-adaptive
+    cross-objective regularization" is not modelled beyond these weights.  Without ``reward_parts`` (K = 1) it
+    is GRPO with the population std.
     """
+    if weighting not in ("variance", "fixed"):
+        raise ParamError(f"weighting={weighting!r} is not allowed; allowed: variance, fixed")
     parts = reward_parts.float() if reward_parts is not None else rewards.unsqueeze(-1)
     k = parts.shape[-1]
     omega = (
@@ -44,7 +51,7 @@ def dvao(
     mean = parts.mean(dim=1, keepdim=True)
     std = parts.std(dim=1, keepdim=True, correction=0) if parts.shape[1] > 1 else torch.zeros_like(mean)
     z = (parts - mean) / (std + eps)  # [P, G, K]
-    raw = omega.abs() * std.squeeze(1) ** 2  # [P, K]
+    raw = omega.abs() * std.squeeze(1) ** 2 if weighting == "variance" else omega.abs().expand(parts.shape[0], k)
     w = raw / (raw.sum(dim=-1, keepdim=True) + eps * eps)
     return (z * (torch.sign(omega) * w).unsqueeze(1)).sum(dim=-1)
 
