@@ -205,7 +205,8 @@ def sft_stage(model: Any, tok: Tokenizer, task: Task, arm: Arm, cfg: TrainConfig
                      epochs=int(arm.sft.get("epochs", 1)),
                      batch_size=int(arm.sft.get("batch_size", cfg.prompts_per_step)), seed=cfg.seed)
     return {"examples": len(examples), "steps": len(rows), "loss_first": rows[0]["loss"] if rows else float("nan"),
-            "loss_last": rows[-1]["loss"] if rows else float("nan"), "seconds": time.perf_counter() - t0}
+            "loss_last": rows[-1]["loss"] if rows else float("nan"), "skipped": sum(r["skipped"] for r in rows),
+            "seconds": time.perf_counter() - t0}
 
 
 def rif_task(model: Any, tok: Tokenizer, task: Task, rif: dict[str, Any], cfg: TrainConfig) -> tuple[Any, dict]:

@@ -205,6 +205,7 @@ def post_train(model: Any, tok: Tokenizer, data: dict[str, RoleData], cfg: dict[
                              batch_size=int(cfg["batch_size"]), seed=seed + i)
         info[f"{role}_sft_examples"] = len(sft)
         info[f"{role}_sft_loss"] = rows[-1]["loss"] if rows else float("nan")
+        info[f"{role}_sft_skipped"] = sum(r["skipped"] for r in rows)
         if role not in cfg["dpo_roles"]:
             continue
         pairs = subsample(data[role].pairs, int(cfg["dpo_cap"]), seed + 10 + i)
@@ -219,6 +220,7 @@ def post_train(model: Any, tok: Tokenizer, data: dict[str, RoleData], cfg: dict[
         info[f"{role}_dpo_loss_first"] = rows[0]["loss"] if rows else float("nan")
         info[f"{role}_dpo_loss_last"] = rows[-1]["loss"] if rows else float("nan")
         info[f"{role}_dpo_accuracy_last"] = rows[-1]["accuracy"] if rows else float("nan")
+        info[f"{role}_dpo_skipped"] = sum(r["skipped"] for r in rows)
     return info
 
 

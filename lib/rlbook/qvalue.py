@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from rlbook.generation import left_pad, prompt_ids
+from rlbook.guard import MAX_BAD, StepGuard
 from rlbook.models import Tokenizer
 
 QUESTION = "Proposed reply: {action}\nDoes this reply make progress? Answer Yes or No."
@@ -159,25 +160,28 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 
 def train_critic(data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 64, lr: float = 1e-3,
                  gamma: float = 0.95, tau: float = 0.1, target_every: int = 20, hidden: int = 256, seed: int = 0,
-                 max_grad_norm: float = 1.0) -> tuple[DoubleCritic, list[dict[str, float]]]:
+                 max_grad_norm: float = 1.0, max_bad_steps: int = MAX_BAD
+                 ) -> tuple[DoubleCritic, list[dict[str, float]]]:
     """TD learning of a :class:`DoubleCritic` on cached transitions (``s, sa, r, done, s_next``), minibatches drawn
-    with replacement (as the code's replay buffer), a soft target update every ``target_every`` steps."""
+    with replacement (as the code's replay buffer), a soft target update every ``target_every`` steps.  A step with
+    a non-finite loss or gradient is skipped (``skipped`` 1 in its row) and ``max_bad_steps`` in a row fail
+    (:class:`rlbook.guard.StepGuard`)."""
     torch.manual_seed(seed)
     critic = DoubleCritic(data["sa"].shape[1], data["s"].shape[1], hidden)
     target = copy.deepcopy(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     n, hist = data["r"].shape[0], []
+    guard = StepGuard(max_bad_steps, "Digi-Q critic")
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (batch_size,), generator=g)
         loss, info = critic_loss(critic, target, {k: v[idx] for k, v in data.items()}, gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)
-        opt.step()
+        _, skipped = guard.step(critic.parameters(), opt, float(loss.detach()), max_grad_norm, step)
         if step % target_every == 0:
             soft_update(target, critic, tau)
-        hist.append({"step": step, "loss": float(loss.detach()), **info})
+        hist.append({"step": step, "loss": float(loss.detach()), **info, "skipped": int(skipped)})
     return critic, hist
 
 
@@ -293,7 +297,8 @@ def build_dataset(params: dict[str, Any], folder: Any) -> dict[str, Any]:
             "informative_rate_logged": float(np.mean([t.info["informative"] for t, _, _ in flat])),
             "informative_rate_candidates": float(np.mean([i for row in info for _, i in row])),
             "repr_examples": len(ex), "repr_loss_first": rows[0]["loss"] if rows else None,
-            "repr_loss_last": rows[-1]["loss"] if rows else None, "feature_dim": int(s.shape[1])}
+            "repr_loss_last": rows[-1]["loss"] if rows else None,
+            "repr_skipped": sum(r["skipped"] for r in rows), "feature_dim": int(s.shape[1])}
 
 
 def _critic_data(f: dict[str, torch.Tensor], split: int) -> dict[str, torch.Tensor]:
@@ -375,7 +380,8 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
     critic, hist = train_critic(_critic_data(f, 0), steps=int(c["steps"]), batch_size=int(c["batch_size"]),
                                 lr=float(c["lr"]), gamma=float(params["gamma"]), tau=float(c["tau"]),
                                 target_every=int(c["target_every"]), hidden=int(c["hidden"]), seed=seed)
-    out: dict[str, Any] = {"critic": {"loss_last": hist[-1]["loss"], **critic_report(critic, f, 1)}}
+    out: dict[str, Any] = {"critic": {"loss_last": hist[-1]["loss"], "skipped": sum(h["skipped"] for h in hist),
+                                      **critic_report(critic, f, 1)}}
     out["ranking"] = dict(zip(("Q-ranked", "random"), ranking_units(critic, f, 1, float(x["threshold"])), strict=True))
     base, tok = load_policy(params["model"], lora=None)
     model = wrap_adapters(base, params["lora"], ["policy", "bc"], seed=seed)
@@ -384,8 +390,9 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
     t1 = time.perf_counter()
     for name, data in (("policy", ex), ("bc", bc)):
         with use_adapter(model, name):
-            train_sft(model, tok, data, lr=float(x["lr"]), epochs=int(x["epochs"]), batch_size=int(x["batch_size"]),
+            rows = train_sft(model, tok, data, lr=float(x["lr"]), epochs=int(x["epochs"]), batch_size=int(x["batch_size"]),
                       seed=seed, reduction="seq_sum_mean", prob_clamp=(0.001, 0.99) if name == "policy" else None)
+            out["extraction"][f"{name}_skipped"] = sum(r["skipped"] for r in rows)
     out["extraction"].update(examples=len(ex), bc_examples=len(bc))
     t2 = time.perf_counter()
     make_env = agents.make_env_factory(params["env"]["name"], **params["env"].get("kwargs", {}))
