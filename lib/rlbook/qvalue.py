@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,6 +42,7 @@ from torch import nn
 from rlbook.generation import left_pad, prompt_ids
 from rlbook.guard import MAX_BAD, StepGuard
 from rlbook.models import Tokenizer
+from rlbook.stages import Stage, StageParams
 
 QUESTION = "Proposed reply: {action}\nDoes this reply make progress? Answer Yes or No."
 
@@ -241,7 +243,7 @@ def _flatten(episodes: list[list[Any]], split: int) -> list[tuple[Any, int, bool
     return [(t, split, any(x.reward > 0 for x in ep)) for ep in episodes for t in ep]
 
 
-def build_dataset(params: dict[str, Any], folder: Any) -> dict[str, Any]:
+def build_dataset(params: DataParams, folder: Any) -> dict[str, Any]:
     """The shared offline stages: behaviour episodes, candidate actions, representation fine-tuning, frozen
     features.  Writes ``features.pt`` and ``repr.safetensors`` into ``folder``; returns a summary."""
     import numpy as np
@@ -363,9 +365,47 @@ def critic_report(critic: DoubleCritic, f: dict[str, torch.Tensor], split: int) 
     return {"mse_vs_mc": float(((q - mc) ** 2).mean()), "spearman_vs_mc": _spearman(q, mc)}
 
 
-def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
-    """One seed on the shared offline data: TD critic, ranking check, Best-of-N extraction, filtered BC, online
-    evaluation (fresh episodes, the only environment interaction after the data was logged)."""
+@dataclass(frozen=True)
+class DataParams(StageParams):
+    """What the shared offline data stage reads (its cache key, :class:`rlbook.stages.Stage`)."""
+
+    model: str
+    env: dict[str, Any]
+    lora: dict[str, Any]
+    data: dict[str, Any]
+    layer: int
+    gamma: float
+    action_tokens: int
+    temperature: float
+
+
+@dataclass(frozen=True)
+class SeedParams(StageParams):
+    """What one seed reads on top of the offline data (the data stage is its upstream)."""
+
+    model: str
+    env: dict[str, Any]
+    lora: dict[str, Any]
+    gamma: float
+    action_tokens: int
+    temperature: float
+    critic: dict[str, Any]
+    extraction: dict[str, Any]
+    eval_episodes: int
+    seed: int
+
+
+def study_stages(params: dict[str, Any]) -> tuple[Stage, list[Stage]]:
+    """The ``digiq-data`` stage and one ``digiq-seed`` stage per seed downstream of it."""
+    data = Stage("digiq-data", DataParams.from_params(params))
+    return data, [Stage("digiq-seed", SeedParams.from_params(params, seed=s), (data,))
+                  for s in range(int(params["seeds"]))]
+
+
+def run_seed(params: SeedParams, folder: Any) -> dict[str, Any]:
+    """One seed on the shared offline data in ``folder`` (the data stage's): TD critic, ranking check, Best-of-N
+    extraction, filtered BC, online evaluation (fresh episodes, the only environment interaction after the data
+    was logged)."""
     import json
     import time
 
@@ -373,6 +413,7 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
     from rlbook.finetune import train_sft
     from rlbook.models import load_policy, use_adapter, wrap_adapters
 
+    seed = params.seed
     t0 = time.perf_counter()
     f = torch.load(folder / "features.pt")
     text = json.loads((folder / "transitions.json").read_text())
@@ -409,20 +450,14 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
 
 def run_study(params: dict[str, Any], root: Any, progress: Any = print) -> dict[str, Any]:
     """The shared offline data (one cached stage) and every seed's critic, extraction and evaluation."""
-    from pathlib import Path
-
-    from rlbook.stages import stage
-
-    shared = {k: params[k] for k in ("model", "env", "lora", "data", "layer", "gamma", "action_tokens", "temperature")}
+    data_stage, seed_stages = study_stages(params)
     progress("offline data: behaviour episodes, candidates, representation fine-tuning, features")
-    data = stage(root, "digiq-data", shared, lambda folder: build_dataset(params, folder))
-    folder = Path(root) / data["folder"]
+    data = data_stage.run(root, build_dataset)
+    folder = data_stage.folder(root)
     seeds = {}
-    for seed in range(int(params["seeds"])):
-        progress(f"Digi-Q seed {seed}")
-        cfg = {**shared, "critic": params["critic"], "extraction": params["extraction"],
-               "eval_episodes": params["eval_episodes"], "seed": seed}
-        seeds[seed] = stage(root, "digiq-seed", cfg, lambda _, s=seed: run_seed(params, folder, s))
+    for st in seed_stages:
+        progress(f"Digi-Q seed {st.params.seed}")
+        seeds[st.params.seed] = st.run(root, lambda p, _: run_seed(p, folder))
     return {"data": data, "seeds": seeds}
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import csv
-import importlib.metadata
 import json
 import math
 import os
@@ -34,9 +33,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from rlbook.cache import PACKAGES as TRAINING_PACKAGES
+from rlbook.cache import package_versions
+
 MANIFEST, RESULTS, METRICS = "manifest.json", "results.json", "metrics.csv"
 CHECKPOINTS = "checkpoints"
-PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "papermill", "rlbook")
+PACKAGES = (*TRAINING_PACKAGES, "papermill", "rlbook")  # a manifest records what computes a run, and the runner
 STATUSES = ("running", "ok", "failed", "interrupted")
 
 
@@ -146,16 +148,6 @@ def git_info(root: Path) -> dict[str, Any]:
     sha = git("rev-parse", "HEAD")
     status = git("status", "--porcelain") if sha else None
     return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
-
-
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def device_name() -> str:
