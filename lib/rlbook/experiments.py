@@ -22,7 +22,7 @@ when it has one, else it is wiped and retrained.
 
 In a notebook::
 
-    res = experiments.compare_methods({"GRPO": "grpo", "BNPO": "bnpo"}, base, seeds=3, cache=cache_root(run))
+    res = experiments.sweep(experiments.make_specs({"GRPO": "grpo", "BNPO": "bnpo"}, base), 3, cache=cache_root(run))
     res.metrics   # per-step metrics, columns method, seed, step, samples, ...
     res.final     # one row per (method, seed): base/final accuracy, response lengths, timing
 """
@@ -158,11 +158,6 @@ class SweepResult:
         a wide table, one column per method, indexed by seed (NaN-safe)."""
         df = self.metrics if last is None else self.metrics[self.metrics["step"] > self.metrics["step"].max() - last]
         out = df.groupby(["method", "seed"], sort=False)[metric].agg(agg).unstack("method")
-        return out[[m for m in self.methods if m in out.columns]]
-
-    def final_wide(self, metric: str = "final_accuracy") -> pd.DataFrame:
-        """``final[metric]`` as a table indexed by seed with one column per method."""
-        out = self.final.pivot(index="seed", columns="method", values=metric)
         return out[[m for m in self.methods if m in out.columns]]
 
 
@@ -406,17 +401,6 @@ def make_specs(methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str], b
                              model=base.get("model", "smollm2-135m-instruct"),
                              eval_size=base.get("eval_size"), eval_max_new_tokens=base.get("eval_max_new_tokens")))
     return specs
-
-
-def compare_methods(
-    methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str],
-    base: Mapping[str, Any],
-    seeds: int | Iterable[int],
-    cache: str | Path | None = None,
-    **sweep_kwargs: Any,
-) -> SweepResult:
-    """:func:`make_specs` + :func:`sweep`: the one call a method notebook makes."""
-    return sweep(make_specs(methods, base), seeds, cache=cache, **sweep_kwargs)
 
 
 def describe(specs: Sequence[RunSpec], keys: Sequence[str] = ("estimator", "loss", "aggregation", "eps_low",

@@ -175,7 +175,7 @@ def seed_effects_from_arrays(method_values: Any, baseline_values: Any = None,
 
 
 def seed_effects_from_wide(wide: pd.DataFrame, method: str, baseline: str | None = None) -> SeedEffects:
-    """From a per-seed table (index seed, one column per method, e.g. ``SweepResult.final_wide()``): one
+    """From a per-seed table (index seed, one column per method, e.g. ``SweepResult.final`` pivoted by seed and method): one
     scalar per (method, seed), paired by seed; seeds where either value is NaN are left out."""
     cols = [method] + ([baseline] if baseline else [])
     missing = [c for c in cols if c not in wide.columns]
@@ -461,14 +461,6 @@ def evaluate_claim(claim: str, metric: str, effects: SeedEffects, *, method: str
     elif row["n_seeds"] < MIN_SEEDS:
         row.update(verdict="underpowered", reason=f"{row['n_seeds']} seeds < {MIN_SEEDS}: no verdict")
     return assign_verdicts([row], alpha)[0]
-
-
-def claim_from_frame(claim: str, metric: str, df: pd.DataFrame, method: str, baseline: str | None = None,
-                     *, frame_kwargs: Mapping[str, Any] | None = None, **claim_kwargs: Any) -> dict[str, Any]:
-    """:func:`evaluate_claim` on :func:`seed_level_effects` of a long table (``frame_kwargs`` go to the
-    latter: ``value``, ``method_col``, ``seed_col``, ``unit_col``)."""
-    effects = seed_level_effects(df, method, baseline, **dict(frame_kwargs or {}))
-    return evaluate_claim(claim, metric, effects, method=method, baseline=baseline, **claim_kwargs)
 
 
 def claim_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
