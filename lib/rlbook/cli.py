@@ -34,7 +34,7 @@ from types import FrameType
 from typing import Any
 
 from rlbook import params as P
-from rlbook import runs
+from rlbook import runs, threads
 from rlbook.config import ParamError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -487,6 +487,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     global LOG_OUTPUT
+    threads.configure()  # before torch is imported, here and in the notebooks' kernels (rlbook.threads)
     args = parser().parse_args(argv)
     LOG_OUTPUT = not getattr(args, "quiet", False)
     return args.func(args)
