@@ -292,20 +292,15 @@ class BaseParams(StageParams):
     task_common: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SequenceParams(StageParams):
-    """What one (arm, seed) sequence reads (the ``continual-sequence`` stage's key): the arm's spec, not its label."""
+@dataclass(frozen=True, kw_only=True)
+class SequenceParams(BaseParams):
+    """What one (arm, seed) sequence reads (the ``continual-sequence`` stage's key): the base row's parameters, the
+    arm's spec (not its label), the adapter, the training settings and the seed."""
 
-    model: str
-    tasks: list[dict[str, Any]]
-    eval_size: int
-    eval_max_new_tokens: int
     arm: dict[str, Any]
     lora: dict[str, Any]
     train: dict[str, Any]
     seed: int
-    probes: list[dict[str, Any]] = field(default_factory=list)
-    task_common: dict[str, Any] = field(default_factory=dict)
 
 
 def study_stages(params: dict[str, Any]) -> tuple[Stage, dict[tuple[str, int], Stage]]:
@@ -318,7 +313,7 @@ def study_stages(params: dict[str, Any]) -> tuple[Stage, dict[tuple[str, int], S
     return Stage("continual-base", BaseParams.from_params(params)), seqs
 
 
-def _study_tasks(p: BaseParams | SequenceParams) -> tuple[dict[str, Task], dict[str, Task]]:
+def _study_tasks(p: BaseParams) -> tuple[dict[str, Task], dict[str, Task]]:
     return make_tasks(p.tasks, dict(p.task_common)), make_tasks(p.probes, dict(p.task_common))
 
 
