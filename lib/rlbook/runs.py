@@ -216,7 +216,7 @@ def new_manifest(
         "profile": None,
         "seed": find_seed(params),
         **git,
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "device": device_name(),
         "python": sys.version.split()[0],
         "host": socket.gethostname(),
