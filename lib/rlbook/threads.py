@@ -3,10 +3,12 @@ uses a core.
 
 torch runs one OpenMP thread per core, and libgomp's default wait policy lets a thread that reaches a barrier
 spin before it sleeps.  When another process holds a core, the partner thread is descheduled and the spinning
-thread burns the core it is waiting for: on this project's 2-core machines a training step became 7x to 25x
-slower (``benchmarks/README.md``, "Threads under load").  ``OMP_WAIT_POLICY=PASSIVE`` makes a waiting thread
-sleep at once; measured there, it removes the collapse and keeps both cores' speed, so the thread count is left
-as it is.
+thread burns the core it is waiting for: on this project's 2-core machines a training step became 7x slower
+with one other busy process and 14x slower during ``make demo`` (``benchmarks/README.md``, "Threads under
+load").  ``OMP_WAIT_POLICY=PASSIVE`` makes a waiting thread sleep at once.  Measured there at a load average of
+10-17, torch's default did not finish a small step's warm-up in 300 s, while PASSIVE with both threads took
+58-78 s for all three steps, faster than one thread (82-95 s); so the thread count is left as it is.  Its cost
+on an idle machine is not measured yet.
 
 :func:`configure` sets it where processes start, before torch is imported: the ``rlbook`` command (the notebooks
 it runs inherit the environment), the tests' ``conftest``, the benchmark; ``make install`` writes it into the
