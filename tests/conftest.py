@@ -1,6 +1,11 @@
 """Shared fixtures: a character-level tokenizer with a chat template and a tiny random Llama."""
+# ruff: noqa: E402  (the thread policy must be set before torch is imported)
 
 from __future__ import annotations
+
+from rlbook import threads
+
+threads.configure()  # OMP_WAIT_POLICY=PASSIVE before torch is imported (rlbook.threads); tests pin 1 thread below
 
 import pytest
 import torch

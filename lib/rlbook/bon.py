@@ -33,6 +33,7 @@ import torch
 from rlbook.config import TrainConfig
 from rlbook.models import Tokenizer
 from rlbook.rollout import generate
+from rlbook.stages import Stage, StageParams
 from rlbook.tasks import Problem, extract_answer
 
 NO_ANSWER = -1e9  # score given to a response without an extractable answer (the authors' filter)
@@ -185,25 +186,42 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------ the study
 
 
-def run_study(params: dict[str, Any], root: Any, progress: Callable[[str], None] = print) -> dict[int, Pool]:
-    """One pool of ``n_max`` samples per held-out problem for every seed, each a cached stage."""
+@dataclass(frozen=True)
+class PoolParams(StageParams):
+    """What one seed's pool reads: its cache key (:class:`rlbook.stages.Stage`)."""
+
+    model: str
+    task: dict[str, Any]
+    n_max: int
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    problems: int
+    seed: int
+
+
+def study_stages(params: dict[str, Any]) -> list[Stage]:
+    """One ``bon-pool`` stage per seed."""
+    return [Stage("bon-pool", PoolParams.from_params(params, seed=s)) for s in range(int(params["seeds"]))]
+
+
+def pool_stage(p: PoolParams, folder: Any = None) -> dict[str, Any]:
+    """Sample the pool of one seed."""
     from rlbook.models import load_policy
-    from rlbook.stages import stage
     from rlbook.tasks import make_task
 
-    keys = ("model", "task", "n_max", "max_new_tokens", "temperature", "top_p", "problems")
+    task = make_task(p.task)
+    model, tok = load_policy(p.model, lora=None)
+    return sample_pool(model, tok, task, task.eval[: int(p.problems)], int(p.n_max), int(p.max_new_tokens),
+                       float(p.temperature), float(p.top_p), seed=p.seed).to_dict()
+
+
+def run_study(params: dict[str, Any], root: Any, progress: Callable[[str], None] = print) -> dict[int, Pool]:
+    """One pool of ``n_max`` samples per held-out problem for every seed, each a cached stage (:func:`study_stages`)."""
     out: dict[int, Pool] = {}
-    for seed in range(int(params["seeds"])):
-        progress(f"pool, seed {seed}")
-
-        def compute(_: Any, s: int = seed) -> dict[str, Any]:
-            task = make_task(params["task"])
-            model, tok = load_policy(params["model"], lora=None)
-            return sample_pool(model, tok, task, task.eval[: int(params["problems"])], int(params["n_max"]),
-                               int(params["max_new_tokens"]), float(params["temperature"]),
-                               float(params["top_p"]), seed=s).to_dict()
-
-        out[seed] = Pool.from_dict(stage(root, "bon-pool", {**{k: params[k] for k in keys}, "seed": seed}, compute))
+    for st in study_stages(params):
+        progress(f"pool, seed {st.params.seed}")
+        out[st.params.seed] = Pool.from_dict(st.run(root, pool_stage))
     return out
 
 

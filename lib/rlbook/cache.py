@@ -11,11 +11,14 @@ unfinished ones, ``--all`` every entry.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,31 @@ NOT_TRAINING = ("cli.py", "export.py", "report.py", "stats.py", "study.py", "sim
                 "measure.py", "creditlab.py", "efficiency.py", "regimes.py", "integrations/",
                 "pipeline.py", "stages.py")
 PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "math-verify")
+DONE = "DONE"  # the marker of a finished cache entry (a run or a stage), written last
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def is_done(folder: str | Path) -> bool:
+    """A cache entry is finished only when its ``DONE`` marker exists (written last, by :func:`mark_done`)."""
+    return (Path(folder) / DONE).is_file()
+
+
+def mark_done(folder: str | Path) -> None:
+    """Mark a cache entry finished: its ``DONE`` marker (the time), written atomically and last."""
+    write_text_atomic(Path(folder) / DONE, time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 def training_sources(package: Path = PACKAGE) -> list[Path]:
@@ -35,9 +63,11 @@ def training_sources(package: Path = PACKAGE) -> list[Path]:
     return [p for p, r in rel if not any(r == n or (n.endswith("/") and r.startswith(n)) for n in NOT_TRAINING)]
 
 
-def _versions() -> dict[str, str | None]:
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution in ``names`` (None when missing); the run cache's key uses
+    :data:`PACKAGES`, run manifests (:mod:`rlbook.runs`) a longer list."""
     out: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -55,7 +85,7 @@ def _code_version(package: str) -> str:
     h = hashlib.sha256()
     for path in training_sources(Path(package)):
         h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    h.update(json.dumps(_versions(), sort_keys=True).encode())
+    h.update(json.dumps(package_versions(), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -70,12 +100,12 @@ def entries(root: str | Path) -> list[dict[str, Any]]:
     out = []
     for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
         cfg = _read(folder / "config.json")
-        done = (folder / "DONE").is_file()
+        done = is_done(folder)
         code = cfg.get("code")
         state = "unfinished" if not done else "ok" if code == current else "stale"
         out.append({"key": folder.name, "label": cfg.get("label", "base eval" if folder.name.startswith("base-") else ""),
                     "seed": cfg.get("seed"), "code": code, "state": state, "bytes": _size(folder),
-                    "finished": (folder / "DONE").read_text().strip() if done else None, "path": folder})
+                    "finished": (folder / DONE).read_text().strip() if done else None, "path": folder})
     return out
 
 

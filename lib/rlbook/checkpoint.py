@@ -30,13 +30,26 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from rlbook.trainer import Trainer
+from rlbook.cache import write_text_atomic
+
+
+class Checkpointable(Protocol):
+    """What a checkpoint reads and restores of :class:`rlbook.trainer.Trainer` (a protocol, so this module does
+    not import the trainer that calls it)."""
+
+    model: Any
+    optimizer: torch.optim.Optimizer
+    step_count: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
 
 KEEP = 2
 LATEST = "latest"
@@ -102,22 +115,10 @@ def latest_step(folder: str | Path) -> int:
     return int(_STEP.match(path.name).group(1)) if path is not None else 0  # type: ignore[union-attr]
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 # ---------------------------------------------------------------- save / load
 
 
-def trainable_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+def trainable_state(trainer: Checkpointable) -> dict[str, torch.Tensor]:
     """The trainable parameters by name (CPU, contiguous copies)."""
     return {
         n: p.detach().to("cpu").contiguous().clone()
@@ -126,7 +127,7 @@ def trainable_state(trainer: Trainer) -> dict[str, torch.Tensor]:
     }
 
 
-def save(trainer: Trainer, folder: str | Path, keep: int = KEEP) -> Path:
+def save(trainer: Checkpointable, folder: str | Path, keep: int = KEEP) -> Path:
     """Write a checkpoint of ``trainer`` at its current step into ``folder``; returns its path."""
     from safetensors.torch import save_file
 
@@ -146,13 +147,13 @@ def save(trainer: Trainer, folder: str | Path, keep: int = KEEP) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_text_atomic(folder / LATEST, target.name + "\n")
+    write_text_atomic(folder / LATEST, target.name + "\n")
     for old in step_dirs(folder)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
 
-def load(trainer: Trainer, folder: str | Path) -> int:
+def load(trainer: Checkpointable, folder: str | Path) -> int:
     """Restore ``trainer`` from the newest checkpoint in ``folder`` (a ``checkpoints/`` folder or one
     ``step-*`` folder); returns the restored step, 0 (and nothing changed) when there is none."""
     from safetensors.torch import load_file

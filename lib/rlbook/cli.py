@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 
 from rlbook import params as P
-from rlbook import runs
+from rlbook import runs, threads
 from rlbook.config import ParamError
 from rlbook.pages import clean_outputs, write_index, write_report  # noqa: F401  (clean_outputs: re-exported)
 
@@ -533,6 +533,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     global LOG_OUTPUT
+    threads.configure()  # before torch is imported, here and in the notebooks' kernels (rlbook.threads)
     args = parser().parse_args(argv)
     LOG_OUTPUT = not getattr(args, "quiet", False)
     return args.func(args)

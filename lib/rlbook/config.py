@@ -15,8 +15,7 @@ from typing import Any
 
 from rlbook.errors import ParamError
 
-__all__ = ["KL_KINDS", "MECHANISM_FIELDS", "MechanismSpec", "ParamError", "RewardSpec", "TrainConfig", "build",
-           "is_checked", "mark_checked"]
+__all__ = ["KL_KINDS", "MECHANISM_FIELDS", "ParamError", "TrainConfig", "build", "is_checked", "mark_checked"]
 
 
 def _choice(key: str, value: Any, allowed: list[str] | tuple[str, ...]) -> None:
@@ -52,23 +51,6 @@ def _mechanism_list(key: str, items: Any, allowed_keys: tuple[str, ...]) -> None
             raise ParamError(f"{key}[{i}] has unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(allowed_keys)}")
         if not isinstance(r.get("kwargs", {}), dict):
             raise ParamError(f"{key}[{i}].kwargs={r['kwargs']!r} must be a mapping")
-
-
-@dataclass
-class RewardSpec:
-    """One reward function and its weight in the scalar reward."""
-
-    name: str = "correct"
-    weight: float = 1.0
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class MechanismSpec:
-    """A filter or phase by name, with its hyper-parameters."""
-
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

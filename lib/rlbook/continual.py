@@ -46,6 +46,7 @@ from rlbook.finetune import Example, completion_ids, train_sft
 from rlbook.generation import prompt_ids
 from rlbook.models import Tokenizer, wrap_lora
 from rlbook.rollout import generate
+from rlbook.stages import Stage, StageParams
 from rlbook.tasks import Problem, Task
 from rlbook.trainer import Trainer
 
@@ -205,7 +206,8 @@ def sft_stage(model: Any, tok: Tokenizer, task: Task, arm: Arm, cfg: TrainConfig
                      epochs=int(arm.sft.get("epochs", 1)),
                      batch_size=int(arm.sft.get("batch_size", cfg.prompts_per_step)), seed=cfg.seed)
     return {"examples": len(examples), "steps": len(rows), "loss_first": rows[0]["loss"] if rows else float("nan"),
-            "loss_last": rows[-1]["loss"] if rows else float("nan"), "seconds": time.perf_counter() - t0}
+            "loss_last": rows[-1]["loss"] if rows else float("nan"), "skipped": sum(r["skipped"] for r in rows),
+            "seconds": time.perf_counter() - t0}
 
 
 def rif_task(model: Any, tok: Tokenizer, task: Task, rif: dict[str, Any], cfg: TrainConfig) -> tuple[Any, dict]:
@@ -278,35 +280,72 @@ def make_tasks(specs: Sequence[dict[str, Any]], common: dict[str, Any]) -> dict[
     return out
 
 
-def run_study(params: dict[str, Any], root: Any, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every (arm, seed) sequence of ``params`` (cached stages, :func:`rlbook.stages.stage`) and the base model's
-    row.  Returns ``{"base": {task: [bool]}, "runs": {(arm, seed): run_sequence output}, "tasks", "probes"}``."""
-    from rlbook.models import load_policy
-    from rlbook.stages import stage
+@dataclass(frozen=True)
+class BaseParams(StageParams):
+    """What the base model's row reads (the ``continual-base`` stage's key)."""
 
-    common = dict(params.get("task_common", {}))
-    tasks, probes = make_tasks(params["tasks"], common), make_tasks(params.get("probes", []), common)
-    ev = {"size": int(params["eval_size"]), "max_new_tokens": int(params["eval_max_new_tokens"])}
-    key = {"model": params["model"], "tasks": params["tasks"], "probes": params.get("probes", []),
-           "task_common": common, "eval": ev}
+    model: str
+    tasks: list[dict[str, Any]]
+    eval_size: int
+    eval_max_new_tokens: int
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    task_common: dict[str, Any] = field(default_factory=dict)
 
-    def factory() -> tuple[Any, Tokenizer]:
-        return load_policy(params["model"], lora=None)
 
-    def base_eval(_: Any) -> dict[str, Any]:
-        model, tok = factory()
-        return {"correct": evaluate_tasks(model, tok, {**tasks, **probes}, ev["size"], ev["max_new_tokens"])}
+@dataclass(frozen=True, kw_only=True)
+class SequenceParams(BaseParams):
+    """What one (arm, seed) sequence reads (the ``continual-sequence`` stage's key): the base row's parameters, the
+    arm's spec (not its label), the adapter, the training settings and the seed."""
 
-    base = stage(root, "continual-base", key, base_eval)["correct"]
-    out: dict[tuple[str, int], Any] = {}
+    arm: dict[str, Any]
+    lora: dict[str, Any]
+    train: dict[str, Any]
+    seed: int
+
+
+def study_stages(params: dict[str, Any]) -> tuple[Stage, dict[tuple[str, int], Stage]]:
+    """The base model's stage and one sequence stage per (arm label, seed); every arm is validated here."""
+    seqs = {}
     for label, arm_spec in params["arms"].items():
-        arm = Arm(**arm_spec)
+        Arm(**arm_spec)
         for seed in range(int(params["seeds"])):
-            progress(f"{label}, seed {seed}")
-            cfg = {**key, "arm": arm_spec, "lora": params["lora"], "train": params["train"], "seed": seed}
-            out[(label, seed)] = stage(root, "continual-sequence", cfg, lambda _, a=arm, s=seed: run_sequence(
-                factory, a, tasks, probes, lora=params["lora"], train=params["train"], seed=s,
-                eval_size=ev["size"], eval_max_new_tokens=ev["max_new_tokens"]))
+            seqs[(label, seed)] = Stage("continual-sequence", SequenceParams.from_params(params, arm=arm_spec, seed=seed))
+    return Stage("continual-base", BaseParams.from_params(params)), seqs
+
+
+def _study_tasks(p: BaseParams) -> tuple[dict[str, Task], dict[str, Task]]:
+    return make_tasks(p.tasks, dict(p.task_common)), make_tasks(p.probes, dict(p.task_common))
+
+
+def base_stage(p: BaseParams, folder: Any = None) -> dict[str, Any]:
+    """The base model's correctness on every task and probe."""
+    from rlbook.models import load_policy
+
+    tasks, probes = _study_tasks(p)
+    model, tok = load_policy(p.model, lora=None)
+    return {"correct": evaluate_tasks(model, tok, {**tasks, **probes}, p.eval_size, p.eval_max_new_tokens)}
+
+
+def sequence_stage(p: SequenceParams, folder: Any = None) -> dict[str, Any]:
+    """One arm and seed through the task sequence (:func:`run_sequence`)."""
+    from rlbook.models import load_policy
+
+    tasks, probes = _study_tasks(p)
+    return run_sequence(lambda: load_policy(p.model, lora=None), Arm(**p.arm), tasks, probes, lora=p.lora,
+                        train=p.train, seed=p.seed, eval_size=p.eval_size, eval_max_new_tokens=p.eval_max_new_tokens)
+
+
+def run_study(params: dict[str, Any], root: Any, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every (arm, seed) sequence of ``params`` and the base model's row, each a cached stage
+    (:func:`study_stages`).  Returns ``{"base": {task: [bool]}, "runs": {(arm, seed): run_sequence output},
+    "tasks", "probes"}``."""
+    base_st, seqs = study_stages(params)
+    tasks, probes = _study_tasks(base_st.params)  # type: ignore[arg-type]
+    base = base_st.run(root, base_stage)["correct"]
+    out: dict[tuple[str, int], Any] = {}
+    for (label, seed), st in seqs.items():
+        progress(f"{label}, seed {seed}")
+        out[(label, seed)] = st.run(root, sequence_stage)
     return {"base": base, "runs": out, "tasks": list(tasks), "probes": list(probes)}
 
 

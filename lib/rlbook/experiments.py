@@ -22,7 +22,7 @@ when it has one, else it is wiped and retrained.
 
 In a notebook::
 
-    res = experiments.compare_methods({"GRPO": "grpo", "BNPO": "bnpo"}, base, seeds=3, cache=cache_root(run))
+    res = experiments.sweep(experiments.make_specs({"GRPO": "grpo", "BNPO": "bnpo"}, base), 3, cache=cache_root(run))
     res.metrics   # per-step metrics, columns method, seed, step, samples, ...
     res.final     # one row per (method, seed): base/final accuracy, response lengths, timing
 """
@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +44,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DONE = "DONE"
 NOT_IN_KEY = ("checkpoint_every",)  # train settings that do not change a run's result
 ModelFactory = Callable[[], tuple[Any, Any]]  # () -> (base model without adapter, tokenizer)
 
 # Method presets live in rlbook.presets (each quoting its paper's settings); re-exported here.
-from rlbook.cache import code_version  # noqa: E402
+from rlbook.cache import DONE, code_version, is_done, mark_done, write_text_atomic  # noqa: E402, F401  (DONE, is_done re-exported)
 from rlbook.presets import METHODS, method_train  # noqa: E402, F401  (re-exported)
 
 # ---------------------------------------------------------------------------------------- specs
@@ -180,21 +178,10 @@ def cache_root(run: Any = None) -> Path:
     return find_root() / "outputs" / "_cache" / "runs"
 
 
-def is_done(folder: Path) -> bool:
-    """A cached run is finished only when its ``DONE`` marker exists (written last)."""
-    return (Path(folder) / DONE).is_file()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, data: Any) -> None:
     from rlbook.runs import plain
 
-    _write_text_atomic(path, json.dumps(plain(data), indent=1))
+    write_text_atomic(path, json.dumps(plain(data), indent=1))
 
 
 # ---------------------------------------------------------------------------------------- results
@@ -229,11 +216,6 @@ class SweepResult:
         a wide table, one column per method, indexed by seed (NaN-safe)."""
         df = self.metrics if last is None else self.metrics[self.metrics["step"] > self.metrics["step"].max() - last]
         out = df.groupby(["method", "seed"], sort=False)[metric].agg(agg).unstack("method")
-        return out[[m for m in self.methods if m in out.columns]]
-
-    def final_wide(self, metric: str = "final_accuracy") -> pd.DataFrame:
-        """``final[metric]`` as a table indexed by seed with one column per method."""
-        out = self.final.pivot(index="seed", columns="method", values=metric)
         return out[[m for m in self.methods if m in out.columns]]
 
 
@@ -335,7 +317,7 @@ def _train_one(spec: RunSpec, seed: int, folder: Path, base: Any, tok: Any, base
         save_file(state, str(folder / "adapter.safetensors"))
     _write_json(folder / "eval.json", {"base": base_eval, "final": final,
                                        "resumed_from_step": trainer.resumed_from_step})
-    _write_text_atomic(folder / DONE, time.strftime("%Y-%m-%dT%H:%M:%S"))
+    mark_done(folder)
     shutil.rmtree(ckpt, ignore_errors=True)  # the adapter above is the run's artifact; checkpoints were for resuming
 
 
@@ -353,7 +335,7 @@ def _base_eval(spec: RunSpec, root: Path, base: Any, tok: Any, force: bool) -> d
         out = evaluate(trainer, cfg["eval"]["size"], cfg["eval"]["max_new_tokens"])
     _write_json(folder / "config.json", {"label": "base eval", "code": code_version(), **cfg})
     _write_json(folder / "eval.json", out)
-    _write_text_atomic(folder / DONE, time.strftime("%Y-%m-%dT%H:%M:%S"))
+    mark_done(folder)
     return json.loads((folder / "eval.json").read_text())
 
 
@@ -507,17 +489,6 @@ def plan(params: Mapping[str, Any]) -> dict[str, list[RunSpec]]:
     and ``rlbook check`` call it; the notebook's sweep makes the same specs from the same parameters."""
     base = {k: params[k] for k in SPEC_KEYS if k in params}
     return {key: make_specs(value, base, name=key) for key, value in params.items() if is_method_table(key)}
-
-
-def compare_methods(
-    methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str],
-    base: Mapping[str, Any],
-    seeds: int | Iterable[int],
-    cache: str | Path | None = None,
-    **sweep_kwargs: Any,
-) -> SweepResult:
-    """:func:`make_specs` + :func:`sweep`: the one call a method notebook makes."""
-    return sweep(make_specs(methods, base), seeds, cache=cache, **sweep_kwargs)
 
 
 DESCRIBE_KEYS = ("estimator", "loss", "aggregation", "eps_low", "eps_high", "filters", "inner_epochs",

@@ -23,12 +23,13 @@ one base (MALT's roles; TRL 1.16's ``DPOTrainer`` without ``ref_model`` hard-cod
 (chat template applied once, no re-tokenisation of the completion), Digi-Q weights and clamps per example,
 and a ``Trainer`` per call costs seconds of set-up on a CPU for stages of a few dozen examples.  The optimizer
 (AdamW over :func:`rlbook.models.trainable_parameters`, i.e. the active adapter only), gradient clipping and
-the shuffled mini-batch order (a seeded generator) are the usual ones.
+the shuffled mini-batch order (a seeded generator) are the usual ones; a step with a non-finite loss or gradient is
+skipped and counted (``skipped`` per step), and ``max_bad_steps`` of them in a row fail the stage
+(:class:`rlbook.guard.StepGuard`, the policy of every training loop).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 
 from rlbook.generation import left_pad
+from rlbook.guard import MAX_BAD, StepGuard
 from rlbook.models import Tokenizer, trainable_parameters
 from rlbook.rollout import token_logprobs
 
@@ -147,23 +149,23 @@ def _optimizer(model: Any, lr: float) -> tuple[list[torch.nn.Parameter], torch.o
     return params, torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
 
 
-def _step(params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, loss: torch.Tensor,
-          max_grad_norm: float) -> float:
+def _step(guard: StepGuard, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, loss: torch.Tensor,
+          max_grad_norm: float, step: int) -> tuple[float, bool]:
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
-    if torch.isfinite(norm):
-        opt.step()
-    return float(norm)
+    return guard.step(params, opt, float(loss.detach()), max_grad_norm, step)
 
 
 def train_sft(model: Any, tok: Tokenizer, examples: Sequence[Example], *, lr: float, epochs: int = 1,
               batch_size: int = 8, seed: int = 0, reduction: str = "token_mean",
-              prob_clamp: tuple[float, float] | None = None, max_grad_norm: float = 1.0) -> list[dict[str, float]]:
-    """SFT of the active adapter on ``examples``: shuffled mini-batches, one AdamW step each; per-step metrics."""
+              prob_clamp: tuple[float, float] | None = None, max_grad_norm: float = 1.0,
+              max_bad_steps: int = MAX_BAD) -> list[dict[str, float]]:
+    """SFT of the active adapter on ``examples``: shuffled mini-batches, one AdamW step each; per-step metrics
+    (``skipped``: 1 when the step was skipped as non-finite, :class:`rlbook.guard.StepGuard`)."""
     if not examples:
         return []
     params, opt = _optimizer(model, lr)
+    guard = StepGuard(max_bad_steps, "sft")
     model.train()
     rows = []
     for step, idx in enumerate(_batches(len(examples), batch_size, epochs, seed), 1):
@@ -172,9 +174,9 @@ def train_sft(model: Any, tok: Tokenizer, examples: Sequence[Example], *, lr: fl
         logp, mask = sequence_logprobs(model, [e.prompt for e in ex], [e.completion for e in ex], tok.pad_token_id)
         w = torch.tensor([e.weight for e in ex])
         loss = sft_loss(logp, mask, w, reduction, prob_clamp)
-        norm = _step(params, opt, loss, max_grad_norm)
+        norm, skipped = _step(guard, params, opt, loss, max_grad_norm, step)
         rows.append({"step": step, "loss": float(loss.detach()), "grad_norm": norm, "tokens": float(mask.sum()),
-                     "seconds": time.perf_counter() - t0})
+                     "skipped": int(skipped), "seconds": time.perf_counter() - t0})
     model.eval()
     return rows
 
@@ -193,12 +195,14 @@ def summed_logprobs(model: Any, tok: Tokenizer, prompts: Sequence[list[int]], co
 
 def train_dpo(model: Any, tok: Tokenizer, pairs: Sequence[Pair], ref_chosen: torch.Tensor,
               ref_rejected: torch.Tensor, *, beta: float = 0.1, lr: float, epochs: int = 1, batch_size: int = 8,
-              seed: int = 0, max_grad_norm: float = 1.0) -> list[dict[str, float]]:
+              seed: int = 0, max_grad_norm: float = 1.0, max_bad_steps: int = MAX_BAD) -> list[dict[str, float]]:
     """DPO of the active adapter on ``pairs`` against precomputed reference sums ``ref_chosen`` / ``ref_rejected``
-    (``[len(pairs)]``, from :func:`summed_logprobs` under the frozen reference adapter)."""
+    (``[len(pairs)]``, from :func:`summed_logprobs` under the frozen reference adapter); per-step metrics, with
+    ``skipped`` as in :func:`train_sft`."""
     if not pairs:
         return []
     params, opt = _optimizer(model, lr)
+    guard = StepGuard(max_bad_steps, "dpo")
     model.train()
     rows = []
     for step, idx in enumerate(_batches(len(pairs), batch_size, epochs, seed), 1):
@@ -209,8 +213,8 @@ def train_dpo(model: Any, tok: Tokenizer, pairs: Sequence[Pair], ref_chosen: tor
         sums = (logp * mask).sum(-1)
         n = len(ps)
         loss, info = dpo_loss(sums[:n], sums[n:], ref_chosen[idx], ref_rejected[idx], beta)
-        norm = _step(params, opt, loss.mean(), max_grad_norm)
-        rows.append({"step": step, "loss": float(loss.mean().detach()), "grad_norm": norm,
+        norm, skipped = _step(guard, params, opt, loss.mean(), max_grad_norm, step)
+        rows.append({"step": step, "loss": float(loss.mean().detach()), "grad_norm": norm, "skipped": int(skipped),
                      **{k: float(v) for k, v in info.items()}, "seconds": time.perf_counter() - t0})
     model.eval()
     return rows

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 from pathlib import Path
 from typing import Any
 
 from rlbook.config import ParamError
+from rlbook.problems import ANSWER_TAG, Problem
+from rlbook.problems import NUMBER as _NUMBER
 
 PREFIXES = ("hub:", "file:")
 CONFIG: dict[str, Any] = {
@@ -47,7 +48,6 @@ CONFIG: dict[str, Any] = {
 }
 ANSWER_STYLES = ("auto", "gsm8k", "boxed", "plain")
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def is_hub_name(name: str) -> bool:
@@ -219,11 +219,9 @@ def verify(reference: str, completion: str) -> float:
     from math_verify import parse
     from math_verify import verify as mv_verify
 
-    from rlbook.tasks import _TAG
-
     t = _timeout()
     gold = parse(f"${reference}$", parsing_timeout=t) or parse(reference, parsing_timeout=t)
-    tags = _TAG.findall(completion)
+    tags = ANSWER_TAG.findall(completion)
     answer = parse(tags[-1] if tags else completion, parsing_timeout=t)
     if not gold or not answer:
         return 0.0
@@ -239,8 +237,6 @@ class HubTask:
     """A hub / local data set split into train and eval problems, with the same interface as ``rlbook.tasks.Task``."""
 
     def __init__(self, spec: Any):
-        from rlbook.tasks import Problem
-
         self.spec = spec
         self.config = check_spec(spec.name, spec.config)
         self._problem_cls = Problem

@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rlbook.config import KL_KINDS
 from rlbook.errors import ParamError
 from rlbook.registry import Registry
 
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
-KL_KINDS = ("k1", "k2", "k3")
 # What the trainer can hand a loss (each passed only when the signature names it).  Token-aligned ones
 # ([B, T], cut to each micro-batch's width): entropy, token_ids, ref_logp; per-row ones ([B]): the rest.
 CONTEXT_KEYS = ("entropy", "token_ids", "group_ids", "ref_logp", "rewards", "correct", "lengths", "max_new_tokens")

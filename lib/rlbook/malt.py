@@ -40,6 +40,7 @@ from rlbook.agents import generate_as
 from rlbook.finetune import Example, Pair, completion_ids, subsample
 from rlbook.generation import prompt_ids
 from rlbook.models import Tokenizer
+from rlbook.stages import Stage, StageParams
 from rlbook.tasks import Problem
 
 ROLES = ("generator", "verifier", "refiner")
@@ -205,6 +206,7 @@ def post_train(model: Any, tok: Tokenizer, data: dict[str, RoleData], cfg: dict[
                              batch_size=int(cfg["batch_size"]), seed=seed + i)
         info[f"{role}_sft_examples"] = len(sft)
         info[f"{role}_sft_loss"] = rows[-1]["loss"] if rows else float("nan")
+        info[f"{role}_sft_skipped"] = sum(r["skipped"] for r in rows)
         if role not in cfg["dpo_roles"]:
             continue
         pairs = subsample(data[role].pairs, int(cfg["dpo_cap"]), seed + 10 + i)
@@ -219,16 +221,41 @@ def post_train(model: Any, tok: Tokenizer, data: dict[str, RoleData], cfg: dict[
         info[f"{role}_dpo_loss_first"] = rows[0]["loss"] if rows else float("nan")
         info[f"{role}_dpo_loss_last"] = rows[-1]["loss"] if rows else float("nan")
         info[f"{role}_dpo_accuracy_last"] = rows[-1]["accuracy"] if rows else float("nan")
+        info[f"{role}_dpo_skipped"] = sum(r["skipped"] for r in rows)
     return info
 
 
-def run_seed(params: dict[str, Any], seed: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SeedParams(StageParams):
+    """What one seed of the study reads: its cache key (:class:`rlbook.stages.Stage`)."""
+
+    model: str
+    task: dict[str, Any]
+    lora: dict[str, Any]
+    n: int
+    train_questions: int
+    temperature: float
+    max_new_tokens: dict[str, int]
+    rule: str
+    threshold: float
+    post_training: dict[str, Any]
+    eval_size: int
+    seed: int
+
+
+def study_stages(params: dict[str, Any]) -> list[Stage]:
+    """One ``malt-seed`` stage per seed."""
+    return [Stage("malt-seed", SeedParams.from_params(params, seed=s)) for s in range(int(params["seeds"]))]
+
+
+def run_seed(params: SeedParams, folder: Any = None) -> dict[str, Any]:
     """One seed of the MALT study: untrained evaluation, expansion, value iteration, post-training, evaluation."""
     import time
 
     from rlbook.models import load_policy, wrap_adapters
     from rlbook.tasks import make_task
 
+    seed = params.seed
     t0 = time.perf_counter()
     task = make_task(params["task"])
     base, tok = load_policy(params["model"], lora=None)
@@ -255,16 +282,11 @@ def run_seed(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def run_study(params: dict[str, Any], root: Any, progress: Any = print) -> dict[int, dict[str, Any]]:
-    """Every seed of the MALT study, each a cached stage (:func:`rlbook.stages.stage`)."""
-    from rlbook.stages import stage
-
-    keys = ("model", "task", "lora", "n", "train_questions", "temperature", "max_new_tokens", "rule", "threshold",
-            "post_training", "eval_size")
+    """Every seed of the MALT study, each a cached stage (:func:`study_stages`)."""
     out = {}
-    for seed in range(int(params["seeds"])):
-        progress(f"MALT seed {seed}")
-        cfg = {**{k: params[k] for k in keys}, "seed": seed}
-        out[seed] = stage(root, "malt-seed", cfg, lambda _, s=seed: run_seed(params, s))
+    for st in study_stages(params):
+        progress(f"MALT seed {st.params.seed}")
+        out[st.params.seed] = st.run(root, run_seed)
     return out
 
 

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from rlbook import phases, process
 from rlbook.errors import ParamError
+from rlbook.guard import StepGuard
 from rlbook.models import LoraConfig, adapter_parameters, add_adapter, reference_mode, use_adapter
 from rlbook.rollout import Batch, Rollout, forward_logprobs, micro_batches, slice_rows
 
@@ -109,6 +110,7 @@ class ImplicitPRM(phases.Phase):
         self.cfg1 = dataclasses.replace(trainer.cfg, temperature=1.0)  # the PRM and its reference: temperature 1
         self.warmed = warmup_prompts == 0
         self.updates = 0
+        self.guard = StepGuard(trainer.cfg.max_bad_steps, "implicit_prm")
 
     # ------------------------------------------------------------------------------------ the step
     def run(self, trainer: Any, batch: Batch) -> dict[str, float]:
@@ -121,8 +123,9 @@ class ImplicitPRM(phases.Phase):
         if self.update == "none":
             q_before = q = self.q_values(trainer, batch.roll, rows, ref)
         else:
+            skipped = self.guard.skipped
             q_before, loss, norm = self.fit(trainer, batch.roll, rows, acc, ref, self.minibatches)
-            metrics.update(prm_loss=loss, prm_grad_norm=norm)
+            metrics.update(prm_loss=loss, prm_grad_norm=norm, prm_skipped=self.guard.skipped - skipped)
             q = self.q_values(trainer, batch.roll, rows, ref) if self.update == "before" else q_before
         metrics.update(self.publish(trainer, batch, q, q_before))
         return metrics
@@ -204,11 +207,9 @@ class ImplicitPRM(phases.Phase):
             total += float(loss.detach())
             for j, r in enumerate(mb):
                 q[r] = diff[j].detach()
-        max_norm = self.grad_clip if self.grad_clip > 0 else float("inf")
-        norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, max_norm)))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.updates += 1
+        norm, skipped = self.guard.step(self.params, self.optimizer, total, self.grad_clip)
+        norms.append(norm)
+        self.updates += int(not skipped)
         return total
 
     def warmup(self, trainer: Any, batch: Batch) -> dict[str, float]:

@@ -33,13 +33,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from rlbook.generation import left_pad, prompt_ids
+from rlbook.guard import MAX_BAD, StepGuard
 from rlbook.models import Tokenizer
+from rlbook.stages import Stage, StageParams
 
 QUESTION = "Proposed reply: {action}\nDoes this reply make progress? Answer Yes or No."
 
@@ -159,25 +162,28 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 
 def train_critic(data: dict[str, torch.Tensor], *, steps: int, batch_size: int = 64, lr: float = 1e-3,
                  gamma: float = 0.95, tau: float = 0.1, target_every: int = 20, hidden: int = 256, seed: int = 0,
-                 max_grad_norm: float = 1.0) -> tuple[DoubleCritic, list[dict[str, float]]]:
+                 max_grad_norm: float = 1.0, max_bad_steps: int = MAX_BAD
+                 ) -> tuple[DoubleCritic, list[dict[str, float]]]:
     """TD learning of a :class:`DoubleCritic` on cached transitions (``s, sa, r, done, s_next``), minibatches drawn
-    with replacement (as the code's replay buffer), a soft target update every ``target_every`` steps."""
+    with replacement (as the code's replay buffer), a soft target update every ``target_every`` steps.  A step with
+    a non-finite loss or gradient is skipped (``skipped`` 1 in its row) and ``max_bad_steps`` in a row fail
+    (:class:`rlbook.guard.StepGuard`)."""
     torch.manual_seed(seed)
     critic = DoubleCritic(data["sa"].shape[1], data["s"].shape[1], hidden)
     target = copy.deepcopy(critic)
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     n, hist = data["r"].shape[0], []
+    guard = StepGuard(max_bad_steps, "Digi-Q critic")
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (batch_size,), generator=g)
         loss, info = critic_loss(critic, target, {k: v[idx] for k, v in data.items()}, gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)
-        opt.step()
+        _, skipped = guard.step(critic.parameters(), opt, float(loss.detach()), max_grad_norm, step)
         if step % target_every == 0:
             soft_update(target, critic, tau)
-        hist.append({"step": step, "loss": float(loss.detach()), **info})
+        hist.append({"step": step, "loss": float(loss.detach()), **info, "skipped": int(skipped)})
     return critic, hist
 
 
@@ -237,7 +243,7 @@ def _flatten(episodes: list[list[Any]], split: int) -> list[tuple[Any, int, bool
     return [(t, split, any(x.reward > 0 for x in ep)) for ep in episodes for t in ep]
 
 
-def build_dataset(params: dict[str, Any], folder: Any) -> dict[str, Any]:
+def build_dataset(params: DataParams, folder: Any) -> dict[str, Any]:
     """The shared offline stages: behaviour episodes, candidate actions, representation fine-tuning, frozen
     features.  Writes ``features.pt`` and ``repr.safetensors`` into ``folder``; returns a summary."""
     import numpy as np
@@ -293,7 +299,8 @@ def build_dataset(params: dict[str, Any], folder: Any) -> dict[str, Any]:
             "informative_rate_logged": float(np.mean([t.info["informative"] for t, _, _ in flat])),
             "informative_rate_candidates": float(np.mean([i for row in info for _, i in row])),
             "repr_examples": len(ex), "repr_loss_first": rows[0]["loss"] if rows else None,
-            "repr_loss_last": rows[-1]["loss"] if rows else None, "feature_dim": int(s.shape[1])}
+            "repr_loss_last": rows[-1]["loss"] if rows else None,
+            "repr_skipped": sum(r["skipped"] for r in rows), "feature_dim": int(s.shape[1])}
 
 
 def _critic_data(f: dict[str, torch.Tensor], split: int) -> dict[str, torch.Tensor]:
@@ -358,9 +365,47 @@ def critic_report(critic: DoubleCritic, f: dict[str, torch.Tensor], split: int) 
     return {"mse_vs_mc": float(((q - mc) ** 2).mean()), "spearman_vs_mc": _spearman(q, mc)}
 
 
-def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
-    """One seed on the shared offline data: TD critic, ranking check, Best-of-N extraction, filtered BC, online
-    evaluation (fresh episodes, the only environment interaction after the data was logged)."""
+@dataclass(frozen=True)
+class DataParams(StageParams):
+    """What the shared offline data stage reads (its cache key, :class:`rlbook.stages.Stage`)."""
+
+    model: str
+    env: dict[str, Any]
+    lora: dict[str, Any]
+    data: dict[str, Any]
+    layer: int
+    gamma: float
+    action_tokens: int
+    temperature: float
+
+
+@dataclass(frozen=True)
+class SeedParams(StageParams):
+    """What one seed reads on top of the offline data (the data stage is its upstream)."""
+
+    model: str
+    env: dict[str, Any]
+    lora: dict[str, Any]
+    gamma: float
+    action_tokens: int
+    temperature: float
+    critic: dict[str, Any]
+    extraction: dict[str, Any]
+    eval_episodes: int
+    seed: int
+
+
+def study_stages(params: dict[str, Any]) -> tuple[Stage, list[Stage]]:
+    """The ``digiq-data`` stage and one ``digiq-seed`` stage per seed downstream of it."""
+    data = Stage("digiq-data", DataParams.from_params(params))
+    return data, [Stage("digiq-seed", SeedParams.from_params(params, seed=s), (data,))
+                  for s in range(int(params["seeds"]))]
+
+
+def run_seed(params: SeedParams, folder: Any) -> dict[str, Any]:
+    """One seed on the shared offline data in ``folder`` (the data stage's): TD critic, ranking check, Best-of-N
+    extraction, filtered BC, online evaluation (fresh episodes, the only environment interaction after the data
+    was logged)."""
     import json
     import time
 
@@ -368,6 +413,7 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
     from rlbook.finetune import train_sft
     from rlbook.models import load_policy, use_adapter, wrap_adapters
 
+    seed = params.seed
     t0 = time.perf_counter()
     f = torch.load(folder / "features.pt")
     text = json.loads((folder / "transitions.json").read_text())
@@ -375,7 +421,8 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
     critic, hist = train_critic(_critic_data(f, 0), steps=int(c["steps"]), batch_size=int(c["batch_size"]),
                                 lr=float(c["lr"]), gamma=float(params["gamma"]), tau=float(c["tau"]),
                                 target_every=int(c["target_every"]), hidden=int(c["hidden"]), seed=seed)
-    out: dict[str, Any] = {"critic": {"loss_last": hist[-1]["loss"], **critic_report(critic, f, 1)}}
+    out: dict[str, Any] = {"critic": {"loss_last": hist[-1]["loss"], "skipped": sum(h["skipped"] for h in hist),
+                                      **critic_report(critic, f, 1)}}
     out["ranking"] = dict(zip(("Q-ranked", "random"), ranking_units(critic, f, 1, float(x["threshold"])), strict=True))
     base, tok = load_policy(params["model"], lora=None)
     model = wrap_adapters(base, params["lora"], ["policy", "bc"], seed=seed)
@@ -384,8 +431,9 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
     t1 = time.perf_counter()
     for name, data in (("policy", ex), ("bc", bc)):
         with use_adapter(model, name):
-            train_sft(model, tok, data, lr=float(x["lr"]), epochs=int(x["epochs"]), batch_size=int(x["batch_size"]),
+            rows = train_sft(model, tok, data, lr=float(x["lr"]), epochs=int(x["epochs"]), batch_size=int(x["batch_size"]),
                       seed=seed, reduction="seq_sum_mean", prob_clamp=(0.001, 0.99) if name == "policy" else None)
+            out["extraction"][f"{name}_skipped"] = sum(r["skipped"] for r in rows)
     out["extraction"].update(examples=len(ex), bc_examples=len(bc))
     t2 = time.perf_counter()
     make_env = agents.make_env_factory(params["env"]["name"], **params["env"].get("kwargs", {}))
@@ -402,20 +450,14 @@ def run_seed(params: dict[str, Any], folder: Any, seed: int) -> dict[str, Any]:
 
 def run_study(params: dict[str, Any], root: Any, progress: Any = print) -> dict[str, Any]:
     """The shared offline data (one cached stage) and every seed's critic, extraction and evaluation."""
-    from pathlib import Path
-
-    from rlbook.stages import stage
-
-    shared = {k: params[k] for k in ("model", "env", "lora", "data", "layer", "gamma", "action_tokens", "temperature")}
+    data_stage, seed_stages = study_stages(params)
     progress("offline data: behaviour episodes, candidates, representation fine-tuning, features")
-    data = stage(root, "digiq-data", shared, lambda folder: build_dataset(params, folder))
-    folder = Path(root) / data["folder"]
+    data = data_stage.run(root, build_dataset)
+    folder = data_stage.folder(root)
     seeds = {}
-    for seed in range(int(params["seeds"])):
-        progress(f"Digi-Q seed {seed}")
-        cfg = {**shared, "critic": params["critic"], "extraction": params["extraction"],
-               "eval_episodes": params["eval_episodes"], "seed": seed}
-        seeds[seed] = stage(root, "digiq-seed", cfg, lambda _, s=seed: run_seed(params, folder, s))
+    for st in seed_stages:
+        progress(f"Digi-Q seed {st.params.seed}")
+        seeds[st.params.seed] = st.run(root, lambda p, _: run_seed(p, folder))
     return {"data": data, "seeds": seeds}
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import csv
-import importlib.metadata
 import json
 import math
 import os
@@ -34,9 +33,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from rlbook.cache import PACKAGES as TRAINING_PACKAGES
+from rlbook.cache import package_versions
+
 MANIFEST, RESULTS, METRICS = "manifest.json", "results.json", "metrics.csv"
 CHECKPOINTS = "checkpoints"
-PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "papermill", "rlbook")
+PACKAGES = (*TRAINING_PACKAGES, "papermill", "rlbook")  # a manifest records what computes a run, and the runner
 STATUSES = ("running", "ok", "failed", "interrupted")
 FILE_MODE = 0o666  # before the umask, like open(..., "w")
 SCRATCH = "_scratch"  # outputs/_scratch/<notebook>/: the one folder of a notebook run by hand (reused)
@@ -157,16 +159,6 @@ def git_info(root: Path) -> dict[str, Any]:
     return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
 
 
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def device_name() -> str:
     """``"cpu"`` or the CUDA device's name."""
     try:
@@ -233,7 +225,7 @@ def new_manifest(
         "profile": None,
         "seed": find_seed(params),
         **git,
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "device": device_name(),
         "python": sys.version.split()[0],
         "host": socket.gethostname(),

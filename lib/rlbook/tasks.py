@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlbook.config import ParamError
+from rlbook.problems import ANSWER_TAG, NUMBER, Problem
 
 INSTRUCTIONS = {
     "plain": "Reply with the answer only.",
     "tag": "Put the final answer between <answer> and </answer>.",
 }
-_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S | re.I)
+_TAG = ANSWER_TAG
 _SAYS = re.compile(r"answer(?: is)?\s*[:=]?\s*([^\n]+)", re.I)
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = NUMBER
 
 
 def available() -> list[str]:
@@ -72,18 +73,6 @@ class TaskSpec:
         if self.shots and self.name not in SHOT_WRITERS:
             raise ParamError(f"task.shots={self.shots} needs worked solutions, written only for: "
                              f"{', '.join(SHOT_WRITERS)} (got task.name={self.name!r})")
-
-
-@dataclass
-class Problem:
-    """One question with its reference answer, the chat messages to prompt with, and its index."""
-
-    index: int
-    question: str
-    answer: str
-    messages: list[dict[str, str]]
-    entry: dict[str, Any]  # the reasoning-gym entry (for score_answer)
-    meta: dict[str, Any] = field(default_factory=dict)  # {"source", "source_index", "difficulty"}: problem_meta()
 
 
 def problem_meta(entry: dict[str, Any], default_source: str) -> dict[str, Any]:

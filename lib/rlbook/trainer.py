@@ -38,11 +38,12 @@ from rlbook.components import Components
 from rlbook.config import TrainConfig, build
 from rlbook.errors import TrainingError
 from rlbook.generation import prompt_ids
+from rlbook.guard import StepGuard
 from rlbook.models import Tokenizer, has_adapter, trainable_parameters
 from rlbook.rollout import Batch, Rollout, eos_ids, generate, logprobs_no_grad, micro_batches, pad_groups
 from rlbook.runs import MetricsLog
 from rlbook.tasks import Problem, Task, extract_answer
-from rlbook.update import StepGuard, UpdateInputs, policy_update
+from rlbook.update import UpdateInputs, policy_update
 
 __all__ = ["PROVIDERS", "Trainer", "TrainingError", "seed_everything"]
 
@@ -73,7 +74,7 @@ class Trainer:
             raise TrainingError("the model has no trainable parameters: load it with a LoRA config (lora.r > 0)")
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
                                            betas=tuple(self.cfg.betas))
-        self.guard = StepGuard(self.cfg.max_bad_steps)
+        self.guard = StepGuard(self.cfg.max_bad_steps, "policy update", "lower train.lr or check the rewards")
         self.reward_weights = torch.tensor([u.weight for u in self.comp.rewards])
         if self.comp.needs_reference and not has_adapter(model):
             raise TrainingError("KL to the reference (or a mechanism that needs it) requires a LoRA model")

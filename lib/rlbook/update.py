@@ -6,13 +6,13 @@ detached: the parameters do not move during the first epoch because the gradient
 micro-batches before the single optimizer step, so its importance ratio is exactly 1), the loss
 (``rlbook.losses``) with the context it names, plus ``kl_coef`` times the KL to the reference, aggregated
 by ``cfg.aggregation`` with the whole batch's sequence and token counts (so micro-batch losses sum to the
-full-batch loss).  The optimizer step is skipped when the loss or the gradient norm is not finite; after
-``cfg.max_bad_steps`` such steps in a row training stops with a :class:`~rlbook.errors.TrainingError`.
+full-batch loss).  Non-finite steps follow the one policy of every loop (:class:`rlbook.guard.StepGuard`): the
+optimizer step is skipped when the loss or the gradient norm is not finite (``skipped_step`` in the metrics), and
+after ``cfg.max_bad_steps`` such steps in a row training stops with a :class:`~rlbook.errors.TrainingError`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from rlbook import losses
 from rlbook.components import Components
 from rlbook.config import TrainConfig
-from rlbook.errors import TrainingError
+from rlbook.guard import StepGuard
 from rlbook.rollout import Rollout, forward_logprobs, slice_rows
 
 EMPTY = {"loss": 0.0, "clip_frac": 0.0, "entropy": float("nan"), "kl": float("nan"), "grad_norm": 0.0,
@@ -95,33 +95,6 @@ def micro_batch_loss(model: Any, cfg: TrainConfig, comp: Components, inp: Update
             "entropy": float((entropy * cmask).sum()) if entropy is not None else 0.0}
 
 
-@dataclass
-class StepGuard:
-    """Counts consecutive non-finite optimizer steps (checkpointed with the trainer)."""
-
-    max_bad: int
-    bad: int = 0
-
-    def optimizer_step(self, params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer, loss: float,
-                       max_grad_norm: float, step: int) -> tuple[float, bool]:
-        """Clip, then step unless the loss or the gradient norm is not finite; returns (norm, skipped)."""
-        max_norm = max_grad_norm if max_grad_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
-        if skipped:
-            self.bad += 1
-            print(f"[rlbook] step {step}: non-finite loss ({loss}) or gradient norm ({grad_norm}); update "
-                  f"skipped ({self.bad} in a row)")
-        else:
-            optimizer.step()
-            self.bad = 0
-        optimizer.zero_grad(set_to_none=True)
-        if self.bad >= self.max_bad:
-            raise TrainingError(f"{self.bad} consecutive steps with a non-finite loss or gradient (last at step "
-                                f"{step}); lower train.lr or check the rewards")
-        return grad_norm, skipped
-
-
 def policy_update(model: Any, cfg: TrainConfig, comp: Components, params: list[torch.nn.Parameter],
                   optimizer: torch.optim.Optimizer, guard: StepGuard, inp: UpdateInputs,
                   step: int) -> dict[str, Any]:
@@ -136,7 +109,7 @@ def policy_update(model: Any, cfg: TrainConfig, comp: Components, params: list[t
     for epoch in range(cfg.inner_epochs):
         parts = [micro_batch_loss(model, cfg, comp, inp, mb, epoch) for mb in inp.batches]
         tot = {k: sum(p[k] for p in parts) for k in ("loss", "tokens", "kl", "clip", "entropy")}
-        grad_norm, bad = guard.optimizer_step(params, optimizer, tot["loss"], cfg.max_grad_norm, step)
+        grad_norm, bad = guard.step(params, optimizer, tot["loss"], cfg.max_grad_norm, step)
         skipped = skipped or int(bad)
         trained_tokens += int(tot["tokens"])
         sums["loss"] += tot["loss"] / cfg.inner_epochs

@@ -31,6 +31,7 @@ from torch import Tensor
 from rlbook import phases
 from rlbook.errors import ParamError
 from rlbook.estimators import register
+from rlbook.guard import StepGuard
 from rlbook.rollout import micro_batches, position_ids_from_mask, slice_rows
 
 
@@ -87,6 +88,7 @@ class TPPOCritic(phases.Phase):
         torch.nn.init.zeros_(self.head.bias)
         self.opt = torch.optim.Adam(self.head.parameters(), lr=lr)
         self.steps = critic_steps
+        self.guard = StepGuard(trainer.cfg.max_bad_steps, "tppo_critic")
 
     @torch.no_grad()
     def features(self, trainer: Any, batch: Any, rows: list[int]) -> dict[int, Tensor]:
@@ -112,11 +114,14 @@ class TPPOCritic(phases.Phase):
         finished = batch.roll.finished if batch.roll.finished is not None else torch.ones(batch.P * batch.G, dtype=torch.bool)
         batch.context["values"] = values.view(batch.P, batch.G, T)
         batch.context["finished"] = finished.view(batch.P, batch.G)
+        skipped = self.guard.skipped
         loss = self.fit(feats, batch.rewards.reshape(-1), finished)
-        return {"tppo_value_loss": loss, "tppo_truncated_frac": 1.0 - float(finished[batch.valid].float().mean())}
+        return {"tppo_value_loss": loss, "tppo_skipped": self.guard.skipped - skipped, "tppo_truncated_frac": 1.0 - float(finished[batch.valid].float().mean())}
 
     def fit(self, feats: dict[int, Tensor], rewards: Tensor, finished: Tensor) -> float:
-        """Monte-Carlo regression on finished rollouts: every state's return is the outcome reward (gamma = 1)."""
+        """Monte-Carlo regression on finished rollouts: every state's return is the outcome reward (gamma = 1).
+        Non-finite steps are skipped and counted (:class:`rlbook.guard.StepGuard`, ``train.max_bad_steps`` in a
+        row fail)."""
         rows = [r for r in feats if bool(finished[r]) and len(feats[r])]
         if not rows or self.steps == 0:
             return float("nan")
@@ -127,7 +132,7 @@ class TPPOCritic(phases.Phase):
             self.opt.zero_grad()
             loss = torch.nn.functional.mse_loss(self.head(x).squeeze(-1), y)
             loss.backward()
-            self.opt.step()
+            self.guard.step(self.head.parameters(), self.opt, float(loss.detach()))
         return float(loss.detach())
 
     def state_dict(self) -> dict[str, Any]:
