@@ -111,8 +111,9 @@ def example_length_context(correct: torch.Tensor, lengths: torch.Tensor, T: int,
 
 def example_token_context(lengths: torch.Tensor, T: int, gen: torch.Generator, step_len: int = 4) -> dict[str, Any]:
     """Token- and step-level context for completions of ``lengths`` tokens padded to ``T``: steps of
-    ``step_len`` tokens, random ids, sampling log-probs, process rewards, step potentials, and Monte Carlo
-    values at every step end but the last (and at the prompt)."""
+    ``step_len`` tokens, random ids, sampling log-probs, process rewards, step potentials, Monte Carlo
+    values at every step end but the last (and at the prompt), and SPO-tree edges (a first segment shared by
+    each group: only sample 0 trains it)."""
     P, G = lengths.shape
     pos = torch.arange(T).expand(P, G, T)
     mask = (pos < lengths.unsqueeze(-1)).float()
@@ -132,4 +133,6 @@ def example_token_context(lengths: torch.Tensor, T: int, gen: torch.Generator, s
         "step_values": torch.rand(P, G, K, generator=gen) * step_mask,
         "token_values": torch.where(value_at, torch.rand(P, G, T, generator=gen), torch.full((P, G, T), float("nan"))),
         "prompt_values": torch.rand(P, G, generator=gen),
+        # an SPO-tree whose first segment is shared: sample 0 of a group trains it, the others from step_len on
+        "tree_edges": mask * ((torch.arange(G).view(1, G, 1) == 0) | (pos >= step_len)).float(),
     }

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["source", "side_by_side", "toy_rewards"]
+__all__ = ["finish", "source", "side_by_side", "toy_rewards"]
 
 
 def source(fn: Callable[..., Any], *, docstring: bool = False) -> str:
@@ -81,3 +81,14 @@ def toy_rewards(*groups: list[float]) -> torch.Tensor:
     if not groups or len({len(g) for g in groups}) != 1:
         raise ValueError("toy_rewards needs one or more groups of equal size")
     return torch.tensor([list(map(float, g)) for g in groups], dtype=torch.float32)
+
+
+def finish(fig: Any, *axes: Any) -> Any:
+    """The figures' common ending: a light grid and a small legend on each of ``axes`` (a legend only where
+    something is labelled), a tight layout; returns ``fig``."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from rlbook import estimators
+from rlbook.lessons import finish
 
 from .estimators import _per_group, ladder
 
@@ -107,10 +108,7 @@ def stratified_blend(rewards: Sequence[float] = (1, 1, 1, 0, 1, 0, 0, 0),
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set(xlabel="blend (0 = GRPO over the group, 1 = normalised within the stratum only)", ylabel="advantage",
            title=f"rewards {list(map(int, rewards))}, strata {list(map(int, strata))}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 def ace_penalty_vs_confidence(alphas: Sequence[float] = (0.5, 1.0, 2.0), group: Sequence[float] = (1, 0, 0, 0)

@@ -18,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 from rlbook import bon, continual, estimators, generation, losses, malt, qvalue, stats
+from rlbook.lessons import finish
 
 __all__ = [
     "ladder",
@@ -102,10 +103,7 @@ def expected_update_vs_success(names: Sequence[str], group_size: int = 8, labels
         ax.plot(p, upd / max(np.abs(upd).max(), 1e-12), label=_label(name, labels))
     ax.set(xlabel="prompt success probability p", ylabel="expected update (scaled to its maximum)",
            title=f"Where each estimator puts its weight (G = {group_size}, exact expectation)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 def advantage_vs_wrong_length(names: Sequence[str], right_length: int = 10,
@@ -212,10 +210,7 @@ def iqm_vs_outlier(base: Sequence[float] = (0.40, 0.45, 0.50, 0.55),
     ax.plot(outliers, iqm, marker="s", label="IQM (rliable)")
     ax.set(xlabel="score of the fifth run", ylabel="aggregate score",
            title=f"IQM vs mean: four runs at {list(base)} and one outlier")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 def update_scale_vs_success(group_size: int = 8) -> Figure:
