@@ -299,3 +299,20 @@ def test_every_registered_loss_runs_a_real_training_step_with_two_inner_epochs(t
     trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, loss=name, inner_epochs=2)
     m = trainer.step()
     assert math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"]) and m["skipped_step"] == 0
+
+
+def test_evaluation_sorted_by_prompt_length_reports_each_problem_in_its_own_order(tiny_model, tok):
+    from rlbook.experiments import evaluate
+
+    task = make_task({**TASK, "config": {**TASK["config"], "max_digits": 3}})  # prompts of several lengths
+    cfg = {"max_new_tokens": 6, "eval_size": 10, "gen_batch_size": 3, "rewards": [{"name": "test_lowercase"}]}
+    trainer = Trainer(wrap_lora(tiny_model, {"r": 4, "alpha": 8}, seed=0), tok, task, cfg, progress=False)
+    problems = trainer.task.eval[:10]
+    assert len({len(trainer.prompt_ids(p, "eval")) for p in problems}) > 1  # sorting reorders them
+    out = trainer.evaluate()
+    alone = [trainer.generate([trainer.prompt_ids(p, "eval")], 6, do_sample=False).texts[0] for p in problems]
+    assert out["completions"] == alone  # each problem's own greedy completion, in the problems' order
+    assert out["correct"] == [trainer.task.score(p, t) >= 1.0 for p, t in zip(problems, alone, strict=True)]
+    assert out["n"] == 10 and len(out["lengths"]) == len(out["truncated"]) == len(out["formatted"]) == 10
+    again = evaluate(trainer, 10, 6)  # the sweeps' evaluation is the trainer's
+    assert again.keys() == out.keys() and all(again[k] == v for k, v in out.items() if v == v)

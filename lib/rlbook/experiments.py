@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 NOT_IN_KEY = ("checkpoint_every",)  # train settings that do not change a run's result
@@ -223,38 +222,10 @@ class SweepResult:
 
 
 def evaluate(trainer: Any, n: int, max_new_tokens: int) -> dict[str, Any]:
-    """Greedy held-out eval with per-problem detail: accuracy, mean length (tokens, through EOS) of all,
-    correct and wrong completions; per problem: correct, length, answer in the requested format, truncated
-    (no EOS within ``max_new_tokens``), and the completions themselves.  Leaves the RNG untouched."""
-    import torch
-
-    from rlbook.tasks import is_well_formatted
-
-    problems = trainer.task.eval[:n]
-    state = torch.get_rng_state()
-    with torch.no_grad():
-        roll = trainer.generate([trainer.prompt_ids(p, "eval") for p in problems], max_new_tokens, do_sample=False)
-    torch.set_rng_state(state)
-    correct = [trainer.task.score(p, t) >= 1.0 for p, t in zip(problems, roll.texts, strict=True)]
-    lengths = roll.lengths.tolist()
-    fmt = trainer.task.spec.answer_format
-
-    def mean_len(keep: bool) -> float:
-        sel = [n for n, c in zip(lengths, correct, strict=True) if c == keep]
-        return float(np.mean(sel)) if sel else float("nan")
-
-    return {
-        "accuracy": float(np.mean(correct)),
-        "response_length": float(np.mean(lengths)),
-        "length_correct": mean_len(True),
-        "length_wrong": mean_len(False),
-        "n": len(problems),
-        "correct": correct,
-        "lengths": lengths,
-        "formatted": [is_well_formatted(t, fmt) for t in roll.texts],  # the answer in the requested form
-        "truncated": (~roll.finished).tolist() if roll.finished is not None else [False] * len(lengths),
-        "completions": roll.texts,
-    }
+    """Greedy held-out eval of the first ``n`` problems with per-problem detail (accuracy, mean lengths of all,
+    correct and wrong completions; per problem: correct, length, formatted, truncated, completion): the trainer's
+    own evaluation, :func:`rlbook.trainer.held_out_eval`.  Leaves the RNG untouched."""
+    return trainer.evaluate(n, max_new_tokens)
 
 
 # ---------------------------------------------------------------------------------------- sweep

@@ -4,7 +4,9 @@
   ``cfg.generation_backend == "rlbook"`` each prompt is prefilled once and its KV cache shared by its group
   (:func:`rlbook.generation.sample_groups`; with ``cfg.prefix_cache`` the first tokens all prompts share, such as
   few-shot examples, are encoded once), ``"hf"`` calls ``transformers.generate`` on every row; the LoRA
-  delta is merged into the base weights while sampling (exact restore afterwards).
+  delta is merged into the base weights while sampling (exact restore afterwards).  ``noise``: one tuple of
+  coordinates per row (the trainer's seed, step, stream, prompt id, sample index) from which the sampling noise is
+  derived (common random numbers, :func:`rlbook.generation.noise_keys`; rlbook backend only), else the global RNG.
 * :func:`micro_batches`, :func:`slice_rows`: rows cut into micro-batches of similar lengths (whole groups
   when the prompt forward is shared or the loss compares the samples of a group), trimmed of padding.
 * :func:`forward_logprobs`: per-token log-probs (and entropies) of a micro-batch under the current policy,
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 
 from rlbook.config import TrainConfig
-from rlbook.generation import left_pad, sample_groups
+from rlbook.generation import left_pad, noise_keys, sample_groups
 from rlbook.models import Tokenizer, merged_lora, reference_mode
 
 
@@ -210,9 +212,12 @@ def generate(
     temperature: float = 1.0,
     group_size: int = 1,
     self_certainty: bool = False,
+    noise: list[tuple[int, ...]] | None = None,
 ) -> Rollout:
     """``group_size`` completions of each prompt (rows prompt-major), batched, with a KV cache.  With
-    ``self_certainty`` (rlbook backend only) each token's self-certainty is kept in ``Rollout.self_certainty``."""
+    ``self_certainty`` (rlbook backend only) each token's self-certainty is kept in ``Rollout.self_certainty``.
+    ``noise``: each row's noise coordinates (``len(prompts) * group_size`` tuples, prompt-major): sampled tokens are
+    then a function of the coordinates and the policy only (:mod:`rlbook.generation`; the rlbook backend)."""
     pad, eos = tok.pad_token_id, eos_ids(model, tok)
     device = next(model.parameters()).device
     ids, att = left_pad(prompts, pad, device)
@@ -221,11 +226,18 @@ def generate(
     prefix = torch.tensor(prompts[0][:c], dtype=torch.long, device=device) if c else None
     gen_ids, gen_att = left_pad([p[c:] for p in prompts], pad, device) if c else (ids, att)
     was_training = model.training
+    keys = None
+    if noise is not None and do_sample:
+        if len(noise) != len(prompts) * group_size:
+            raise ValueError(f"noise has {len(noise)} rows; expected len(prompts) * group_size = {len(prompts) * group_size}")
+        if cfg.generation_backend != "rlbook":
+            raise ValueError("noise (common random numbers) needs generation_backend='rlbook'")
+        keys = noise_keys(noise)
     model.eval()
     merge = merged_lora(model) if cfg.merge_lora_for_generation else contextlib.nullcontext()
     with merge:
         chunks = _generate_chunks(model, cfg, eos, pad, gen_ids, gen_att, max_new_tokens, do_sample, temperature,
-                                  group_size, prefix, self_certainty)
+                                  group_size, prefix, self_certainty, keys)
     model.train(was_training)
     comp_ids = torch.cat([c[0] for c in chunks])
     entropy, logp, certainty = (torch.cat([c[k] for c in chunks]) if all(c[k] is not None for c in chunks) else None
@@ -261,7 +273,7 @@ def common_prefix(prompts: list[list[int]], min_len: int = 16) -> int:
 def _generate_chunks(
     model: Any, cfg: TrainConfig, eos: list[int], pad: int, ids: torch.Tensor, att: torch.Tensor,
     max_new_tokens: int, do_sample: bool, temperature: float, group_size: int, prefix: torch.Tensor | None = None,
-    self_certainty: bool = False,
+    self_certainty: bool = False, keys: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor | None, ...]]:
     """Generation over chunks of about ``gen_batch_size`` rows; completions (and, from the rlbook sampler, each
     token's entropy, log-prob and, when asked, self-certainty) padded to ``max_new_tokens``."""
@@ -276,7 +288,9 @@ def _generate_chunks(
             comp, lp, ent, *rest = sample_groups(model, p_ids, p_att, group_size, max_new_tokens, eos, pad,
                                                  do_sample=do_sample, temperature=temperature, top_p=cfg.top_p,
                                                  return_logprobs=True, prefix_ids=prefix,
-                                                 return_self_certainty=self_certainty)
+                                                 return_self_certainty=self_certainty,
+                                                 noise_keys=None if keys is None else
+                                                 keys[s * group_size : (s + per_chunk) * group_size])
             sc = rest[0] if rest else None
         else:
             kw: dict[str, Any] = {"do_sample": do_sample}

@@ -80,11 +80,13 @@ class Trainer:
             raise TrainingError("KL to the reference (or a mechanism that needs it) requires a LoRA model")
         self.phases = [(p["name"], phases.make(p["name"], self, **p.get("kwargs", {}))) for p in self.cfg.phases]
         self._prompt_cache: dict[int, list[int]] = {}
+        self._rollouts_this_step = 0  # roll-outs drawn since this step began (a noise coordinate)
 
     # ------------------------------------------------------------------------------------ the step
     def step(self) -> dict[str, Any]:
         """One iteration: draw, roll out, score, filter, observe, context, advantages, update, log."""
         cfg, t0 = self.cfg, time.perf_counter()
+        self._rollouts_this_step = 0
         batch = self._oom("generation", "gen_batch_size", self.collect, self._generation_snapshot())
         gen_s = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -101,7 +103,8 @@ class Trainer:
         m.update(step=self.step_count, step_s=time.perf_counter() - t0)
         m = self.order_metrics(m, batch)
         if cfg.eval_every and self.step_count % cfg.eval_every == 0:
-            m.update({f"eval_{k}": v for k, v in self.evaluate().items() if not isinstance(v, list)})
+            ev = self.evaluate()
+            m.update({f"eval_{k}": ev[k] for k in ("accuracy", "response_length", "n", f"pass@{cfg.eval_pass_k}") if k in ev})
         self.log.append(m)
         return m
 
@@ -134,18 +137,25 @@ class Trainer:
 
     def roll_out(self, indices: list[int]) -> Batch:
         """G sampled completions for each of the prompts ``indices``, scored by every reward; with a rollout
-        budget per prompt (:meth:`rollout_counts`) prompt j gets ``counts[j]`` of its G slots filled."""
+        budget per prompt (:meth:`rollout_counts`) prompt j gets ``counts[j]`` of its G slots filled.
+
+        Common random numbers: completion g of training problem i draws its noise from (seed, step, the number
+        of earlier roll-outs this step, i, g) (:func:`rlbook.generation.noise_keys`), so two runs of one seed
+        (two arms) sample the same tokens while their policies agree, whatever else either drew."""
         cfg, G, limit = self.cfg, self.cfg.group_size, self.generation_limit()
         problems = [self.task.train[i] for i in indices]
         counts = self.rollout_counts(indices)
+        stream, self._rollouts_this_step = self._rollouts_this_step, self._rollouts_this_step + 1
+        noise = [(cfg.seed, self.step_count, stream, i, g)
+                 for i, n in zip(indices, counts or [G] * len(indices), strict=True) for g in range(n)]
         if counts is None:
             roll = self.generate([self.prompt_ids(p) for p in problems], limit, do_sample=True,
-                                 temperature=cfg.temperature, group_size=G)
+                                 temperature=cfg.temperature, group_size=G, noise=noise)
             parts, correct = self.score(roll, problems, indices, [G] * len(indices), limit)
             return Batch(list(indices), problems, roll, parts, (parts * self.reward_weights).sum(-1).view(len(indices), G),
                          torch.tensor(correct).view(len(indices), G))
         roll = self.generate([self.prompt_ids(p) for p, n in zip(problems, counts, strict=True) for _ in range(n)],
-                             limit, do_sample=True, temperature=cfg.temperature, group_size=1)
+                             limit, do_sample=True, temperature=cfg.temperature, group_size=1, noise=noise)
         parts, correct = self.score(roll, problems, indices, counts, limit)
         padded, mask = pad_groups(roll, counts, G, self.tok.pad_token_id)
         full_parts = torch.zeros(len(indices) * G, parts.shape[1])
@@ -201,9 +211,12 @@ class Trainer:
         return keep.tolist()
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, do_sample: bool = True,
-                 temperature: float = 1.0, group_size: int = 1) -> Rollout:
-        """``group_size`` completions of each prompt (:func:`rlbook.rollout.generate`)."""
-        return generate(self.model, self.tok, self.cfg, prompts, max_new_tokens, do_sample, temperature, group_size)
+                 temperature: float = 1.0, group_size: int = 1, noise: list[tuple[int, ...]] | None = None) -> Rollout:
+        """``group_size`` completions of each prompt (:func:`rlbook.rollout.generate`; ``noise``: each row's
+        noise coordinates, else the global RNG)."""
+        noise = noise if self.cfg.generation_backend == "rlbook" else None  # "hf" samples from the global RNG
+        return generate(self.model, self.tok, self.cfg, prompts, max_new_tokens, do_sample, temperature, group_size,
+                        noise=noise)
 
     def prompt_ids(self, problem: Problem, split: str = "train") -> list[int]:
         key = problem.index if split == "train" else -1 - problem.index
@@ -317,23 +330,10 @@ class Trainer:
     # ---------------------------------------------------------------------------------- evaluate
     @torch.no_grad()
     def evaluate(self, n: int | None = None, max_new_tokens: int | None = None) -> dict[str, Any]:
-        """Greedy pass@1 on the held-out split (and sampled pass@k when ``cfg.eval_pass_k`` > 0)."""
-        problems = self.task.eval[: n or self.cfg.eval_size]
-        mnt = max_new_tokens or self.cfg.max_new_tokens
-        rng_state = torch.get_rng_state()  # evaluation must not move the training RNG
-        prompts = [self.prompt_ids(p, "eval") for p in problems]
-        roll = self.generate(prompts, mnt, do_sample=False)
-        scores = [self.task.score(p, t) for p, t in zip(problems, roll.texts, strict=True)]
-        out: dict[str, Any] = {"accuracy": float(np.mean([s >= 1.0 for s in scores])),
-                               "response_length": float(roll.lengths.float().mean()), "n": len(problems),
-                               "completions": roll.texts}
-        if self.cfg.eval_pass_k > 0:
-            k = self.cfg.eval_pass_k
-            sampled = self.generate(prompts, mnt, do_sample=True, temperature=self.cfg.temperature, group_size=k)
-            hits = [self.task.score(problems[i // k], t) >= 1.0 for i, t in enumerate(sampled.texts)]
-            out[f"pass@{k}"] = float(np.mean([any(hits[i * k : (i + 1) * k]) for i in range(len(problems))]))
-        torch.set_rng_state(rng_state)
-        return out
+        """Greedy pass@1 on the first ``n`` (default ``cfg.eval_size``) held-out problems, with per-problem detail,
+        and sampled pass@k when ``cfg.eval_pass_k`` > 0: the one held-out evaluation (the metrics row every
+        ``eval_every`` steps, :func:`rlbook.experiments.evaluate` for the sweeps), see :func:`held_out_eval`."""
+        return held_out_eval(self, self.task.eval[: n or self.cfg.eval_size], max_new_tokens or self.cfg.max_new_tokens)
 
     # ------------------------------------------------------------------------------------- loop
     def fit(self, steps: int | None = None, checkpoint_dir: str | Path | None = None) -> list[dict[str, Any]]:
@@ -416,12 +416,14 @@ class Trainer:
         return oom.retry(self.cfg, self.step_count + 1, phase, knob, fn, restore)
 
     def _generation_snapshot(self) -> Callable[[], None]:
-        """A closure that puts the sampler and RNG back, so a retried generation draws the same prompts."""
-        sampler, rng = self.sampler.state_dict(), checkpoint.rng_state()
+        """A closure that puts the sampler, RNG and noise stream back, so a retried generation draws the same
+        prompts and samples."""
+        sampler, rng, rollouts = self.sampler.state_dict(), checkpoint.rng_state(), self._rollouts_this_step
 
         def restore() -> None:
             self.sampler.load_state_dict(sampler)
             checkpoint.set_rng_state(rng)
+            self._rollouts_this_step = rollouts
 
         return restore
 
@@ -554,6 +556,53 @@ def step_metrics(batch: Batch, inp: UpdateInputs, train: dict[str, Any], comp: C
         m["entropy"] = float((batch.roll.entropy * mask).sum() / mask.sum().clamp(min=1))
     m.update(batch.metrics)
     return m
+
+
+EVAL_STREAM = 1 << 40  # the noise stream of evaluation's samples (a roll-out count never reaches it)
+
+
+def held_out_eval(tr: Trainer, problems: list[Problem], max_new_tokens: int) -> dict[str, Any]:
+    """Greedy held-out evaluation of ``problems`` (the one implementation: :meth:`Trainer.evaluate`,
+    :func:`rlbook.experiments.evaluate`): accuracy and mean length (tokens, through EOS) of all, correct and wrong
+    completions; per problem: correct, length, answer in the requested format, truncated (no EOS within
+    ``max_new_tokens``), the completion; sampled pass@k when ``cfg.eval_pass_k`` > 0.  Leaves the RNG untouched.
+
+    Cheap at 1,000 problems: the prompts are generated in chunks of ``cfg.gen_batch_size`` sorted by length
+    (little left padding), each row leaves the batch at its EOS (:func:`rlbook.generation.sample_groups`), and the
+    prompts' tokens are cached.  A row stops at EOS only: the checker reads the whole reply (the last ``<answer>``
+    tag, else the last "answer: X", else the last number), so an earlier stop could change a verdict or a length.
+    Pass@k samples with common random numbers (seed, step, :data:`EVAL_STREAM`, problem, sample)."""
+    from rlbook.tasks import is_well_formatted
+
+    rng = torch.get_rng_state()
+    prompts = [tr.prompt_ids(p, "eval") for p in problems]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    roll = tr.generate([prompts[i] for i in order], max_new_tokens, do_sample=False)
+    roll = roll.select(sorted(range(len(order)), key=lambda k: order[k]))  # back to the problems' order
+    correct = [tr.task.score(p, t) >= 1.0 for p, t in zip(problems, roll.texts, strict=True)]
+    lengths = roll.lengths.tolist()
+
+    def mean_len(keep: bool) -> float:
+        sel = [n for n, c in zip(lengths, correct, strict=True) if c == keep]
+        return float(np.mean(sel)) if sel else float("nan")
+
+    out: dict[str, Any] = {
+        "accuracy": float(np.mean(correct)), "response_length": float(np.mean(lengths)),
+        "length_correct": mean_len(True), "length_wrong": mean_len(False), "n": len(problems),
+        "correct": correct, "lengths": lengths,
+        "formatted": [is_well_formatted(t, tr.task.spec.answer_format) for t in roll.texts],  # the requested form
+        "truncated": (~roll.finished).tolist() if roll.finished is not None else [False] * len(lengths),
+        "completions": roll.texts,
+    }
+    if tr.cfg.eval_pass_k > 0:
+        k = tr.cfg.eval_pass_k
+        noise = [(tr.cfg.seed, tr.step_count, EVAL_STREAM, p.index, g) for p in problems for g in range(k)]
+        sampled = tr.generate(prompts, max_new_tokens, do_sample=True, temperature=tr.cfg.temperature, group_size=k,
+                              noise=noise)
+        hits = [tr.task.score(problems[i // k], t) >= 1.0 for i, t in enumerate(sampled.texts)]
+        out[f"pass@{k}"] = float(np.mean([any(hits[i * k : (i + 1) * k]) for i in range(len(problems))]))
+    torch.set_rng_state(rng)
+    return out
 
 
 def seed_everything(seed: int) -> None:
