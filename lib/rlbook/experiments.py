@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 NOT_IN_KEY = ("checkpoint_every",)  # train settings that do not change a run's result
