@@ -96,3 +96,20 @@ def test_notebooks_share_no_block_of_more_than_five_identical_code_lines():
             block = tuple(lines[i : i + 6])
             other = seen.setdefault(block, name)
             assert other == name, f"{name} and {other} share these 6 code lines:\n" + "\n".join(block)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_opens_with_the_rlbook_kernel(name):
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "rlbook", f"{name}: run `make kernelspec`"
+
+
+def test_method_catalog_is_generated_from_the_notebooks(tmp_path):
+    # docs/METHODS.md is made by docs/make_methods_md.py from the README table, notebooks and presets
+    import shutil
+
+    out = tmp_path / "METHODS.md"
+    shutil.copy(ROOT / "docs" / "METHODS.md", out)
+    subprocess.run([sys.executable, str(ROOT / "docs" / "make_methods_md.py"), str(out)], check=True,
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT / "lib")})
+    assert out.read_text() == (ROOT / "docs" / "METHODS.md").read_text(), "run docs/make_methods_md.py"
