@@ -82,7 +82,7 @@ def test_index_is_a_styled_table_with_notebook_date_profile_primary_verdict_and_
     scratch = runs.scratch_dir(tmp_path, "bnpo")  # a hand run's scratch folder is not a run
     runs.write_json(scratch / runs.MANIFEST, {"notebook": "bnpo", "status": "ok"})
     page = pages.write_index(tmp_path).read_text()
-    assert "<style>" in page and "<th>primary verdict</th>" in page
+    assert "<style>" in page and "<th>primary verdict</th>" in page and "href='scoreboard.html'" in page
     assert f'href="bnpo/{run_dir.name}/report.html"' in page
     assert ">replicated<" in page and ">inconclusive<" not in page and ">cpu<" in page
     assert "1 run," in page and "_scratch" not in page

@@ -245,7 +245,8 @@ def write_index(outputs: Path) -> Path:
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>rlbook runs</title>"
         f"<style>{INDEX_CSS}</style></head>\n<body><h1>rlbook runs</h1>\n"
         f"<p class='sub'>{len(records)} run{'s' if len(records) != 1 else ''}, newest first. "
-        "Smoke runs are plumbing tests, not results.</p>\n"
+        "Smoke runs are plumbing tests, not results. Every notebook's primary claim and verdict: "
+        "<a href='scoreboard.html'>the scoreboard</a> (<code>rlbook scoreboard</code> writes it).</p>\n"
         f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table></body></html>\n"
     )
     path = outputs / "index.html"
