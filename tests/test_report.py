@@ -167,7 +167,7 @@ def test_claim_row_details_keep_every_field_and_mark_the_primary_claim() -> None
            "ci_low": 0.02, "ci_high": 0.2, "p_adjusted": 0.0123, "mde": 0.05}
     html = report.claims_html([row], caption="the claims")
     assert "<caption>the claims</caption>" in html and "★" in html and "+0.08" in html
-    assert "[+0.02, +0.2]" in html and "Holm-adjusted p = 0.012" in html
+    assert "[+0.02, +0.2]" in html and "p (primary, alone) = 0.012" in html
     assert html.count("<dt>") == len(row)  # the full row, as in results.json
 
 

@@ -395,8 +395,11 @@ def short_reason(row: dict[str, Any], width: int = 110) -> str:
         text = f"{count(row.get('n_seeds'), 'seed')}; a verdict needs 3"
     elif verdict == "untestable in this regime":
         text = str(row.get("reason") or "a regime check failed").split("; ")[0]
+    elif verdict == "check":
+        text = "a check (true by construction or a precondition): shown, no verdict"
     else:
-        text = f"Holm-adjusted p = {num(row.get('p_adjusted'), '.2g')}"
+        which = "p (primary, alone)" if row.get("role") == "primary" or row.get("primary") else "BH-adjusted p"
+        text = f"{which} = {num(row.get('p_adjusted'), '.2g')}"
         if finite(row.get("mde")):
             text += f"; smallest detectable effect {row['mde']:.3g}"
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
@@ -429,7 +432,8 @@ def claims_html(rows: Sequence[dict[str, Any]], caption: str = "") -> str:
     import html
 
     caption = caption or (f"{count(len(rows), 'claim')}: effect = method minus baseline (paired by seed and "
-                          "problem) with its calibrated 95% interval; verdicts Holm-adjusted across the claims.")
+                          "problem) with its calibrated 95% interval; ★ the primary claim, tested alone; secondary claims "
+                          "Benjamini-Hochberg-adjusted; checks carry no verdict.")
     head = "".join(f"<th>{h}</th>" for h in ("claim", "effect [95% CI]", "paper", "verdict", "why", ""))
     body = []
     for r in rows:
