@@ -41,7 +41,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check lib tests benchmarks
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 # On localhost only; as root (containers, CI images) Jupyter needs --allow-root.
 lab: $(STAMP)
