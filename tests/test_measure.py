@@ -114,7 +114,9 @@ def test_on_all_wrong_groups_grpo_leaves_the_answer_unchanged_and_ngrpo_moves_it
     tr = trainers(tok, {"GRPO": {}, "NGRPO": {"estimator": "ngrpo"}}, reward="test_measure_zero")
     before = [p.detach().clone() for p in tr["GRPO"].params]
     df = pd.DataFrame(measure.all_wrong_rows(tr, n_batches=2, prompts=3, seed=0))
-    assert set(df["method"]) == {"GRPO", "NGRPO"} and len(df) >= 2 * 4
+    # all-wrong is the verifier's verdict (the tiny model answers some prompts right by chance): at least two
+    # prompts of the six, each with a row per method
+    assert set(df["method"]) == {"GRPO", "NGRPO"} and len(df) >= 2 * 2
     assert (df.groupby("unit")["before"].nunique() == 1).all()  # one reference log-prob per prompt
     assert (df[df.method == "GRPO"]["value"] == 0.0).all()
     assert (df[df.method == "NGRPO"]["value"].abs() > 1e-6).all()
@@ -127,9 +129,8 @@ def test_on_all_wrong_groups_grpo_leaves_the_answer_unchanged_and_ngrpo_moves_it
 def test_token_level_advantages_constant_over_tokens_give_the_sequence_level_gradient(tok):
     # reinforce_pp_kl without its KL term repeats reinforce_pp's advantage on every token of a completion
     tr = trainers(tok, {"A": {}})["A"]
-    torch.manual_seed(1)
     g_seq = measure.batch_gradients(tr, [0, 1], {"s": "reinforce_pp"})["s"]
-    torch.manual_seed(1)
+    tr._rollouts_this_step = 0  # the same noise stream: the same completions (common random numbers)
     g_tok = measure.batch_gradients(tr, [0, 1], {"t": ("reinforce_pp_kl", {"kl_coef": 0.0})})["t"]
     assert g_seq.norm() > 0 and torch.allclose(g_seq, g_tok, rtol=1e-4, atol=1e-8)
 
