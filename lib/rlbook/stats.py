@@ -168,12 +168,38 @@ def _satterthwaite(terms: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
         return np.where(den > 0, total**2 / np.where(den > 0, den, 1.0), np.inf)
 
 
-def crossed_test(d: Any, direction: str = "greater", margin: float = 0.0, alpha: float = ALPHA) -> dict[str, Any]:
+def seed_by_method_ms(y: Any) -> tuple[np.ndarray, int]:
+    """The seed-by-method interaction mean square of a complete grid ``y[..., M, S, U]`` (M methods, every one
+    scored by the same S seeds on the same U units), on the scale of a paired difference, with its degrees of
+    freedom: ``2 U sum_{m,s} (ybar_ms - ybar_m - ybar_s + ybar)^2 / ((M - 1)(S - 1))``, df ``(M - 1)(S - 1)``.
+
+    With outcome ``y_msu = mu_m + s_s + u_u + (sm)_ms + (um)_mu + (su)_su + e_msu``,
+    ``E[.] = 2 (var_e + U var_sm)``, which is exactly ``E[ms_seed]`` of any pair's differences
+    (:func:`mean_squares`): the pooled estimate of the seed term of every comparison among these methods, with
+    ``(M - 1)(S - 1)`` df instead of one pair's ``S - 1``.  It counts the shared baseline once (the M x S table
+    of cell means has that many independent interaction contrasts), so pooling does not double count it, and it
+    is orthogonal to every pair's unit and residual mean squares, so Satterthwaite's rule still applies."""
+    y = np.asarray(y, dtype=float)
+    if y.ndim < 3:
+        raise ParamError(f"y must be [..., methods, seeds, units], got shape {y.shape}")
+    n_m, n_s, n_u = y.shape[-3:]
+    if n_m < 2 or n_s < 2:
+        raise ParamError(f"pooling the seed term needs >= 2 methods and >= 2 seeds, got {n_m} x {n_s}")
+    cell = y.mean(-1)  # [..., M, S]
+    inter = (cell - cell.mean(-1, keepdims=True) - cell.mean(-2, keepdims=True)
+             + cell.mean((-2, -1), keepdims=True))
+    df = (n_m - 1) * (n_s - 1)
+    return 2.0 * n_u * (inter**2).sum((-2, -1)) / df, df
+
+
+def crossed_test(d: Any, direction: str = "greater", margin: float = 0.0, alpha: float = ALPHA,
+                 seed_ms: tuple[Any, int] | None = None) -> dict[str, Any]:
     """The claim test on paired differences ``d[..., S, U]`` of a crossed seed x unit design (every seed
     scored on the same units), vectorised over leading axes.  See the module docstring: method-of-moments
     variance components truncated at zero, the variance of the mean ``var_seed / S + var_unit / U +
     var_resid / (S U)``, Satterthwaite degrees of freedom floored at the smallest df of the mean squares used;
-    ``S = 1``: units alone (``df = U - 1``); ``U = 1``: seeds alone (``df = S - 1``)."""
+    ``S = 1``: units alone (``df = U - 1``); ``U = 1``: seeds alone (``df = S - 1``).  ``seed_ms = (ms, df)``:
+    a pooled seed mean square (:func:`seed_by_method_ms`) used in place of the pair's own."""
     _check_direction(direction, margin)
     d = np.asarray(d, dtype=float)
     if d.ndim < 2:
@@ -182,6 +208,10 @@ def crossed_test(d: Any, direction: str = "greater", margin: float = 0.0, alpha:
     ms = mean_squares(d)
     est = ms["mean"]
     df_s, df_u, df_e = n_s - 1, n_u - 1, (n_s - 1) * (n_u - 1)
+    if seed_ms is not None:
+        if n_s < 2 or n_u < 2:
+            raise ParamError(f"a pooled seed mean square needs a crossed grid, got {n_s} seeds x {n_u} units")
+        ms["ms_seed"], df_s = np.broadcast_to(np.asarray(seed_ms[0], dtype=float), est.shape), int(seed_ms[1])
     if n_s > 1 and n_u > 1:
         a, b, e = ms["ms_seed"], ms["ms_unit"], ms["ms_resid"]
         sa, sb = a > e, b > e  # a component estimated at zero drops its mean square and the residual's
@@ -195,7 +225,7 @@ def crossed_test(d: Any, direction: str = "greater", margin: float = 0.0, alpha:
         var_mean = total / (n_s * n_u)
         comps = {"var_seed": np.maximum(0.0, (a - e) / n_u), "var_unit": np.maximum(0.0, (b - e) / n_s),
                  "var_resid": e}
-        design = "crossed"
+        design = "crossed" if seed_ms is None else "crossed, pooled seed term"
     elif n_s > 1:
         var_mean, df = ms["ms_seed"] / n_s, np.full_like(est, float(df_s))
         comps = {"var_seed": ms["ms_seed"], "var_unit": np.zeros_like(est), "var_resid": np.zeros_like(est)}
@@ -297,7 +327,7 @@ def paired_differences(table: pd.DataFrame, method: str, baseline: str | None = 
 
 def compare(table: pd.DataFrame, method: str, baseline: str | None = None, *, direction: str = "greater",
             margin: float = 0.0, alpha: float = ALPHA, scale: str = "identity",
-            seed_random: bool = True) -> dict[str, Any]:
+            seed_random: bool = True, borrow: Sequence[str] = ()) -> dict[str, Any]:
     """THE test of every claim: ``method`` against ``baseline`` (or against 0 / the margin without one) on a
     long table ``seed, unit, method, value`` (units: problems, batches, completions, lines, episodes).
 
@@ -306,17 +336,27 @@ def compare(table: pd.DataFrame, method: str, baseline: str | None = None, *, di
     ``se``, ``mde`` (the smallest true distance beyond the claim's threshold found with 80% power at
     ``alpha``), the variance components ``var_seed``, ``var_unit``, ``var_resid``, the ``design``
     (crossed, seeds, units, incomplete), ``n_seeds`` and ``n_units``; on a log scale also ``ratio`` and its
-    interval (``exp`` of the effect)."""
+    interval (``exp`` of the effect).
+
+    ``borrow``: other methods of the same table declared comparable (same metric, task, budget, seeds and
+    units): the seed term is then the seed-by-method mean square pooled over all of them
+    (:func:`seed_by_method_ms`, ``(M - 1)(S - 1)`` df instead of ``S - 1``).  It assumes the methods share one
+    between-seed variance of their effects; ``benchmarks/stats_calibration.py`` measures what happens when they
+    do not."""
     _check_direction(direction, margin)
     if not 0 < alpha < 0.5:
         raise ParamError(f"alpha={alpha!r} must be in (0, 0.5) (one-sided)")
+    if borrow and (baseline is None or not seed_random):
+        raise ParamError("borrow pools the seed term of paired comparisons: it needs a baseline and "
+                         "seed_random=True")
     diff = paired_differences(table, method, baseline, scale=scale, seed_random=seed_random)
     if not seed_random:
         out = crossed_test(diff.to_numpy()[None, :], direction, margin, alpha)
     else:
         grid = diff.unstack("unit")
+        pooled = pooled_seed_term(table, [method, baseline, *borrow], grid, scale) if borrow else None
         if grid.notna().all().all():
-            out = crossed_test(grid.to_numpy(), direction, margin, alpha)
+            out = crossed_test(grid.to_numpy(), direction, margin, alpha, seed_ms=pooled)
         else:
             seed_means = diff.groupby(level="seed").mean().to_numpy()
             unit_means = diff.groupby(level="unit").mean().to_numpy()
@@ -325,10 +365,40 @@ def compare(table: pd.DataFrame, method: str, baseline: str | None = None, *, di
            for k, v in out.items()}
     row.update(method=method, baseline=baseline, direction=direction, margin=float(margin), alpha=alpha,
                scale=scale, n_cells=int(diff.size))
+    if borrow:
+        row["borrowed_from"] = ", ".join(m for m in dict.fromkeys(borrow) if m not in (method, baseline))
     if scale in ("log", "log1p"):
         row.update(ratio=math.exp(row["effect"]), ratio_low=math.exp(row["ci_low"]) if math.isfinite(row["ci_low"])
                    else math.nan, ratio_high=math.exp(row["ci_high"]) if math.isfinite(row["ci_high"]) else math.nan)
     return row
+
+
+def pooled_seed_term(table: pd.DataFrame, methods: Sequence[str | None], grid: pd.DataFrame,
+                     scale: str) -> tuple[float, int]:
+    """The pooled seed mean square (:func:`seed_by_method_ms`) of ``methods`` (``None`` and repeats dropped)
+    on the pair's ``grid`` of seeds x units; every method must have a value in every cell."""
+    names = list(dict.fromkeys(m for m in methods if m is not None))
+    if len(names) < 3:
+        raise ParamError(f"borrow needs at least one method besides the pair, got {names}")
+    if not grid.notna().all().all():
+        raise ParamError("borrow needs a complete seed x unit grid; this pair's is incomplete")
+    t = table if "unit" in table.columns else table.assign(unit=0)
+    avail = set(t["method"])
+    missing = [m for m in names if m not in avail]
+    if missing:
+        raise ParamError(f"borrow: methods {missing} have no rows; available: {', '.join(map(str, sorted(avail)))}")
+    t = t[t["method"].isin(names)]
+    cells = t.assign(value=_transform(t["value"], scale, "the table")).groupby(
+        ["method", "seed", "unit"], sort=True)["value"].mean()
+    y = []
+    for m in names:
+        part = cells.loc[m].unstack("unit").reindex(index=grid.index, columns=grid.columns)
+        if part.isna().any().any():
+            raise ParamError(f"borrow: {m!r} lacks {int(part.isna().sum().sum())} of the pair's (seed, unit) cells; "
+                             "comparable methods share seeds and units")
+        y.append(part.to_numpy())
+    ms, df = seed_by_method_ms(np.stack(y))
+    return float(ms), df
 
 
 # ------------------------------------------------------------------------------ power
@@ -499,7 +569,7 @@ def check_margin(margin: float, run_se: float, claim: str = "") -> None:
 def evaluate_claim(claim: str, metric: str, table: pd.DataFrame, method: str, baseline: str | None = None, *,
                    direction: str = "greater", margin: float = 0.0, role: str = "secondary",
                    checks: Sequence[tuple[bool, str]] = (), alpha: float = ALPHA, scale: str = "identity",
-                   seed_random: bool = True) -> dict[str, Any]:
+                   seed_random: bool = True, borrow: Sequence[str] = ()) -> dict[str, Any]:
     """One claim row: :func:`compare` on the long table plus the claim's text, metric, role and regime checks
     (any failed check gives ``untestable in this regime`` with its reason).  With ``seed_random`` fewer than
     3 seeds give ``underpowered``.  The verdict here treats the row as a family of one; pass all rows of a
@@ -508,7 +578,7 @@ def evaluate_claim(claim: str, metric: str, table: pd.DataFrame, method: str, ba
         raise ParamError(f"role={role!r} is not allowed; allowed: {', '.join(ROLES)}")
     row: dict[str, Any] = {"claim": claim, "metric": metric, "role": role, "primary": role == "primary",
                            **compare(table, method, baseline, direction=direction, margin=margin, alpha=alpha,
-                                     scale=scale, seed_random=seed_random),
+                                     scale=scale, seed_random=seed_random, borrow=borrow),
                            "ci_level": 1.0 - 2.0 * alpha, "verdict": None, "reason": ""}
     failed = [reason for passed, reason in checks if not passed]
     if failed:

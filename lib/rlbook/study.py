@@ -52,6 +52,9 @@ class Claim:
     ``check``: a manipulation check, true by construction or a precondition (shown, no verdict); otherwise a
     secondary claim (Benjamini-Hochberg).  ``scale``: ``log`` for lengths, token counts, ratios and variances.
     ``seed_random=False`` where the seed adds no randomness (a fixed checkpoint, one model's sample pool).
+    ``borrow``: other methods scored on the same metric, task, budget, seeds and units that the notebook
+    declares comparable; the between-seed variance of the effect is then pooled over all of them
+    (:func:`rlbook.stats.seed_by_method_ms`), which gives 3 seeds more than 2 degrees of freedom.
     """
 
     text: str
@@ -67,6 +70,7 @@ class Claim:
     scale: str | None = None  # None: the metric's declared scale (:func:`metric_scale`)
     seed_random: bool = True
     paper_effect: float | None = None
+    borrow: tuple[str, ...] = ()  # other methods on this metric declared comparable: the seed term is pooled
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -75,6 +79,9 @@ class Claim:
             self.scale = metric_scale(self.metric)
         if self.scale not in stats.SCALES:
             raise ParamError(f"claim {self.text!r}: scale={self.scale!r}; allowed: {', '.join(stats.SCALES)}")
+        self.borrow = tuple(self.borrow)
+        if self.borrow and (self.baseline is None or not self.seed_random):
+            raise ParamError(f"claim {self.text!r}: borrow={self.borrow!r} needs a baseline and seed_random=True")
         if self.primary and self.check:
             raise ParamError(f"claim {self.text!r}: a manipulation check (check=True) cannot be the primary claim")
         for name, _ in self.requires:
@@ -478,11 +485,13 @@ def interval(table: pd.DataFrame, method: str, baseline: str | None = None, scal
     return {"mean": r["effect"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n_seeds": r["n_seeds"]}
 
 
-def finite_pairs(table: pd.DataFrame, method: str, baseline: str | None) -> tuple[pd.DataFrame, str]:
-    """The rows of ``method`` and ``baseline`` whose (seed, unit) has a finite value for both; a reason when some
-    were dropped for NaN (e.g. a zero mean gradient: no reward signal) and none remain."""
+def finite_pairs(table: pd.DataFrame, method: str, baseline: str | None,
+                 also: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
+    """The rows of ``method`` and ``baseline`` (and of the methods ``also``) whose (seed, unit) has a finite value
+    for all of them; a reason when some were dropped for NaN (e.g. a zero mean gradient: no reward signal) and
+    none remain."""
     keys = ["seed"] + (["unit"] if "unit" in table.columns else [])
-    names = [method] + ([baseline] if baseline else [])
+    names = list(dict.fromkeys([method] + ([baseline] if baseline else []) + list(also)))
     part = table[table["method"].isin(names)] if "method" in table else table
     missing = [n for n in names if n not in set(part.get("method", []))]
     if missing:  # e.g. a step-level metric that was never defined (no checkable line in any completion)
@@ -503,11 +512,11 @@ def claim_row(c: Claim, table: pd.DataFrame, checks: list[tuple[bool, str]]) -> 
     """One claim's row (effect, calibrated interval, mde, verdict as a family of one) from its long metric
     table and the outcomes of its regime checks; a notebook's rows get their verdicts together from
     :func:`rlbook.stats.assign_verdicts`."""
-    table, why = finite_pairs(table, c.method, c.baseline)
+    table, why = finite_pairs(table, c.method, c.baseline, c.borrow)
     checks = checks + ([(False, why)] if why else [])
     row = stats.evaluate_claim(c.text, c.metric, table, c.method, c.baseline, direction=c.direction,
                                margin=c.margin, role=c.role, checks=checks, scale=c.scale,
-                               seed_random=c.seed_random)
+                               seed_random=c.seed_random, borrow=() if why else c.borrow)
     row["checks"] = "; ".join(f"{'ok' if ok else 'FAILED'}: {why}" for ok, why in checks)
     row["paper"] = c.paper
     row["paper_effect"] = c.paper_effect
