@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rlbook import tasks
 from rlbook.config import ParamError
 from rlbook.tasks import PRESETS, SUITE, make_task, preset, problem_meta
 
@@ -86,3 +87,17 @@ def test_presets_build_and_suite_is_made_of_presets() -> None:
     assert "mutated" not in PRESETS[SUITE[0]]["task"]["config"]
     with pytest.raises(ParamError, match="unknown preset 'nope'; available: "):
         preset("nope")
+
+
+def test_capacity_counts_distinct_questions_by_hand():
+    # a + b or a - b with one-digit terms: 10 x 10 x 2 = 200 questions; a * b with one-digit factors: 10 x 10 = 100
+    sums = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}
+    products = {"name": "products", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}
+    assert tasks.capacity(sums) == 200
+    assert tasks.capacity(products) == 100
+    assert tasks.capacity({"name": "hub:gsm8k"}) is None
+
+
+def test_heldout_target_is_1000_or_500_for_long_answers():
+    assert tasks.heldout_target(32) == 1000
+    assert tasks.heldout_target(128) == 500

@@ -86,6 +86,31 @@ def _units(metric: str, params: Mapping[str, Any]) -> int | None:
     return None
 
 
+PLAN_UNITS = (200, 500, 1000, 2000)
+
+
+def heldout(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The profile's held-out set next to what the task allows (issue 21, item 7): ``n`` problems, the task's
+    distinct questions (:func:`rlbook.tasks.capacity`), ``max`` = those minus the training pool, the ``target``
+    (1,000; 500 at 128 tokens or more) and a one-line ``text``; None without a single reasoning-gym task."""
+    from rlbook import tasks
+
+    task = params.get("task")
+    if not isinstance(task, Mapping) or "name" not in task:
+        return None
+    cap = tasks.capacity(dict(task))
+    if cap is None:
+        return None
+    n = int(params.get("eval_size") or task.get("eval_size", 0))
+    tokens = int(params.get("eval_max_new_tokens") or params.get("train", {}).get("max_new_tokens", 0) or 0)
+    target = tasks.heldout_target(tokens)
+    most = max(1, cap - int(task.get("train_size", 0)))
+    aim = min(target, most)
+    text = (f"{n} of {cap} distinct questions ({most} with this training pool); target {target}"
+            + ("" if n >= aim else f": {aim} possible"))
+    return {"n": n, "capacity": cap, "max": most, "target": target, "text": text}
+
+
 def _measured(notebook: str, profile: str | None, outputs: Path) -> tuple[dict[str, dict[str, Any]], str]:
     found = [r for r in runs.find_runs(outputs, notebook) if r.status == "ok" and r.results.get("claims")]
     same = [r for r in found if r.manifest.get("profile") == profile]
@@ -117,15 +142,18 @@ def power_table(spec: Any, params: Mapping[str, Any], profile: str | None, outpu
         else:
             comps, source = None, "unknown until a run exists"
         mde, plan = math.nan, ""
+        held = heldout(params) if _units(c.metric, params) else None
         if comps is not None and units and seeds * units >= 2:
             mde = comps.mde(seeds, units, direction=c.direction)
             if isinstance(c.paper_effect, (int, float)) and c.paper_effect:
-                designs = comps.plan(abs(float(c.paper_effect)), direction=c.direction)
-                plan = ", ".join(f"{s} x {u}" for s, u in designs[:3]) or "none up to 20 x 2000"
+                grid = PLAN_UNITS if held is None else tuple(u for u in PLAN_UNITS if u <= held["max"]) or (held["max"],)
+                designs = comps.plan(abs(float(c.paper_effect)), units=grid, direction=c.direction)
+                plan = ", ".join(f"{s} x {u}" for s, u in designs[:3]) or f"none up to 20 x {max(grid)}"
         rows.append({"claim": c.text, "role": c.role,
                      "paper effect": c.paper_effect if c.paper_effect is not None else (c.paper or "-"),
                      "design (seeds x units)": f"{seeds} x {units or '?'}", "mde (80% power)": mde,
-                     "80% power at the paper effect": plan or "-", "variance from": source})
+                     "80% power at the paper effect": plan or "-", "variance from": source,
+                     "held-out": held["text"] if held else "-"})
     return pd.DataFrame(rows)
 
 
@@ -138,5 +166,6 @@ def format_table(df: pd.DataFrame) -> str:
                    f"    design {r['design (seeds x units)']}:"
                    f" mde {'unknown' if not math.isfinite(mde) else format(mde, '.3g')}"
                    f"; 80% power at the paper's effect: {r['80% power at the paper effect']}"
-                   f"\n    variance from: {r['variance from']}")
+                   f"\n    variance from: {r['variance from']}"
+                   + (f"\n    held-out: {r['held-out']}" if r.get("held-out", "-") != "-" else ""))
     return "\n".join(out)

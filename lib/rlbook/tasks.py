@@ -252,6 +252,41 @@ REASON_INSTRUCTION = "Solve it step by step, then give the final answer."
 _SPLIT = {"train_size": 1000, "eval_size": 100}
 
 
+HELDOUT_TARGET = 1000  # held-out problems a claim should have where the task has that many (issue 21, item 7)
+HELDOUT_TARGET_LONG = 500  # ... for tasks answered in 128 tokens or more (each evaluation costs ~4x more)
+_CAPACITY: dict[str, int] = {}
+
+
+def heldout_target(max_new_tokens: int) -> int:
+    """How many held-out problems a claim should have where the task has that many distinct questions: 1,000,
+    or 500 for answers of 128 tokens or more.  At 200 problems the paired evaluation floor (about 3 points of
+    accuracy) dominates the seed noise; held-out problems are the cheapest power (``rlbook power``)."""
+    return HELDOUT_TARGET_LONG if max_new_tokens >= 128 else HELDOUT_TARGET
+
+
+def capacity(spec: TaskSpec | dict[str, Any], draws: int = 5000) -> int | None:
+    """The number of distinct questions the task's generator gives in ``draws`` draws (a lower bound on its
+    capacity; a task such as one-digit sums has 200), or None for hub/file tasks (their size is their file's).
+    Held-out plus training problems cannot exceed it (:class:`Task` de-duplicates)."""
+    from rlbook import hub
+    from rlbook.config import build
+
+    spec = build(TaskSpec, spec, "task")
+    if hub.is_hub_name(spec.name):
+        return None
+    key = repr((spec.name, sorted(spec.config.items()), spec.seed, draws))
+    if key not in _CAPACITY:
+        import reasoning_gym
+
+        try:
+            pool = reasoning_gym.create_dataset(spec.name, size=draws, seed=spec.seed,
+                                                **_dataset_kwargs(spec.name, spec.config))
+        except (TypeError, AssertionError, ValueError) as e:
+            raise ParamError(f"task.config for {spec.name!r} is invalid: {e}") from e
+        _CAPACITY[key] = len({entry["question"] for entry in pool})
+    return _CAPACITY[key]
+
+
 def _sums(terms: tuple[int, int], digits: tuple[int, int]) -> dict[str, int]:
     return {"min_terms": terms[0], "max_terms": terms[1], "min_digits": digits[0], "max_digits": digits[1]}
 
