@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rlbook import study
+from rlbook import stats, study
 from rlbook.errors import ParamError
 
 
@@ -27,3 +27,18 @@ def test_margin_check_needs_a_margin_above_one_runs_evaluation_standard_error():
     assert ok and "0.035" in why
     assert not study.margin_check(c, 64)[0]  # sqrt(0.25 / 64) = 0.0625 > 0.05
     assert study.margin_check(study.Claim("x", "final_accuracy", "A", "B"), 64) is None  # directional: no margin
+
+
+def test_an_inconclusive_primary_names_the_design_that_would_settle_it() -> None:
+    # components: seed var 0.0028 (digi_q's), unit 0, resid 0.2; 3 seeds x 100 episodes.  At 6 seeds x 200 the
+    # variance of the mean is 0.0028/6 + 0.2/1200 = 6.33e-4 (se 0.0252, df 5 = S - 1): mde 0.088 < 0.10; with 4
+    # seeds even 2000 units leave 0.0028/4 = 7e-4 from the seeds alone (se > 0.026 on 3 df): mde 0.115 > 0.10
+    row = {"claim": "x", "verdict": "inconclusive", "effect": 0.03, "paper_effect": 0.10, "mde": 0.188,
+           "direction": "greater", "n_seeds": 3, "n_units": 100, "var_seed": 0.0028, "var_unit": 0.0,
+           "var_resid": 0.2}
+    text = study.settling_design(row)
+    assert "3 seeds x 100 units" in text and "0.188" in text and "paper's effect of 0.1" in text
+    first = text.split("needs ")[1].split(",")[0]
+    seeds, units = int(first.split(" seeds")[0]), int(first.split("x ")[1].split(" units")[0])
+    assert stats.Components(0.0028, 0.0, 0.2).mde(seeds, units) <= 0.10
+    assert (seeds, units) == (6, 200)

@@ -657,7 +657,28 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
     if counts.get("inconclusive"):
         tail = ("\n\n*Inconclusive*: the 95% interval contains both the claimed and the opposite side at this "
                 "scale; the smallest detectable effect says how large an effect this design could have shown.")
+    if primary is not None and primary["verdict"] == "inconclusive":
+        tail += "\n\n" + settling_design(primary)
     return head + "\n\n" + "\n".join(_claim_sentence(r) for r in rows) + tail
+
+
+def settling_design(row: Mapping[str, Any]) -> str:
+    """For an inconclusive claim: its mde next to the paper's effect (or, without one, the effect measured here)
+    and the cheapest seeds x units that would detect that effect with 80% power, from the row's own variance
+    components (:meth:`rlbook.stats.Components.plan`)."""
+    comps = stats.Components.from_row(row)
+    paper = row.get("paper_effect")
+    target = abs(float(paper)) if isinstance(paper, (int, float)) and paper else abs(float(row["effect"]))
+    what = "the paper's effect" if isinstance(paper, (int, float)) and paper else "the effect measured here"
+    mde = row.get("mde", math.nan)
+    if not (target > 0 and math.isfinite(target)):
+        return "The primary claim is inconclusive and its effect is zero here: no design is planned."
+    designs = comps.plan(target, direction=row.get("direction", "greater"))
+    plan = (" or ".join(f"{s} seeds x {u} units" for s, u in designs[:2]) if designs
+            else "no design up to 20 seeds x 2000 units")
+    return (f"The primary claim is inconclusive: this design ({row['n_seeds']} seeds x {row['n_units']} units) "
+            f"detects {mde:.3g} with 80% power, against {what} of {target:.3g}. From this run's variance "
+            f"components, 80% power at that effect needs {plan}.")
 
 
 # ----------------------------------------------------------------------------------- task suites
