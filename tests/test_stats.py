@@ -399,3 +399,10 @@ def test_pooled_seed_term_finds_an_8_point_gain_more_often_than_the_pair_alone()
     pooled = np.mean(np.concatenate([_replicated_pooled(y) for y in ys]))
     own = np.mean(np.concatenate([_replicated(y[:, 1] - y[:, 0]) for y in ys]))
     assert pooled >= own + 0.06, (pooled, own)
+
+
+def test_borrow_falls_back_to_the_pairs_design_with_one_seed() -> None:
+    table = pd.DataFrame([{"seed": 0, "unit": u, "method": m, "value": float((u + i) % 2)}
+                          for i, m in enumerate("ABC") for u in range(6)])
+    row = stats.compare(table, "A", "B", borrow=["C"])
+    assert row["design"] == "units" and row["borrow_used"] is False

@@ -42,3 +42,12 @@ def test_an_inconclusive_primary_names_the_design_that_would_settle_it() -> None
     seeds, units = int(first.split(" seeds")[0]), int(first.split("x ")[1].split(" units")[0])
     assert stats.Components(0.0028, 0.0, 0.2).mde(seeds, units) <= 0.10
     assert (seeds, units) == (6, 200)
+
+
+def test_a_fixed_checkpoint_claim_is_settled_by_more_units_not_seeds() -> None:
+    # units alone (seed_random=False): var of the mean = var_unit / U; 0.2 / U at an effect of 0.1 needs
+    # se ~ 0.1 / 2.8 (80% power at one-sided 0.025): U ~ 0.2 * 7.9 / 0.01 = 157 -> the first grid size, 200
+    row = {"verdict": "inconclusive", "effect": -0.1, "paper_effect": None, "mde": 0.3, "direction": "less",
+           "n_seeds": 1, "n_units": 3, "var_seed": 0.0, "var_unit": 0.2, "var_resid": 0.0, "design": "units"}
+    text = study.settling_design(row)
+    assert "(3 units)" in text and "needs 200 units" in text and "seeds x" not in text

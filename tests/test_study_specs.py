@@ -87,3 +87,15 @@ def test_metrics_declare_their_scale(metric, scale):
     assert study.metric_scale(metric) == scale
     assert study.Claim("c", metric, "X", "Y").scale == scale
     assert study.Claim("c", metric, "X", "Y", scale="identity").scale == "identity"  # an explicit scale wins
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_borrowed_methods_are_trained_by_the_notebook(name):
+    # a claim that pools its seed term over other methods must name methods of the same study (params methods)
+    p = rparams.resolve(name, "cpu", params_dir=ROOT / "params")
+    s = power.load_spec(name, p, ROOT)
+    if s is None:
+        return
+    methods = set(p.get("methods") or {}) | set(p.get("reuse") or {})
+    for c in s.claims:
+        assert not c.borrow or set(c.borrow) <= methods, (name, c.text, c.borrow, sorted(methods))

@@ -354,7 +354,8 @@ def compare(table: pd.DataFrame, method: str, baseline: str | None = None, *, di
         out = crossed_test(diff.to_numpy()[None, :], direction, margin, alpha)
     else:
         grid = diff.unstack("unit")
-        pooled = pooled_seed_term(table, [method, baseline, *borrow], grid, scale) if borrow else None
+        crossed = grid.shape[0] > 1 and grid.shape[1] > 1 and bool(grid.notna().all().all())
+        pooled = pooled_seed_term(table, [method, baseline, *borrow], grid, scale) if borrow and crossed else None
         if grid.notna().all().all():
             out = crossed_test(grid.to_numpy(), direction, margin, alpha, seed_ms=pooled)
         else:
@@ -365,8 +366,9 @@ def compare(table: pd.DataFrame, method: str, baseline: str | None = None, *, di
            for k, v in out.items()}
     row.update(method=method, baseline=baseline, direction=direction, margin=float(margin), alpha=alpha,
                scale=scale, n_cells=int(diff.size))
-    if borrow:
+    if borrow:  # pooled only on a complete grid of >= 2 seeds x >= 2 units; else the pair's own design
         row["borrowed_from"] = ", ".join(m for m in dict.fromkeys(borrow) if m not in (method, baseline))
+        row["borrow_used"] = row["design"] == "crossed, pooled seed term"
     if scale in ("log", "log1p"):
         row.update(ratio=math.exp(row["effect"]), ratio_low=math.exp(row["ci_low"]) if math.isfinite(row["ci_low"])
                    else math.nan, ratio_high=math.exp(row["ci_high"]) if math.isfinite(row["ci_high"]) else math.nan)
@@ -462,7 +464,7 @@ class Components:
             terms = ([(e_s, df_s)] if sa else []) + ([(e_u, df_u)] if sb else [])
             terms += [(-e, df_e)] if sa and sb else [(e, df_e)] if not (sa or sb) else []
             df = float(_satterthwaite([(np.asarray(m), f) for m, f in terms]))
-            floor = min(f for m, f in terms if m > 0)
+            floor = min((f for m, f in terms if m > 0), default=math.inf)  # all components zero: no noise
             df = max(df, floor) if math.isfinite(df) else 1e6
         return math.sqrt(max(var, 0.0)), df
 

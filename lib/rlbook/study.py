@@ -673,10 +673,14 @@ def settling_design(row: Mapping[str, Any]) -> str:
     mde = row.get("mde", math.nan)
     if not (target > 0 and math.isfinite(target)):
         return "The primary claim is inconclusive and its effect is zero here: no design is planned."
-    designs = comps.plan(target, direction=row.get("direction", "greater"))
-    plan = (" or ".join(f"{s} seeds x {u} units" for s, u in designs[:2]) if designs
-            else "no design up to 20 seeds x 2000 units")
-    return (f"The primary claim is inconclusive: this design ({row['n_seeds']} seeds x {row['n_units']} units) "
+    units_only = row.get("design") == "units"  # the seed adds no randomness: more units, not more seeds
+    designs = comps.plan(target, seeds=(1,) if units_only else (3, 4, 6, 8, 10, 20),
+                         direction=row.get("direction", "greater"))
+    plan = (" or ".join(f"{u} units" if units_only else f"{s} seeds x {u} units" for s, u in designs[:2])
+            if designs else f"no design up to {'' if units_only else '20 seeds x '}2000 units")
+    here = (report.count(int(row["n_units"]), "unit") if units_only
+            else f"{report.count(int(row['n_seeds']), 'seed')} x {report.count(int(row['n_units']), 'unit')}")
+    return (f"The primary claim is inconclusive: this design ({here}) "
             f"detects {mde:.3g} with 80% power, against {what} of {target:.3g}. From this run's variance "
             f"components, 80% power at that effect needs {plan}.")
 
