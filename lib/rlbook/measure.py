@@ -182,13 +182,13 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from rlbook.experiments import _adapter, default_model_factory
+    from rlbook.experiments import _adapter, cache_root, default_model_factory
     from rlbook.progress import tqdm
     from rlbook.tasks import make_task
     from rlbook.trainer import Trainer
 
     spec = next(s for s in result.specs if s.label == checkpoint_method)
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     rows: list[dict[str, Any]] = []
     bad = [c for c in checkpoints if c not in ("base", "trained")]
     if bad or not checkpoints:
@@ -371,12 +371,12 @@ def loss_gradient_variance(result: Any, methods: Sequence[str], checkpoint_metho
     ``method, seed, checkpoint, epoch, unit, clip_frac, rel_var, rel_err, cos, value`` (the batch's jackknife
     pseudo-value of ``log R``, :func:`relative_variance`); claims
     use the ``epoch 2`` rows (``table[table.epoch == "epoch 2"]``)."""
-    from rlbook.experiments import default_model_factory
+    from rlbook.experiments import cache_root, default_model_factory
     from rlbook.progress import tqdm
 
     labels = list(dict.fromkeys([checkpoint_method, *methods]))
     spec = next(s for s in result.specs if s.label == checkpoint_method)
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     rows: list[dict[str, Any]] = []
     for seed in tqdm(_seeds(result), desc="loss gradients", disable=not progress):
         with _seed_trainers(result, labels, seed, base, tok) as (model, trainers):
@@ -466,11 +466,11 @@ def all_wrong_logprob_change(result: Any, methods: Sequence[str], n_batches: int
     every method; each method makes its one update from the same weights (then they are restored).  A long
     table ``method, seed, unit (batch:prompt), value (change of log pi), before``; GRPO's all-wrong groups
     have zero advantage, so any change under GRPO comes from the batch's other groups."""
-    from rlbook.experiments import default_model_factory
+    from rlbook.experiments import cache_root, default_model_factory
     from rlbook.progress import tqdm
 
     spec = next(s for s in result.specs if s.label == methods[0])
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     rows: list[dict[str, Any]] = []
     for seed in tqdm(_seeds(result), desc="all-wrong groups", disable=not progress):
         with _seed_trainers(result, list(methods), seed, base, tok) as (model, trainers):
@@ -534,13 +534,13 @@ def pass_at_k(result: Any, methods: Sequence[str], ks: Sequence[int] = (1, 8), n
     long table ``method, seed, unit (problem), k, value``; a claim takes the rows of one k."""
     from tqdm.auto import tqdm
 
-    from rlbook.experiments import default_model_factory
+    from rlbook.experiments import cache_root, default_model_factory
 
     bad = [k for k in ks if not 1 <= int(k) <= n]
     if bad:
         raise ParamError(f"ks {list(bad)} must lie in 1..n={n}")
     spec = next(s for s in result.specs if s.label == methods[0])
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     count = int(problems or result.params.get("eval_size") or spec.task_spec().eval_size)
     rows: list[dict[str, Any]] = []
     for seed in tqdm(_seeds(result), desc="pass@k", disable=not progress):
