@@ -80,3 +80,13 @@ def test_a_sweep_starts_every_run_from_the_warm_model(tmp_path):
         experiments.sweep([warm, experiments.RunSpec("cold", train=dict(TRAIN), task=dict(TASK),
                                                      lora={"r": 2, "alpha": 4}, model="tiny-random")], 1,
                           cache=tmp_path, progress=False)
+
+
+def test_the_pool_histogram_is_keyed_by_the_warm_start_only_when_there_is_one():
+    from rlbook import regimes
+
+    params = {"model": "tiny-random", "task": dict(TASK), "lora": {"r": 2, "alpha": 4}, "train": dict(TRAIN)}
+    cold = regimes._key(params, 8, 4, 0)
+    assert regimes._key({**params, "warm_start": {"steps": 0}}, 8, 4, 0) == cold
+    warm = regimes._key({**params, "warm_start": WARM}, 8, 4, 0)
+    assert warm != cold and warm != regimes._key({**params, "warm_start": {**WARM, "steps": 3}}, 8, 4, 0)

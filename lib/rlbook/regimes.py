@@ -41,10 +41,9 @@ def _key(params: dict[str, Any], n_prompts: int, group_size: int, seed: int) -> 
     spec = {"model": params.get("model"), "task": params.get("task"), "max_new_tokens": train.get("max_new_tokens", 32),
             "temperature": train.get("temperature", 1.0), "n_prompts": n_prompts, "group_size": group_size,
             "seed": seed, "code": code_version()}
-    warm = start_of(params)[3]
+    _, _, lora, warm = start_of(params)
     if warm is not None:  # only when set: the base model's histograms keep their keys
-        spec["warm_start"] = warm
-        spec["lora"] = start_of(params)[2]
+        spec.update(warm_start=warm, lora=lora)
     return "probe-" + hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
