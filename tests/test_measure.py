@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from rlbook import measure, rewards
+from rlbook.errors import ParamError
 from rlbook.models import tiny_llama, wrap_lora
 from rlbook.tasks import make_task
 from rlbook.trainer import Trainer
@@ -62,6 +63,31 @@ def test_steps_to_target_uses_the_baselines_gain_of_the_same_seed_and_flags_cens
     assert t.loc["base", "target"] == pytest.approx(0.3)
     assert t.loc["base", "value"] == 4 and t.loc["fast", "value"] == 2 and t.loc["fast", "samples"] == 16
     assert math.isnan(t.loc["slow", "value"]) and not t.loc["slow", "reached"]
+
+
+def test_time_to_target_sums_step_seconds_and_tokens_until_frac_of_the_baselines_last_accuracy():
+    res = fake_result({("base", 0): [0.1, 0.2, 0.3, 0.5], ("fast", 0): [0.1, 0.5, 0.5, 0.5],
+                       ("slow", 0): [0.1, 0.1, 0.1, 0.2]}, eval_every=2, steps=6)
+    m = res.sweep.metrics
+    m["step_s"] = m["method"].map({"base": 2.0, "fast": 3.0, "slow": 1.0})  # fast: slower steps, fewer of them
+    m["gen_tokens"] = m["method"].map({"base": 10.0, "fast": 20.0, "slow": 10.0})
+    # target = 0.9 x 0.5 = 0.45: base first at step 6 (0.5): 6 x 2 s = 12 s, 60 tokens; fast at step 2: 2 x 3 s = 6 s,
+    # 40 tokens; slow never (censored: NaN, not its total)
+    t = measure.time_to_target(res, "base").set_index("method")
+    assert t["target"].tolist() == pytest.approx([0.45] * 3)
+    assert t.loc["base", "value"] == pytest.approx(12.0) and t.loc["fast", "value"] == pytest.approx(6.0)
+    assert t.loc["base", "step"] == 6 and t.loc["fast", "step"] == 2
+    assert math.isnan(t.loc["slow", "value"]) and t.loc["slow", "reached"] == 0.0 and t.loc["fast", "reached"] == 1.0
+    tok = measure.time_to_target(res, "base", cost="tokens").set_index("method")
+    assert tok.loc["base", "value"] == pytest.approx(60.0) and tok.loc["fast", "value"] == pytest.approx(40.0)
+    assert measure.time_to_target(res, "base", cost="steps").set_index("method").loc["fast", "value"] == 2
+    # a target at or below the curve's start measures nothing: flagged
+    high = fake_result({("base", 0): [0.6, 0.5, 0.55, 0.6]}, eval_every=2, steps=6)
+    high.sweep.metrics["step_s"] = 1.0
+    row = measure.time_to_target(high, "base").iloc[0]
+    assert row["target"] == pytest.approx(0.54) and row["target_above_base"] == 0.0 and row["step"] == 4
+    with pytest.raises(ParamError, match="cost='flops' is not allowed; allowed: seconds, tokens, steps"):
+        measure.time_to_target(res, "base", cost="flops")
 
 
 # ------------------------------------------------------------------------------ losses' gradients

@@ -62,13 +62,15 @@ def _sha(data: Any) -> str:
     return hashlib.sha256(_canonical(data).encode()).hexdigest()
 
 
-SPEC_KEYS = ("model", "task", "lora", "train", "eval_size", "eval_max_new_tokens")  # the base of a method table
+SPEC_KEYS = ("model", "task", "lora", "train", "eval_size", "eval_max_new_tokens", "warm_start")  # a method table's base
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One training configuration (all but the seed).  ``eval_size`` / ``eval_max_new_tokens``: the held-out
     greedy evaluation at the end (default: ``task.eval_size`` problems, the training ``max_new_tokens``).
+    ``warm_start``: the run starts from the base model after a short SFT on gold answers (:mod:`rlbook.warmstart`;
+    None or ``steps: 0``: the base model, and then the key is the one a spec without it had).
 
     A spec is resolved and validated once, when it is made (every default filled in, every mechanism name and
     hyper-parameter checked against its registry, ``train.group_size`` set or checked from the sampler's widest
@@ -83,9 +85,12 @@ class RunSpec:
     model: str = "smollm2-135m-instruct"
     eval_size: int | None = None
     eval_max_new_tokens: int | None = None
+    warm_start: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        from rlbook import warmstart
         from rlbook.config import build
+        from rlbook.errors import ParamError
         from rlbook.models import LoraConfig
         from rlbook.tasks import TaskSpec
 
@@ -96,6 +101,11 @@ class RunSpec:
                  "train": config.to_dict(),
                  "eval": {"size": int(self.eval_size or task.eval_size),
                           "max_new_tokens": int(self.eval_max_new_tokens or config.max_new_tokens)}}
+        warm = warmstart.resolve(self.warm_start)
+        if warm is not None:
+            if lora.r < 1:
+                raise ParamError(f"warm_start needs a LoRA adapter to train and merge: lora.r={lora.r} must be >= 1")
+            plain["warm_start"] = warm  # only when set: runs without a warm start keep their keys
         for name, value in (("_config", config), ("_task", task), ("_plain", plain)):
             object.__setattr__(self, name, value)  # not fields: never compared, printed or hashed
 
@@ -127,7 +137,14 @@ class RunSpec:
     def base_key(self) -> str:
         """Address of the base model's eval (model, task and eval settings, and the code)."""
         r = self._plain  # type: ignore[attr-defined]
-        return "base-" + _sha({"model": r["model"], "task": r["task"], "eval": r["eval"], "code": code_version()})[:16]
+        warm = {"warm_start": r["warm_start"]} if "warm_start" in r else {}
+        return "base-" + _sha({"model": r["model"], "task": r["task"], "eval": r["eval"], **warm,
+                               "code": code_version()})[:16]
+
+    def start(self) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+        """What a run starts from: model, task, LoRA settings and the resolved warm start (None: the base model)."""
+        r = self._plain  # type: ignore[attr-defined]
+        return r["model"], r["task"], r["lora"], r.get("warm_start")
 
 
 def _seed(seed: Any) -> int:
@@ -232,10 +249,21 @@ def evaluate(trainer: Any, n: int, max_new_tokens: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- sweep
 
 
-def default_model_factory(spec: RunSpec) -> ModelFactory:
-    from rlbook.models import load_policy
+def default_model_factory(spec: RunSpec, cache: str | Path | None = None) -> ModelFactory:
+    """The base model of ``spec``'s runs: the named model, or with ``spec.warm_start`` that model after its
+    warm-start SFT (trained once into ``cache``, :func:`rlbook.warmstart.warm_model`)."""
+    from rlbook.warmstart import warm_model
 
-    return lambda: load_policy(spec.model, lora=None)
+    model, task, lora, warm = spec.start()
+    return lambda: warm_model(model, task, lora, warm, cache if cache is not None else cache_root())[:2]
+
+
+def _start_key(spec: RunSpec) -> str:
+    """The base model a spec's runs wrap their adapter around: the model name, or its warm-start stage's key."""
+    from rlbook import warmstart
+
+    model, task, lora, warm = spec.start()
+    return model if warm is None else f"{model}+{warmstart.stage(model, task, lora, warm).key}"
 
 
 @contextlib.contextmanager
@@ -337,13 +365,17 @@ def sweep(
         raise ValueError(f"method labels must be unique, got {labels}")
     root = Path(cache) if cache is not None else cache_root()
     root.mkdir(parents=True, exist_ok=True)
+    starts = {_start_key(s) for s in specs}
+    if model_factory is None and len(starts) > 1:
+        raise ValueError(f"one sweep trains from one base model; these specs start from {len(starts)} different "
+                         "models or warm starts: sweep them separately")
     pairs = [(spec, seed) for spec in specs for seed in _seeds(seeds)]
     todo = [(s, sd) for s, sd in pairs if force or not is_done(root / s.key(sd))]
     base_keys = {s.base_key() for s in specs}
     need_model = bool(todo) or force or any(not is_done(root / k) for k in base_keys)
     base = tok = None
     if need_model:
-        base, tok = (model_factory or default_model_factory(specs[0]))()
+        base, tok = (model_factory or default_model_factory(specs[0], root))()
     base_evals: dict[str, dict[str, Any]] = {}
     for spec in specs:
         if spec.base_key() not in base_evals:
@@ -443,7 +475,8 @@ def make_specs(methods: Mapping[str, str | Mapping[str, Any]] | Sequence[str], b
             specs.append(RunSpec(label=str(label), train=train, task=dict(base.get("task", {})),
                                  lora=dict(base.get("lora", {"r": 16, "alpha": 32})),
                                  model=base.get("model", "smollm2-135m-instruct"),
-                                 eval_size=base.get("eval_size"), eval_max_new_tokens=base.get("eval_max_new_tokens")))
+                                 eval_size=base.get("eval_size"), eval_max_new_tokens=base.get("eval_max_new_tokens"),
+                                 warm_start=base.get("warm_start")))
         except ParamError as e:
             raise ParamError(f"{name}[{str(label)!r}]: {e}") from e
     return specs

@@ -31,6 +31,8 @@ The other measurements:
 * :func:`pass_at_k` (A-GRAE, ACE): sampled pass@k of the trained adapters on the held-out problems, per problem.
 * :func:`steps_to_target` (speed claims): the step at which a run's held-out curve reaches a share of the
   baseline's gain (censored runs flagged, not averaged).
+* :func:`time_to_target` (T-PPO's efficiency): the wall-clock seconds (or generated tokens, or steps) a run spends
+  until its held-out curve reaches a share of the baseline's last accuracy (censored runs flagged).
 """
 
 from __future__ import annotations
@@ -182,13 +184,13 @@ def gradient_variance(result: Any, ests: Mapping[str, EstimatorSpec], checkpoint
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from rlbook.experiments import _adapter, default_model_factory
+    from rlbook.experiments import _adapter, cache_root, default_model_factory
     from rlbook.progress import tqdm
     from rlbook.tasks import make_task
     from rlbook.trainer import Trainer
 
     spec = next(s for s in result.specs if s.label == checkpoint_method)
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     rows: list[dict[str, Any]] = []
     bad = [c for c in checkpoints if c not in ("base", "trained")]
     if bad or not checkpoints:
@@ -371,12 +373,12 @@ def loss_gradient_variance(result: Any, methods: Sequence[str], checkpoint_metho
     ``method, seed, checkpoint, epoch, unit, clip_frac, rel_var, rel_err, cos, value`` (the batch's jackknife
     pseudo-value of ``log R``, :func:`relative_variance`); claims
     use the ``epoch 2`` rows (``table[table.epoch == "epoch 2"]``)."""
-    from rlbook.experiments import default_model_factory
+    from rlbook.experiments import cache_root, default_model_factory
     from rlbook.progress import tqdm
 
     labels = list(dict.fromkeys([checkpoint_method, *methods]))
     spec = next(s for s in result.specs if s.label == checkpoint_method)
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     rows: list[dict[str, Any]] = []
     for seed in tqdm(_seeds(result), desc="loss gradients", disable=not progress):
         with _seed_trainers(result, labels, seed, base, tok) as (model, trainers):
@@ -466,11 +468,11 @@ def all_wrong_logprob_change(result: Any, methods: Sequence[str], n_batches: int
     every method; each method makes its one update from the same weights (then they are restored).  A long
     table ``method, seed, unit (batch:prompt), value (change of log pi), before``; GRPO's all-wrong groups
     have zero advantage, so any change under GRPO comes from the batch's other groups."""
-    from rlbook.experiments import default_model_factory
+    from rlbook.experiments import cache_root, default_model_factory
     from rlbook.progress import tqdm
 
     spec = next(s for s in result.specs if s.label == methods[0])
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     rows: list[dict[str, Any]] = []
     for seed in tqdm(_seeds(result), desc="all-wrong groups", disable=not progress):
         with _seed_trainers(result, list(methods), seed, base, tok) as (model, trainers):
@@ -512,6 +514,43 @@ def steps_to_target(result: Any, baseline: str, frac: float = 0.5) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+COSTS = {"seconds": "step_s", "tokens": "gen_tokens", "steps": None}
+
+
+def time_to_target(result: Any, baseline: str, frac: float = 0.9, cost: str = "seconds") -> pd.DataFrame:
+    """Training efficiency as T-PPO states it ("up to 2.5x more efficient"): per run, the training cost spent
+    until its held-out curve (:func:`rlbook.study.held_out_curves`, ``train.eval_every``) first reaches the target
+    ``frac x`` the baseline's last held-out accuracy of the same seed.  ``cost``: ``seconds`` (wall-clock of the
+    training steps, ``step_s`` summed through that step: rollouts, phases such as T-PPO's critic and the update;
+    the evaluations themselves are not counted), ``tokens`` (generated, phases' included) or ``steps``.
+
+    Columns ``method, seed, target, base (the curve's start), value (the cost; NaN when never reached), step,
+    reached, target_above_base`` (1.0 / 0.0).  A run that never reaches the target is censored: its cost is
+    unknown, not its total, so a claim needs ``reached`` for both methods (check ``measured``); a target at or
+    below the start (``target_above_base = 0``) measures nothing.  On a log scale (costs are ratios)."""
+    from rlbook.study import held_out_curves
+
+    if not 0.0 < frac <= 1.0:
+        raise ParamError(f"frac={frac!r} must be in (0, 1]")
+    if cost not in COSTS:
+        raise ParamError(f"cost={cost!r} is not allowed; allowed: {', '.join(COSTS)}")
+    curves, m = held_out_curves(result.sweep), result.sweep.metrics
+    rows = []
+    for (method, seed), curve in curves.items():
+        if (baseline, seed) not in curves:
+            raise ParamError(f"baseline {baseline!r} has no run of seed {seed}; runs: {sorted(curves)}")
+        target = float(frac * curves[(baseline, seed)][-1])
+        run = m[(m["method"] == method) & (m["seed"] == seed)].sort_values("step")
+        evals = run.dropna(subset=["eval_accuracy"])
+        hit = np.nonzero(curve[1:] >= target - 1e-12)[0]
+        step = float(evals.iloc[int(hit[0])]["step"]) if hit.size else math.nan
+        spent = run[run["step"] <= step]
+        value = (math.nan if not hit.size else step if COSTS[cost] is None else float(spent[COSTS[cost]].sum()))
+        rows.append({"method": method, "seed": seed, "target": target, "base": float(curve[0]), "value": value,
+                     "step": step, "reached": float(hit.size > 0), "target_above_base": float(target > curve[0])})
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------------ sampled pass@k on the held-out problems
 
 
@@ -534,13 +573,13 @@ def pass_at_k(result: Any, methods: Sequence[str], ks: Sequence[int] = (1, 8), n
     long table ``method, seed, unit (problem), k, value``; a claim takes the rows of one k."""
     from tqdm.auto import tqdm
 
-    from rlbook.experiments import default_model_factory
+    from rlbook.experiments import cache_root, default_model_factory
 
     bad = [k for k in ks if not 1 <= int(k) <= n]
     if bad:
         raise ParamError(f"ks {list(bad)} must lie in 1..n={n}")
     spec = next(s for s in result.specs if s.label == methods[0])
-    base, tok = default_model_factory(spec)()
+    base, tok = default_model_factory(spec, cache_root(result.run))()
     count = int(problems or result.params.get("eval_size") or spec.task_spec().eval_size)
     rows: list[dict[str, Any]] = []
     for seed in tqdm(_seeds(result), desc="pass@k", disable=not progress):

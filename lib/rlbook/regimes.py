@@ -4,11 +4,16 @@ Sampling, filtering, replay, hint and rollout-budget methods change which prompt
 They can only matter where prompts differ: some always solved, some never, many in between.  So each notebook
 of the family reports the base model's success histogram on its training pool (G samples of each of the
 first ``n_prompts`` training prompts at the run's temperature and length, :func:`rlbook.probe.probe`), split by
-the pool's source and difficulty, and its claims require (:data:`rlbook.study.CHECKS`) a spread of per-prompt
-success (:func:`check_success_spread`) or, for methods that target all-wrong groups, a hard regime.
+the pool's source and difficulty, and its claims require (:data:`rlbook.study.CHECKS`) the regime their
+mechanism acts in: a spread of per-prompt success from near 0 to near 1 for the samplers that choose between
+prompts (:func:`check_success_spread`), a share of all-wrong groups for the methods built for them
+(:func:`check_all_wrong_share`: NGRPO, R^3, ADHint, DAPO's dynamic sampling), or a hard regime.
 
-The measurement is cached in the run cache (``probe-<hash>/``, keyed by the model, task, length, temperature,
-sample counts and the code's version, with a ``DONE`` marker like a run), so every notebook on the same pool
+"Base model" is the model a study's runs start from: with a ``warm_start`` parameter, the base model after its
+short SFT on gold answers (:mod:`rlbook.warmstart`), since no task family gives the 135M model prompts near 1.
+
+The measurement is cached in the run cache (``probe-<hash>/``, keyed by the model, its warm start, task, length,
+temperature, sample counts and the code's version, with a ``DONE`` marker like a run), so every notebook on the same pool
 reads the same histogram and ``rlbook cache --prune`` treats it like a run.
 """
 
@@ -30,39 +35,44 @@ HIST_DEFAULTS = {"n_prompts": 64, "group_size": 8, "seed": 0}
 
 def _key(params: dict[str, Any], n_prompts: int, group_size: int, seed: int) -> str:
     from rlbook.cache import code_version
+    from rlbook.warmstart import start_of
 
     train = params.get("train", {})
     spec = {"model": params.get("model"), "task": params.get("task"), "max_new_tokens": train.get("max_new_tokens", 32),
             "temperature": train.get("temperature", 1.0), "n_prompts": n_prompts, "group_size": group_size,
             "seed": seed, "code": code_version()}
+    _, _, lora, warm = start_of(params)
+    if warm is not None:  # only when set: the base model's histograms keep their keys
+        spec.update(warm_start=warm, lora=lora)
     return "probe-" + hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def success_histogram(params: dict[str, Any], cache: str | Path, n_prompts: int = 64, group_size: int = 8,
                       seed: int = 0) -> dict[str, Any]:
-    """The base model's sampled success on the first ``n_prompts`` training prompts of ``params["task"]``
-    (``group_size`` samples each): ``per_prompt_success``, ``histogram`` (prompts with j of G correct), the
+    """The sampled success of the model the runs start from (the base model, or its warm start: module doc) on
+    the first ``n_prompts`` training prompts of ``params["task"]`` (``group_size`` samples each): ``per_prompt_success``, ``histogram`` (prompts with j of G correct), the
     mixed / all-wrong / all-correct shares and ``by_group`` (source and difficulty).  Cached (module doc)."""
     folder = Path(cache) / _key(params, n_prompts, group_size, seed)
     if (folder / "DONE").is_file():
         return json.loads((folder / "probe.json").read_text())
     from rlbook import probe
     from rlbook.cache import code_version
-    from rlbook.models import load_policy
     from rlbook.tasks import make_task
+    from rlbook.warmstart import start_of, warm_model
 
     task = make_task(params["task"])
-    model, tok = load_policy(params.get("model", "smollm2-135m-instruct"), lora=None)
+    model, tok, warm = warm_model(*start_of(params), cache)
     train = params.get("train", {})
     res = probe.probe(task, model, tok, max_new_tokens=int(train.get("max_new_tokens", 32)), n_eval=1,
                       n_prompts=min(n_prompts, len(task.train)), group_size=group_size,
                       temperature=float(train.get("temperature", 1.0)), seed=seed, examples=0)
     out = {"sampled": {k: v for k, v in res["sampled"].items() if k != "completions"},
-           "by_group": (res.get("by_group") or {}).get("sampled", {}), "seconds": res["seconds"]}
+           "by_group": (res.get("by_group") or {}).get("sampled", {}), "seconds": res["seconds"], "warm_start": warm}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "probe.json").write_text(json.dumps(out, indent=1, default=str))
     (folder / "config.json").write_text(json.dumps({"label": "base success histogram", "code": code_version(),
-                                                    "task": params["task"], "model": params.get("model")}, default=str))
+                                                    "task": params["task"], "model": params.get("model"),
+                                                    "warm_start": params.get("warm_start")}, default=str))
     (folder / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
     return out
 
@@ -115,28 +125,54 @@ def base_histogram(run: Any, n_prompts: int = 64, group_size: int = 8, seed: int
     return pd.DataFrame(rows).set_index("")
 
 
-def check_success_spread(res: Any, claim: Any, min_mixed: float = 0.25, min_each: float = 0.1,
-                         n_prompts: int = HIST_DEFAULTS["n_prompts"], group_size: int = HIST_DEFAULTS["group_size"],
-                         ) -> tuple[bool, str]:
-    """Regime check: per-prompt success spreads from near 0 to near 1 on the training pool: at least ``min_mixed``
-    of the prompts mixed and at least ``min_each`` with success <= 1/4 and >= 3/4 (the base model)."""
+def pool_histogram(res: Any, n_prompts: int | None = None, group_size: int | None = None) -> dict[str, Any]:
+    """The success histogram a regime check reads: the notebook's ``histogram`` parameters (the one its
+    :func:`base_histogram` cell measured and cached), else :data:`HIST_DEFAULTS`; explicit values win."""
     from rlbook.experiments import cache_root
 
-    s = spread(success_histogram(res.params, cache_root(res.run), n_prompts, group_size))
+    hist = {**HIST_DEFAULTS, **(res.params.get("histogram") or {})}
+    return success_histogram(res.params, cache_root(res.run), int(n_prompts or hist["n_prompts"]),
+                             int(group_size or hist["group_size"]), int(hist.get("seed", 0)))
+
+
+def check_success_spread(res: Any, claim: Any, min_mixed: float = 0.25, min_each: float = 0.1,
+                         n_prompts: int | None = None, group_size: int | None = None) -> tuple[bool, str]:
+    """Regime check: per-prompt success spreads from near 0 to near 1 on the training pool: at least ``min_mixed``
+    of the prompts mixed and at least ``min_each`` with success <= 1/4 and >= 3/4 (the model the runs start
+    from).  ``min_each=0``: mixed groups only (a method that acts inside groups, not between prompts)."""
+    s = spread(pool_histogram(res, n_prompts, group_size))
     ok = s["mixed"] >= min_mixed and s["near_0"] >= min_each and s["near_1"] >= min_each
-    return ok, (f"base per-prompt success: {s['mixed']:.0%} mixed, {s['near_0']:.0%} <= 1/4, {s['near_1']:.0%} >= 3/4 "
-                f"(needs >= {min_mixed:.0%} mixed and >= {min_each:.0%} at each end)")
+    ends = f" and >= {min_each:.0%} at each end" if min_each > 0 else ""
+    return ok, (f"start per-prompt success: {s['mixed']:.0%} mixed, {s['near_0']:.0%} <= 1/4, {s['near_1']:.0%} >= 3/4 "
+                f"(needs >= {min_mixed:.0%} mixed{ends})")
+
+
+def all_wrong(hist: dict[str, Any]) -> dict[str, float]:
+    """Shares of prompts whose G samples are all wrong (``all_wrong``) and with at least one right (``solved``)."""
+    p = np.asarray(hist["sampled"]["per_prompt_success"], dtype=float)
+    return {"all_wrong": float(np.mean(p == 0)), "solved": float(np.mean(p > 0))}
+
+
+def check_all_wrong_share(res: Any, claim: Any, min_wrong: float = 0.25, min_solved: float = 0.25,
+                          n_prompts: int | None = None, group_size: int | None = None) -> tuple[bool, str]:
+    """Regime check for the methods built for all-wrong groups (NGRPO's virtual maximum reward, R^3's replayed
+    right answer, ADHint's hinted rollouts, DAPO's dynamic sampling that refills them): at least ``min_wrong``
+    of the pool's prompts have all G samples wrong (with 4 prompts a step, 1/4 is one such group per step on
+    average) and at least ``min_solved`` have a right one (the right answer is within the policy's reach, so
+    there is something to replay, hint towards or learn), under the model the runs start from."""
+    s = all_wrong(pool_histogram(res, n_prompts, group_size))
+    ok = s["all_wrong"] >= min_wrong and s["solved"] >= min_solved
+    return ok, (f"start per-prompt success: {s['all_wrong']:.0%} of prompts all wrong, {s['solved']:.0%} with a right "
+                f"sample (needs >= {min_wrong:.0%} all wrong and >= {min_solved:.0%} with a right one)")
 
 
 def check_hard_regime(res: Any, claim: Any, lo: float = 0.01, hi: float = 0.08,
-                      n_prompts: int = HIST_DEFAULTS["n_prompts"], group_size: int = HIST_DEFAULTS["group_size"],
-                      ) -> tuple[bool, str]:
+                      n_prompts: int | None = None, group_size: int | None = None) -> tuple[bool, str]:
     """Regime check for methods that target all-wrong groups: the base model's sampled success on the pool is
     between ``lo`` and ``hi`` (most groups all wrong, a few not)."""
-    from rlbook.experiments import cache_root
-
-    s = spread(success_histogram(res.params, cache_root(res.run), n_prompts, group_size))
-    wrong = success_histogram(res.params, cache_root(res.run), n_prompts, group_size)["sampled"]["all_wrong_share"]
+    hist = pool_histogram(res, n_prompts, group_size)
+    s = spread(hist)
+    wrong = hist["sampled"]["all_wrong_share"]
     return lo <= s["mean"] <= hi, (f"base sampled success {s['mean']:.1%}, {wrong:.0%} of groups all wrong "
                                    f"(the hard regime needs {lo:.0%}-{hi:.0%})")
 

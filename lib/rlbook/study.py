@@ -462,8 +462,10 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "base_answers": check_base_answers,
     "train_metric_between": check_train_metric_between,
     "sampled_truncation_below": check_sampled_truncation_below, "measured": check_measured,
-    # the curricula family (rlbook.regimes): the base model's per-prompt success spread on the pool, a hard regime
-    "success_spread": regimes.check_success_spread, "hard_regime": regimes.check_hard_regime,
+    # the curricula family (rlbook.regimes): the start model's per-prompt success spread on the pool, its share of
+    # all-wrong prompts (the methods built for them), a hard regime
+    "success_spread": regimes.check_success_spread, "all_wrong_share": regimes.check_all_wrong_share,
+    "hard_regime": regimes.check_hard_regime,
     "metric_between": regimes.check_metric_between,
     # regimes matched to mechanisms (rlbook.regimes): clip-higher's band; a sampled-accuracy window over all steps
     "clip_band": regimes.check_clip_band, "sampled_accuracy_all_steps": regimes.check_sampled_accuracy_all_steps,
