@@ -165,6 +165,14 @@ def test_two_seeds_are_underpowered_but_show_effect_and_interval() -> None:
     assert row["verdict"] == "underpowered" and math.isfinite(row["ci_low"]) and "2 seed(s) < 3" in row["reason"]
 
 
+def test_one_training_seed_is_underpowered_however_many_problems() -> None:
+    # one seed's 3 problems: the units-alone design estimates the problem noise, not another training run's
+    row = stats.evaluate_claim("c", "m", _long([[0.1, 0.2, 0.3]]), "m", "b")
+    assert row["design"] == "units" and row["verdict"] == "underpowered" and "1 seed(s) < 3" in row["reason"]
+    fixed = stats.evaluate_claim("c", "m", _long([[0.1, 0.2, 0.3]]), "m", "b", seed_random=False)
+    assert fixed["verdict"] != "underpowered"
+
+
 def test_failed_regime_check_is_untestable_with_reason() -> None:
     row = stats.evaluate_claim("c", "m", _long([[0.1]] * 3), "m", "b", checks=[(False, "no clipping happened")])
     assert row["verdict"] == "untestable in this regime" and row["reason"] == "no clipping happened"

@@ -306,11 +306,27 @@ def quickstart_summary(before: dict[str, Any], after: dict[str, Any], split: pd.
         f"**Result.** After {len(hist)} GRPO steps ({float(hist['step_s'].sum()) / 60:.1f} min of training, "
         f"{float(hist['step_s'].mean()):.1f} s per step), held-out greedy accuracy on {after['n']} problems "
         f"**{change}** ({delta * 100:+.1f} points; exact "
-        f"McNemar p = {_p_value(p)} over this run's paired problems). Of that, the share of answers given in the requested "
-        f"format went from {fmt['before']:.1%} to {fmt['after']:.1%}, and {_formatted_accuracy(acc)}: the first is "
-        f"learning the format, the second getting the answer right. Mean response length went from {before['response_length']:.1f} to {after['response_length']:.1f} "
+        f"McNemar {_p_phrase(p)} over this run's paired problems). {_format_sentence(fmt, acc)} Mean response length "
+        f"went from {before['response_length']:.1f} to {after['response_length']:.1f} "
         f"tokens. Verdict: **{claim_row['verdict']}** ({short_reason(claim_row)}): the method notebooks repeat such runs "
         f"over seeds before they call a claim replicated.")
+
+
+def _p_phrase(p: float) -> str:
+    """``p = 0.012`` or ``p < 0.001`` for prose."""
+    text = _p_value(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def _format_sentence(fmt: Any, acc: Any) -> str:
+    """How much of the change is the answer's form and how much its content, said plainly when no answer was in
+    the requested form before or after (then the whole change is in the content)."""
+    if fmt["before"] == 0 and fmt["after"] == 0:
+        return ("No answer was in the requested format (the answer alone) before or after, so the whole change is in "
+                "the answers themselves (the final number of each reply), not in learning the format.")
+    return (f"Of that, the share of answers given in the requested format went from {fmt['before']:.1%} to "
+            f"{fmt['after']:.1%}, and {_formatted_accuracy(acc)}: the first is learning the format, the second "
+            "getting the answer right.")
 
 
 def _formatted_accuracy(acc: Any) -> str:
