@@ -326,6 +326,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "Eq. 5-7: sequence-level length-normalised ratio clipped at 3e-4 / 4e-4", {"estimator": "grpo", "loss": "gspo"}),
     Preset("sapo", "Soft Adaptive Policy Optimization (Gao et al., 2025)",
            "soft gate f(r) = (4/tau) sigmoid(tau (r - 1)), tau_pos 1.0 / tau_neg 1.05", {"estimator": "grpo", "loss": "sapo"}),
+    Preset("mhpo", "MHPO: Modulated Hazard-aware Policy Optimization for Stable Reinforcement Learning (Wang et al., "
+                   "2026)",
+           "no official code; the objective and the Sec. 4.1 defaults as quoted by a third-party verl "
+           "re-implementation (github.com/hope586/verl examples/grpo_trainer/run_qwen3-4b_gsm8k_3090_mhpo.sh): "
+           "c 1.5, k+ 1.5, lambda+ 1.0, k- 2.0, lambda- 0.8, GRPO advantage, no KL loss",
+           {"estimator": "grpo", "loss": "mhpo", "kl_coef": 0.0,
+            "loss_kwargs": {"c": 1.5, "k_pos": 1.5, "lambda_pos": 1.0, "k_neg": 2.0, "lambda_neg": 0.8}},
+           notes="the re-implementation's script aggregates token-mean and takes 4 mini-batch steps per batch; we "
+                 "keep the paper's per-sequence mean and leave the number of passes to the notebook (inner_epochs)"),
     Preset("cispo", "MiniMax-M1 (MiniMax, 2025)", "Sec. 3.1 Eqs. 4-5: clipped detached IS weight, token-level "
            "normalisation", {"estimator": "grpo", "loss": "cispo", "aggregation": "token_mean"}),
     # ------------------------------------------------------------------ efficient reasoning (rlbook.length)
