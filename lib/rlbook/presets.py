@@ -335,6 +335,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "loss_kwargs": {"c": 1.5, "k_pos": 1.5, "lambda_pos": 1.0, "k_neg": 2.0, "lambda_neg": 0.8}},
            notes="the re-implementation's script aggregates token-mean and takes 4 mini-batch steps per batch; we "
                  "keep the paper's per-sequence mean and leave the number of passes to the notebook (inner_epochs)"),
+    Preset("lp_reg", "Low-probability Tokens Sustain Exploration in Reinforcement Learning with Verifiable Reward "
+                     "(Lp-Reg, 2025)",
+           "official code github.com/CarlanLark/Lp-Reg (dev copy CarlanLark/Lp-Reg-dev, commit 700298f) "
+           "recipe/lp_reg/Qwen3_14b_lp_reg_onpolicy_64gpu.sh: GRPO advantage, min-p proxy 0.02 from the old policy, "
+           "lowest 1% of negative tokens, positive side off, ppo_kl_coef 1, low_var_kl, clip 1.0 / 9.0, "
+           "token-mean, no KL to the reference, no entropy bonus",
+           {"estimator": "lp_reg",
+            "estimator_kwargs": {"coef": 1.0, "neg_k_percent": 0.01, "pos_k_percent": 0.0, "kl_cap": 10.0},
+            "phases": [{"name": "lp_proxy", "kwargs": {"min_p": 0.02}}],
+            "loss": "ppo_clip", "eps_low": 1.0, "eps_high": 9.0, "aggregation": "token_mean", "kl_coef": 0.0},
+           notes="the regulariser's gradient is folded into the selected tokens' advantage (exact at ratio 1, the "
+                 "script's one update per batch); the 1% is over the step's batch, not each micro-batch"),
     Preset("cispo", "MiniMax-M1 (MiniMax, 2025)", "Sec. 3.1 Eqs. 4-5: clipped detached IS weight, token-level "
            "normalisation", {"estimator": "grpo", "loss": "cispo", "aggregation": "token_mean"}),
     # ------------------------------------------------------------------ efficient reasoning (rlbook.length)
