@@ -112,3 +112,26 @@ def test_lp_reg_needs_k_above_one_like_the_code_and_then_equals_grpo() -> None:
     assert torch.allclose(adv[0], torch.tensor(expected), atol=1e-5), adv[0]
     with pytest.raises(ParamError, match="must be in"):
         estimators.compute("lp_reg", rewards, context=_lp_batch(), neg_k_percent=2.0)
+
+
+def test_lp_reg_advantage_gives_the_official_losss_gradient_at_ratio_one() -> None:
+    """The code's loss on the selected tokens, written out: -A rho + coef * clamp(k3(tgt - logp), -10, 10) with
+    tgt = the proxy log-prob (-1e4 where the filter dropped the token), selected when logp < tgt; at rho = 1 its
+    gradient equals that of PPO's loss with Lp-Reg's advantage."""
+    ctx = _lp_batch()
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    adv = estimators.compute("lp_reg", rewards, context=ctx, neg_k_percent=1.0).reshape(4, 2).double()
+    mask = ctx["token_mask"].reshape(4, 2).double()
+    logp = ctx["old_logp"].reshape(4, 2).double().requires_grad_(True)
+    ours, _ = losses.compute("ppo_clip", logp, logp.detach(), adv, mask, eps_low=1.0, eps_high=9.0)
+    (g_ours,) = torch.autograd.grad(ours.sum(), logp)
+    d = ctx["lp_proxy_log_ratio"].reshape(4, 2).double()
+    tgt = torch.where(torch.isfinite(d), logp.detach() + d, torch.full_like(d, -1e4))
+    a = torch.tensor([1.5, -0.5, -0.5, -0.5], dtype=torch.float64).unsqueeze(-1).expand(4, 2)
+    selected = (a < 0) & (logp.detach() < tgt) & (mask > 0)  # every negative token kept by the filter with d > 0
+    kl = tgt - logp
+    k3 = (torch.exp(kl) - kl - 1).clamp(-10, 10)
+    rho = torch.exp(logp - logp.detach())
+    official = (-a * rho + torch.where(selected, k3, torch.zeros_like(k3))) * mask
+    (g_official,) = torch.autograd.grad(official.sum(), logp)
+    assert torch.allclose(g_ours, g_official, atol=1e-6), (g_ours, g_official)
