@@ -1,10 +1,10 @@
 """Lp-Reg: keep valuable low-probability tokens ("reasoning sparks") alive during RLVR.
 
 Source: "Low-probability Tokens Sustain Exploration in Reinforcement Learning with Verifiable Reward" (Lp-Reg,
-2025); code github.com/CarlanLark/Lp-Reg (read in its development copy CarlanLark/Lp-Reg-dev, commit 700298f):
-``verl/trainer/ppo/core_algos.py::compute_policy_loss_lp_reg`` and ``kl_penalty``,
-``verl/workers/actor/dp_actor.py::apply_min_p`` and ``update_policy``, settings from
-``recipe/lp_reg/Qwen3_14b_lp_reg_onpolicy_64gpu.sh``.
+2025); code github.com/CarlanLark/Lp-Reg, read in its development copy CarlanLark/Lp-Reg-dev:
+``verl/trainer/ppo/core_algos.py::compute_policy_loss_lp_reg`` and ``kl_penalty`` (commit 700298f),
+``verl/workers/actor/dp_actor.py::apply_min_p`` and ``update_policy`` (commit 7e7d20b), settings from
+``recipe/lp_reg/Qwen3_14b_lp_reg_onpolicy_64gpu.sh`` (commit 700298f).
 
 What the code does, per token of the batch:
 
