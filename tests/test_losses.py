@@ -53,7 +53,7 @@ def _one_token(ratio: float, adv: float, name: str = "ppo_clip", **hyper):
 
 
 def test_registry_lists_every_loss():
-    assert losses.available() == sorted(["ppo_clip", "gspo", "sapo", "cispo", "gtpo", "drpo"])
+    assert losses.available() == sorted(["ppo_clip", "gspo", "sapo", "cispo", "gtpo", "drpo", "mhpo"])
 
 
 def test_unknown_loss_name_is_param_error_listing_available():

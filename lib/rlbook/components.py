@@ -16,6 +16,7 @@ from rlbook import (
     credit,
     curricula,
     estimators,
+    exploration,
     filters,
     length,
     losses,
@@ -84,7 +85,8 @@ def check(cfg: TrainConfig) -> None:
     mark_checked(cfg)
 
 
-MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, spo_tree, process, prm, credit, length, curricula)  # every module that registers mechanisms
+MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, spo_tree, process, prm, credit, length, curricula,
+           exploration)  # every module that registers mechanisms
 
 
 class Components:

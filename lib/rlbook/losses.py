@@ -309,6 +309,70 @@ def cispo(
     return _finish(loss, mask), info
 
 
+def mhpo_weights(log_ratio: Tensor, c: float, k_pos: float, lambda_pos: float, k_neg: float,
+                 lambda_neg: float) -> tuple[Tensor, Tensor]:
+    """MHPO's Log-Fidelity Modulator psi = c tanh(log r / c) and Decoupled Hazard Penalty
+    zeta = (softplus(psi) / lambda_pos)^k_pos + (softplus(-psi) / lambda_neg)^k_neg (computed on a detached psi)."""
+    psi = c * torch.tanh(log_ratio / c)
+    s = psi.detach()
+    zeta = (torch.nn.functional.softplus(s) / lambda_pos) ** k_pos + (torch.nn.functional.softplus(-s) / lambda_neg) ** k_neg
+    return psi, zeta
+
+
+@register("mhpo", zero_advantage_safe=True)
+def mhpo(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    c: float = 1.5,
+    k_pos: float = 1.5,
+    lambda_pos: float = 1.0,
+    k_neg: float = 2.0,
+    lambda_neg: float = 0.8,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """MHPO: a bounded, smooth map of the log-ratio times a Weibull hazard damping, instead of PPO's clip.
+
+    ``token_loss = -exp(psi(r) - sg[zeta(r)]) * A`` with ``psi = c tanh(log r / c)`` (the Log-Fidelity Modulator,
+    bounded in (-c, c)) and ``zeta = (softplus(sg psi) / lambda_pos)^k_pos + (softplus(-sg psi) / lambda_neg)^k_neg``
+    (the Decoupled Hazard Penalty: Weibull cumulative hazards of the positive and the negative shift).  Its
+    gradient is ``M(r) A grad log pi`` with ``M = exp(psi - zeta) sech^2(log r / c)``, at most ``e^c``.
+
+    Source: "MHPO: Modulated Hazard-aware Policy Optimization for Stable Reinforcement Learning" (Wang et al.,
+    2026, arXiv:2603.16929).  The authors published no code; this follows the objective as written in a
+    third-party verl re-implementation (github.com/hope586/verl, ``examples/grpo_trainer/
+    run_qwen3-4b_gsm8k_3090_mhpo.sh`` and its implementation report, which quotes the core of its
+    ``core_algos.compute_policy_loss_mhpo``; the function itself was not in the snapshot we could read) and the
+    defaults it attributes to the paper's Sec. 4.1: c = 1.5, (k_pos, lambda_pos) = (1.5, 1.0),
+    (k_neg, lambda_neg) = (2.0, 0.8).
+
+    Differences and notes: |log r| is capped at 20 before the tanh (as the re-implementation does); the
+    paper's normalisation 1/K sum_i 1/T_i sum_t is aggregation ``seq_mean_token_mean`` (the re-implementation's
+    script uses token-mean).  At r = 1 the damping is not 1: zeta(1) = (ln 2 / lambda_pos)^k_pos +
+    (ln 2 / lambda_neg)^k_neg = 1.328 with the defaults, so every gradient carries the constant factor
+    exp(-1.328) = 0.265 (AdamW mostly cancels a constant factor; gradient-norm clipping does not).
+    ``clip_frac``: the share of tokens whose weight M(r) is below half its value at r = 1 ("damped"), like
+    SAPO's gated share; ``survival_mean``: the mean of exp(-zeta).
+    """
+    if c <= 0 or lambda_pos <= 0 or lambda_neg <= 0 or k_pos <= 0 or k_neg <= 0:
+        raise ParamError(f"mhpo needs c, k_pos, lambda_pos, k_neg, lambda_neg > 0; got {c}, {k_pos}, {lambda_pos}, "
+                         f"{k_neg}, {lambda_neg}")
+    log_ratio = _log_ratio(logp, old_logp, mask)
+    psi, zeta = mhpo_weights(log_ratio, c, k_pos, lambda_pos, k_neg, lambda_neg)
+    adv = _token_adv(advantages, logp)
+    loss = -torch.exp(psi - zeta) * adv
+    with torch.no_grad():
+        _, zeta_1 = mhpo_weights(torch.zeros(()), c, k_pos, lambda_pos, k_neg, lambda_neg)
+        weight = torch.exp(psi - zeta + zeta_1) * (1.0 - torch.tanh(log_ratio / c) ** 2)  # M(r) / M(1)
+    info = {
+        "clip_frac": masked_mean((weight < 0.5).float(), mask),
+        "survival_mean": masked_mean(torch.exp(-zeta), mask),
+        "ratio_mean": masked_mean(torch.exp(log_ratio), mask).detach(),
+    }
+    return _finish(loss, mask), info
+
+
 def _conflict_any(ids: Tensor, mask: Tensor, sign: Tensor, group_ids: Tensor) -> Tensor:
     """[B, T] bool: token ids[i, t] also sits at position t of a same-group completion of opposite sign."""
     m = mask.bool()

@@ -326,6 +326,27 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "Eq. 5-7: sequence-level length-normalised ratio clipped at 3e-4 / 4e-4", {"estimator": "grpo", "loss": "gspo"}),
     Preset("sapo", "Soft Adaptive Policy Optimization (Gao et al., 2025)",
            "soft gate f(r) = (4/tau) sigmoid(tau (r - 1)), tau_pos 1.0 / tau_neg 1.05", {"estimator": "grpo", "loss": "sapo"}),
+    Preset("mhpo", "MHPO: Modulated Hazard-aware Policy Optimization for Stable Reinforcement Learning (Wang et al., "
+                   "2026)",
+           "no official code; the objective and the Sec. 4.1 defaults as quoted by a third-party verl "
+           "re-implementation (github.com/hope586/verl examples/grpo_trainer/run_qwen3-4b_gsm8k_3090_mhpo.sh): "
+           "c 1.5, k+ 1.5, lambda+ 1.0, k- 2.0, lambda- 0.8, GRPO advantage, no KL loss",
+           {"estimator": "grpo", "loss": "mhpo", "kl_coef": 0.0,
+            "loss_kwargs": {"c": 1.5, "k_pos": 1.5, "lambda_pos": 1.0, "k_neg": 2.0, "lambda_neg": 0.8}},
+           notes="the re-implementation's script aggregates token-mean and takes 4 mini-batch steps per batch; we "
+                 "keep the paper's per-sequence mean and leave the number of passes to the notebook (inner_epochs)"),
+    Preset("lp_reg", "Low-probability Tokens Sustain Exploration in Reinforcement Learning with Verifiable Reward "
+                     "(Lp-Reg, 2025)",
+           "official code github.com/CarlanLark/Lp-Reg (dev copy CarlanLark/Lp-Reg-dev, commit 700298f) "
+           "recipe/lp_reg/Qwen3_14b_lp_reg_onpolicy_64gpu.sh: GRPO advantage, min-p proxy 0.02 from the old policy, "
+           "lowest 1% of negative tokens, positive side off, ppo_kl_coef 1, low_var_kl, clip 1.0 / 9.0, "
+           "token-mean, no KL to the reference, no entropy bonus",
+           {"estimator": "lp_reg",
+            "estimator_kwargs": {"coef": 1.0, "neg_k_percent": 0.01, "pos_k_percent": 0.0, "kl_cap": 10.0},
+            "phases": [{"name": "lp_proxy", "kwargs": {"min_p": 0.02}}],
+            "loss": "ppo_clip", "eps_low": 1.0, "eps_high": 9.0, "aggregation": "token_mean", "kl_coef": 0.0},
+           notes="the regulariser's gradient is folded into the selected tokens' advantage (exact at ratio 1, the "
+                 "script's one update per batch); the 1% is over the step's batch, not each micro-batch"),
     Preset("cispo", "MiniMax-M1 (MiniMax, 2025)", "Sec. 3.1 Eqs. 4-5: clipped detached IS weight, token-level "
            "normalisation", {"estimator": "grpo", "loss": "cispo", "aggregation": "token_mean"}),
     # ------------------------------------------------------------------ efficient reasoning (rlbook.length)

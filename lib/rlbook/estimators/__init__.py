@@ -13,6 +13,7 @@ Clip/Delta, SPO-chain, Rewarding Progress, SPAE, CAPO).  See docs/ARCHITECTURE.m
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -84,7 +85,16 @@ def example_context(P: int, G: int, K: int = 2, seed: int = 0, max_new_tokens: i
         **example_token_context(lengths, max_new_tokens, gen),
         **example_length_context(binary >= 1.0, lengths, max_new_tokens, gen),
         **example_curricula_context(lengths, max_new_tokens, gen),
+        **example_exploration_context(lengths, max_new_tokens),
     }
+
+
+def example_exploration_context(lengths: torch.Tensor, T: int) -> dict[str, Any]:
+    """Lp-Reg's phase context (``lp_proxy``): log pi_proxy - log pi per token, every fifth token dropped by the
+    min-p filter (-inf), the others 0, 0.1, 0.2 or 0.3 in turn (0 beyond each length); no random draws."""
+    pos = torch.arange(T).expand(*lengths.shape, T)
+    d = torch.where(pos % 5 == 4, torch.full(pos.shape, -math.inf), 0.1 * (pos % 4).float())
+    return {"lp_proxy_log_ratio": d.masked_fill(pos >= lengths.unsqueeze(-1), 0.0)}
 
 
 def example_curricula_context(lengths: torch.Tensor, T: int, gen: torch.Generator) -> dict[str, Any]:

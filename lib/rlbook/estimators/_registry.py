@@ -46,6 +46,7 @@ CONTEXT_NAMES = frozenset(
         "replayed",  # [P, G] bool: slots holding a replayed past sample (phase rlbook.curricula.r3_replay)
         "values",  # [P, G, T] a value model's V(s_t) per sampled token (phase rlbook.curricula.tppo_critic)
         "finished",  # [P, G] bool: the completion ended with EOS (else truncated at max_new_tokens)
+        "lp_proxy_log_ratio",  # [P, G, T] log pi_proxy - log pi per sampled token (phase rlbook.exploration.lp_proxy)
     }
 )
 
@@ -53,7 +54,7 @@ ESTIMATORS = Registry("estimator", leading=("rewards",), context=CONTEXT_NAMES)
 # context that exists only for real completions (tokens, steps): estimators naming it are token-level
 TOKEN_CONTEXT = frozenset({"token_mask", "completion_ids", "old_logp", "step_index", "token_rewards", "step_rewards",
                            "step_mask", "step_values", "token_values", "prompt_values", "tree_edges",
-                           "redundant_span", "budget_scores", "budget_ends", "values"})
+                           "redundant_span", "budget_scores", "budget_ends", "values", "lp_proxy_log_ratio"})
 Estimator = Callable[..., Tensor]
 
 
