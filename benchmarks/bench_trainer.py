@@ -1,7 +1,7 @@
 """Side-by-side GRPO benchmark: rlbook's ``Trainer`` against TRL's ``GRPOTrainer``, in one process.
 
 Both sides do the same GRPO work on the same model: the embedded SmolLM2-135M-Instruct with the same
-fresh LoRA adapter (``rlbook.models.LoraConfig`` defaults), prompts from the same ``rlbook.tasks``
+fresh LoRA adapter (``rlbook.policy.models.LoraConfig`` defaults), prompts from the same ``rlbook.data.tasks``
 split, P prompts x G samples per step, the same max new tokens and temperature, one generate call
 for the whole batch, training in micro-batches of the same size, one inner epoch, no KL (no
 reference pass), AdamW at the same learning rate.  Each step is timed from the outside; steps
@@ -114,7 +114,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchConfig, Path | N
     p.add_argument("--temperature", type=float, default=d.temperature)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--task", default=d.task, help="reasoning-gym task name (rlbook.tasks)")
+    p.add_argument("--task", default=d.task, help="reasoning-gym task name (rlbook.data.tasks)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--tiny", action="store_true", help="random tiny Llama instead of the embedded model")
     p.add_argument("--only", choices=("both", *SIDES), default=d.only, help="run one side only")
@@ -332,7 +332,7 @@ def load_model(cfg: BenchConfig, lora: bool) -> tuple[Any, Any]:
     ``lora=True`` attaches rlbook's default LoRA adapter (rlbook side); ``lora=False`` returns the
     plain model, to which TRL attaches the equivalent peft ``LoraConfig`` itself.
     """
-    from rlbook import models
+    from rlbook.policy import models
 
     if not cfg.tiny:
         return models.load_policy(models.EMBEDDED, lora=models.LoraConfig() if lora else None,
@@ -353,7 +353,7 @@ def load_task(cfg: BenchConfig) -> Any:
     do real learning work (on reasoning-gym's default chain_sum config, up to six 4-digit terms,
     nearly every group is all-wrong and has zero advantage).
     """
-    from rlbook.tasks import TaskSpec, make_task
+    from rlbook.data.tasks import TaskSpec, make_task
 
     config = QUICKSTART_TASK_CONFIG if cfg.task == "chain_sum" else {}
     return make_task(TaskSpec(name=cfg.task, config=config, seed=cfg.seed, train_size=200 if cfg.tiny else 1000,
@@ -381,12 +381,12 @@ def _sync(device: str) -> None:
 def build_rlbook(cfg: BenchConfig, task: Any) -> tuple[Any, Any]:
     """(rlbook's Trainer with the shared config, its policy model); README.md explains each field."""
     try:
-        from rlbook.trainer import Trainer
+        from rlbook.training.trainer import Trainer
     except ImportError as e:
         raise BenchError(
-            f"rlbook side unavailable: cannot import rlbook.trainer.Trainer ({e}); run with --only trl"
+            f"rlbook side unavailable: cannot import rlbook.training.trainer.Trainer ({e}); run with --only trl"
         ) from e
-    from rlbook.config import TrainConfig
+    from rlbook.core.config import TrainConfig
 
     model, tok = load_model(cfg, lora=True)
     tcfg = TrainConfig(
@@ -632,9 +632,9 @@ def make_trl_reward(task: Any) -> Callable[..., list[float]]:
 
 
 def trl_lora_config() -> Any:
-    """peft LoraConfig equal to ``rlbook.models.LoraConfig()`` (as ``rlbook.models.wrap_lora`` builds it)."""
+    """peft LoraConfig equal to ``rlbook.policy.models.LoraConfig()`` (as ``rlbook.policy.models.wrap_lora`` builds it)."""
     from peft import LoraConfig as PeftLoraConfig
-    from rlbook.models import LoraConfig
+    from rlbook.policy.models import LoraConfig
 
     d = LoraConfig()
     return PeftLoraConfig(r=d.r, lora_alpha=d.alpha, lora_dropout=d.dropout, target_modules=list(d.target_modules),
@@ -744,7 +744,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from rlbook import tasks  # noqa: F401 - fail early if rlbook is missing
+    from rlbook.data import tasks  # noqa: F401 - fail early if rlbook is missing
 
     task = load_task(cfg)
     sides: list[Any] = []
@@ -860,7 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("WANDB_DISABLED", "true")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from rlbook import threads
+    from rlbook.core import threads
 
     threads.configure()  # rlbook's thread policy before torch is imported (RLBOOK_THREADS=keep: torch's own)
     cfg, json_path = parse_args(argv)

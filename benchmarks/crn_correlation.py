@@ -1,7 +1,7 @@
 """How much two arms of one seed share: GRPO vs Dr. GRPO on arith-small, per seed.
 
 For each seed, trains GRPO and Dr. GRPO from the same fresh LoRA adapter on the same task split (the real model)
-and scores both on the same held-out problems (greedy, ``rlbook.experiments.evaluate``).  Reports, per seed:
+and scores both on the same held-out problems (greedy, ``rlbook.training.experiments.evaluate``).  Reports, per seed:
 
 * ``shared_rollouts``: the share of training completions that are identical in the two arms, per step (step 1
   is always 1.0: both policies are the base model; later steps show whether the arms kept sharing their
@@ -30,10 +30,10 @@ import numpy as np
 
 def run_arm(base: Any, tok: Any, task: Any, method: str, seed: int, a: argparse.Namespace) -> dict[str, Any]:
     import torch
-    from rlbook.experiments import evaluate
-    from rlbook.models import wrap_lora
-    from rlbook.presets import method_train
-    from rlbook.trainer import Trainer
+    from rlbook.mechanisms.presets import method_train
+    from rlbook.policy.models import wrap_lora
+    from rlbook.training.experiments import evaluate
+    from rlbook.training.trainer import Trainer
 
     train = {**method_train(method), "seed": seed, "steps": a.steps, "prompts_per_step": a.prompts,
              "group_size": a.group_size, "max_new_tokens": a.max_new_tokens, "lr": a.lr}
@@ -75,14 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--eval", type=int, default=100, help="held-out problems")
-    p.add_argument("--task", default="arith-small", help="an rlbook.tasks.PRESETS name")
+    p.add_argument("--task", default="arith-small", help="an rlbook.data.tasks.PRESETS name")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from rlbook.models import load_policy
-    from rlbook.tasks import make_task, preset
+    from rlbook.data.tasks import make_task, preset
+    from rlbook.policy.models import load_policy
 
     torch.set_num_threads(a.threads)
     task = make_task(preset(a.task)["task"])

@@ -1,8 +1,8 @@
 """What greedy held-out evaluation costs: seconds for N problems of a task preset with the real model.
 
-Builds a fresh LoRA trainer (the base model's behaviour) on ``rlbook.tasks.PRESETS[--task]``, repeats the held-out
+Builds a fresh LoRA trainer (the base model's behaviour) on ``rlbook.data.tasks.PRESETS[--task]``, repeats the held-out
 problems until there are ``--n`` of them (arith-small has fewer than 1,000 distinct questions: the cost of N problems
-does not depend on which they are), and times ``rlbook.experiments.evaluate`` (the one held-out evaluation the
+does not depend on which they are), and times ``rlbook.training.experiments.evaluate`` (the one held-out evaluation the
 trainer and the sweeps share) ``--repeats`` times.  Prints one JSON line per repeat (seconds, seconds per 1,000
 problems, accuracy, mean length, truncated share) and the median.  Runs on any revision that has
 ``experiments.evaluate(trainer, n, max_new_tokens)`` (so the same script measures before and after a change):
@@ -21,7 +21,7 @@ import time
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--task", default="arith-small", help="an rlbook.tasks.PRESETS name")
+    p.add_argument("--task", default="arith-small", help="an rlbook.data.tasks.PRESETS name")
     p.add_argument("--n", type=int, default=1000, help="held-out problems per evaluation")
     p.add_argument("--max-new-tokens", type=int, default=0, help="0: the preset's")
     p.add_argument("--gen-batch-size", type=int, default=0, help="0: TrainConfig's default")
@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from rlbook.experiments import evaluate
-    from rlbook.models import load_policy
-    from rlbook.tasks import make_task, preset
-    from rlbook.trainer import Trainer
+    from rlbook.data.tasks import make_task, preset
+    from rlbook.policy.models import load_policy
+    from rlbook.training.experiments import evaluate
+    from rlbook.training.trainer import Trainer
 
     torch.set_num_threads(a.threads)
     spec = preset(a.task)

@@ -75,7 +75,7 @@ def plan(a: argparse.Namespace, outputs: Path) -> dict[str, list[list[str]]]:
         "device": [[py, "-c", probe]],
         "bench": [[py, str(ROOT / "benchmarks" / "bench_trainer.py"), "--device", a.device,
                    *shlex.split(a.bench_args), "--json", str(bench_json)]],
-        "notebook": [[py, "-m", "rlbook.cli", "run", a.notebook, "--profile", a.profile, "--outputs",
+        "notebook": [[py, "-m", "rlbook.application.cli", "run", a.notebook, "--profile", a.profile, "--outputs",
                       str(outputs / "outputs"), "--quiet", "-p", f"train.steps={a.steps}"]],
     }
 

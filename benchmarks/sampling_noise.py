@@ -2,9 +2,9 @@
 
 Two measurements, alternating the two samplers repeat by repeat so a busy machine's drift hits both alike:
 
-1. ``pick``: one sampling decision for B rows over the real vocabulary (``rlbook.generation._pick`` with and
+1. ``pick``: one sampling decision for B rows over the real vocabulary (``rlbook.policy.generation._pick`` with and
    without noise keys, on random logits): milliseconds per decode step;
-2. ``generate``: ``rlbook.generation.sample_groups`` on the embedded model (P prompts x G samples, the same
+2. ``generate``: ``rlbook.policy.generation.sample_groups`` on the embedded model (P prompts x G samples, the same
    prompts), with and without noise keys: milliseconds per generated token (every row decodes to the limit:
    EOS is masked so both sides do the same work).
 
@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from rlbook.generation import _pick, left_pad, noise_keys, prompt_ids, sample_groups
-    from rlbook.models import load_policy
-    from rlbook.tasks import make_task, preset
+    from rlbook.data.tasks import make_task, preset
+    from rlbook.policy.generation import _pick, left_pad, noise_keys, prompt_ids, sample_groups
+    from rlbook.policy.models import load_policy
 
     torch.set_num_threads(a.threads)
     model, tok = load_policy(lora=None)

@@ -1,4 +1,4 @@
-"""False-positive rate and power of rlbook's claim test (rlbook.stats.crossed_test) against the earlier
+"""False-positive rate and power of rlbook's claim test (rlbook.analysis.stats.crossed_test) against the earlier
 seed-only t test, by simulation with what real held-out data has: problems shared by every seed, a
 problem-by-method effect, a between-seed shift and common random numbers between the two arms.
 
@@ -10,7 +10,7 @@ the tests' (tests/test_stats.py), at more repetitions.
 
 The second table is the borrowed seed term (``compare(..., borrow=[...])``): M methods trained with the same 3
 seeds and scored on the same 200 problems, method 1 against method 0, the seed-by-method mean square pooled
-over all M (:func:`rlbook.stats.seed_by_method_ms`) or the pair's own.  "hetero x3": method 1's seed sd is three
+over all M (:func:`rlbook.analysis.stats.seed_by_method_ms`) or the pair's own.  "hetero x3": method 1's seed sd is three
 times the others' (the comparability the notebook declared is false); "x1/3": a third.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from rlbook import stats  # noqa: E402
+from rlbook.analysis import stats  # noqa: E402
 from test_stats import _binary, _continuous, _methods_binary  # noqa: E402  (the tests' generators, one definition)
 
 

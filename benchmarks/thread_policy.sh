@@ -24,7 +24,7 @@ for rep in $(seq 1 "$REPEATS"); do
         default2) envs=(RLBOOK_THREADS=keep); threads=2 ;;
         passive2) envs=(RLBOOK_THREADS=keep OMP_WAIT_POLICY=PASSIVE); threads=2 ;;
         one) envs=(RLBOOK_THREADS=keep OMP_WAIT_POLICY=PASSIVE); threads=1 ;;
-        auto) envs=(); threads=0 ;;  # rlbook's default policy (rlbook.threads), decided at start
+        auto) envs=(); threads=0 ;;  # rlbook's default policy (rlbook.core.threads), decided at start
       esac
       before=$(cut -d' ' -f1-3 /proc/loadavg)
       t0=$(date +%s)

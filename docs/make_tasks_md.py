@@ -8,8 +8,8 @@ every number there comes from the saved probe results (rlbook tasks --probe NAME
 import sys
 from pathlib import Path
 
-from rlbook.probe import _config_text, _pct, load_results, markdown_table
-from rlbook.tasks import SUITE
+from rlbook.analysis.probe import _config_text, _pct, load_results, markdown_table
+from rlbook.data.tasks import SUITE
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/TASKS.md")
 jsonl = sys.argv[2] if len(sys.argv) > 2 else "docs/tasks_probe.jsonl"
@@ -36,8 +36,8 @@ def summary(r):
 
 md = [head.rstrip("\n") + "\n"]
 md.append(MARK + " (numbers from `docs/tasks_probe.jsonl`)\n")
-md.append("**A. Default suite** (`rlbook.tasks.SUITE`, for `rlbook run compare -p tasks='[...]'`; each entry "
-          "`rlbook.tasks.preset(name)['task']`):\n")
+md.append("**A. Default suite** (`rlbook.data.tasks.SUITE`, for `rlbook run compare -p tasks='[...]'`; each entry "
+          "`rlbook.data.tasks.preset(name)['task']`):\n")
 for n in SUITE:
     md.append(f"* `{n}`: {summary(last[n])} ({last[n]['date'][:10]})")
 r = last["sums-reasoning"]
@@ -66,7 +66,7 @@ for x in recs:
 r = last["sums-2digit"]
 md.append(f"\n**C. Hard regime** `sums-2digit`: {summary(r)}; histogram "
           + " ".join(f"{k}:{c}" for k, c in enumerate(r["sampled"]["histogram"])) + ".")
-md.append("\n**D. Step format** (`rlbook.steps`: `segment`, `oracle_step_labels`, `step_stats`; format = share of "
+md.append("\n**D. Step format** (`rlbook.mechanisms.steps`: `segment`, `oracle_step_labels`, `step_stats`; format = share of "
           "completions with >= 2 calc lines; step accuracy = share of calc lines equal to the running partial sum "
           "at their position; all right = completions with >= 2 calc lines, every one right):\n")
 md.append("| configuration | system prompt | part | n | final accuracy | format | calc lines / completion | step accuracy | all steps right |")
@@ -79,7 +79,7 @@ for x in recs:
         md.append(f"| {_config_text(x)} | {sysp} | {part} | {n} | {_pct(stats['accuracy'])} | {_pct(st['format_share'])} | "
                   f"{st['calc_steps_per_completion']:.2f} | {_pct(st['step_accuracy'])} | {_pct(st['all_steps_right'])} |")
 md.append("\n## Every measurement\n")
-md.append("Made by `rlbook.probe.markdown_table` from `docs/tasks_probe.jsonl` (chronological; two-part cells are "
+md.append("Made by `rlbook.analysis.probe.markdown_table` from `docs/tasks_probe.jsonl` (chronological; two-part cells are "
           "greedy / sampled; lengths in tokens through the first EOS).  Rows without a preset were probes "
           "on the way to one.  Rows without a sampled part were greedy-only screens.\n")
 md.append(markdown_table(recs))

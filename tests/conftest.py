@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from rlbook import threads
+from rlbook.core import threads
 
-threads.configure()  # OMP_WAIT_POLICY=PASSIVE before torch is imported (rlbook.threads); tests pin 1 thread below
+threads.configure()  # OMP_WAIT_POLICY=PASSIVE before torch is imported (rlbook.core.threads); tests pin 1 thread below
 
 import pytest
 import torch
 from hypothesis import settings
-from rlbook.models import CHAT_TEMPLATE, SPECIALS, char_tokenizer, tiny_llama  # noqa: F401  (re-exported to tests)
+from rlbook.policy.models import CHAT_TEMPLATE, SPECIALS, char_tokenizer, tiny_llama  # noqa: F401  (re-exported to tests)
 from transformers import PreTrainedTokenizerFast
 
 # Property tests draw the same examples on every run, so CI cannot fail by the luck of a draw.
@@ -49,7 +49,7 @@ class Factory:
 @pytest.fixture
 def count_trainers(monkeypatch):
     """Counts Trainer constructions (base evals included)."""
-    from rlbook import trainer as trainer_mod
+    from rlbook.training import trainer as trainer_mod
 
     made = []
     original = trainer_mod.Trainer.__init__

@@ -40,10 +40,10 @@ def build_trainer(steps: int, metrics_path: Path, checkpoint_dir: Path, sleep: f
                   variant: str = "default") -> Any:
     """The tiny trainer (also used by the fixture notebook tests/fixtures/resume_root/notebooks/train.ipynb)."""
     from conftest import SPECIALS, char_tokenizer
-    from rlbook import rewards
-    from rlbook.models import tiny_llama, wrap_lora
-    from rlbook.tasks import make_task
-    from rlbook.trainer import Trainer
+    from rlbook.data.tasks import make_task
+    from rlbook.mechanisms import rewards
+    from rlbook.policy.models import tiny_llama, wrap_lora
+    from rlbook.training.trainer import Trainer
 
     if "lowercase_share" not in rewards.available():
         @rewards.register("lowercase_share")
@@ -69,7 +69,7 @@ def build_trainer(steps: int, metrics_path: Path, checkpoint_dir: Path, sleep: f
 
 
 def main() -> None:
-    from rlbook import checkpoint
+    from rlbook.training import checkpoint
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir", type=Path)

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from rlbook import cli, runs
+from rlbook.application import cli
+from rlbook.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "BAD_INPUT.md").read_text()
@@ -90,7 +91,7 @@ def test_misspelt_preset_exits_2_in_seconds_with_no_run_folder(tmp_path: Path) -
     ones named, nothing written; its CPU time is the imports' (wall time on a busy machine is not)."""
     outputs = tmp_path / "outputs"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([sys.executable, "-m", "rlbook.cli", "run", "knapsack", "--profile", "smoke", "-p",
+    done = subprocess.run([sys.executable, "-m", "rlbook.application.cli", "run", "knapsack", "--profile", "smoke", "-p",
                            "methods={Bad: {preset: knapsak}}", "--outputs", str(outputs)],
                           capture_output=True, text=True, timeout=120, env=os.environ.copy())
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -130,7 +131,7 @@ def test_unsafe_yaml_tag_is_refused_and_never_executed(tmp_path: Path) -> None:
     evil = tmp_path / "evil.yaml"
     evil.write_text(f"show_examples: !!python/object/apply:os.system ['touch {marker}']\n")
     outputs = tmp_path / "outputs"
-    done = subprocess.run([sys.executable, "-m", "rlbook.cli", "run", "quickstart", "--params", str(evil),
+    done = subprocess.run([sys.executable, "-m", "rlbook.application.cli", "run", "quickstart", "--params", str(evil),
                            "--outputs", str(outputs)], capture_output=True, text=True, timeout=120,
                           env=os.environ.copy())
     assert done.returncode == 2, done.stderr
@@ -167,7 +168,7 @@ def test_resume_of_a_running_run_with_new_params_or_of_another_notebook(
 
 
 def test_unloadable_model_message_says_what_was_tried() -> None:
-    from rlbook.models import ModelLoadError, load_policy
+    from rlbook.policy.models import ModelLoadError, load_policy
 
     with pytest.raises(ModelLoadError) as e:
         load_policy("/does/not/exist")
@@ -201,7 +202,7 @@ def test_every_row_of_the_table_has_a_test() -> None:
 
 def test_sweep_reuse_finds_the_finished_run_with_the_same_params(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from rlbook import params as P
+    from rlbook.training import params as P
 
     outputs = tmp_path / "outputs"
     params = P.resolve("quickstart", "smoke", params_dir=ROOT / "params")

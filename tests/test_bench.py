@@ -28,7 +28,7 @@ bench = _load()
 
 
 def test_defaults_match_rlbook_train_config():
-    from rlbook.config import TrainConfig
+    from rlbook.core.config import TrainConfig
 
     cfg, path = bench.parse_args(["--device", "cpu"])
     t = TrainConfig()
@@ -96,13 +96,13 @@ def test_results_and_ratio():
 
 
 def test_tiny_end_to_end(tmp_path):
-    """Both trainers (or TRL alone while rlbook.trainer is missing) on a random tiny Llama: ~15 s."""
+    """Both trainers (or TRL alone while rlbook.training.trainer is missing) on a random tiny Llama: ~15 s."""
     pytest.importorskip("trl")
     out = tmp_path / "bench.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--steps", "2", "--prompts", "2",
            "--group-size", "2", "--max-new-tokens", "4", "--micro-batch", "2", "--no-skip", "--json", str(out)]
-    if importlib.util.find_spec("rlbook.trainer") is None:
+    if importlib.util.find_spec("rlbook.training.trainer") is None:
         cmd += ["--only", "trl"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from rlbook import bon
-from rlbook.config import TrainConfig
-from rlbook.generation import left_pad, sample_groups, self_certainty_from_logits
-from rlbook.models import tiny_llama
-from rlbook.rollout import generate
+from rlbook.core.config import TrainConfig
+from rlbook.pipelines import bon
+from rlbook.policy.generation import left_pad, sample_groups, self_certainty_from_logits
+from rlbook.policy.models import tiny_llama
+from rlbook.policy.rollout import generate
 
 EOS = 2
 
@@ -125,7 +125,7 @@ def test_auroc_by_hand():
 
 
 def test_sample_pool_on_the_tiny_model(tok):
-    from rlbook.tasks import make_task
+    from rlbook.data.tasks import make_task
 
     task = make_task({"name": "gcd", "config": {"min_value": 1, "max_value": 20}, "train_size": 8, "eval_size": 4})
     model = tiny_llama(vocab_size=98, seed=0, init_std=0.2).eval()

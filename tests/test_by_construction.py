@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rlbook import estimators as E
+from rlbook.mechanisms import estimators as E
 
 
 def test_ngrpo_gives_every_all_wrong_group_a_negative_advantage_where_grpo_gives_zero():

@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 from conftest import Factory
-from rlbook import cache, cli, experiments
+from rlbook.application import cli
+from rlbook.core import cache
+from rlbook.training import experiments
 from test_experiments import spec
 
 

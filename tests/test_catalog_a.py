@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rlbook import estimators as E
-from rlbook import measure
-from rlbook.config import ParamError
+from rlbook.analysis import measure
+from rlbook.core.config import ParamError
+from rlbook.mechanisms import estimators as E
 
 torch.set_num_threads(1)
 TOL = dict(atol=1e-4, rtol=0)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rlbook import estimators as E
-from rlbook import losses
+from rlbook.mechanisms import estimators as E
+from rlbook.mechanisms import losses
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Checkpoints (rlbook.checkpoint), in-process exact resume, non-finite steps and out-of-memory retries."""
+"""Checkpoints (rlbook.training.checkpoint), in-process exact resume, non-finite steps and out-of-memory retries."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import SPECIALS
-from rlbook import checkpoint, rewards
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer, TrainingError
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import rewards
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training import checkpoint
+from rlbook.training.trainer import Trainer, TrainingError
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 24, "eval_size": 4, "system_prompt": None}

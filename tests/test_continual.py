@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from rlbook import continual
-from rlbook.errors import ParamError
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.tasks import make_task
+from rlbook.core.errors import ParamError
+from rlbook.data.tasks import make_task
+from rlbook.pipelines import continual
+from rlbook.policy.models import tiny_llama, wrap_lora
 
 GCD = {"name": "gcd", "config": {"min_value": 1, "max_value": 20}, "train_size": 12, "eval_size": 4}
 PROD = {"name": "products", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},

@@ -7,13 +7,14 @@ import math
 
 import pytest
 import torch
-from rlbook import credit, experiments, process
-from rlbook.config import ParamError
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.presets import method_train
-from rlbook.steps import oracle_step_labels
-from rlbook.tasks import chain_sum_solution, make_task
-from rlbook.trainer import Trainer
+from rlbook.core.config import ParamError
+from rlbook.data.tasks import chain_sum_solution, make_task
+from rlbook.mechanisms import credit, process
+from rlbook.mechanisms.presets import method_train
+from rlbook.mechanisms.steps import oracle_step_labels
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training import experiments
+from rlbook.training.trainer import Trainer
 from test_process import chain_problem, line_tokenizer, make_batch
 
 SUMS3 = {"name": "chain_sum", "config": {"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1},
@@ -97,7 +98,7 @@ def test_step_potential_probes_every_step(tok):
     phi = batch.context["step_values"]
     assert bool(((phi >= -1.0) & (phi <= 1.0)).all()) and bool((phi[batch.context["step_mask"]] != 0).any())
     # the first probe by one plain forward pass of prompt + head + answer (no shared prompt)
-    from rlbook.rollout import token_logprobs
+    from rlbook.policy.rollout import token_logprobs
 
     phase = credit.StepPotential(trainer)
     heads, answers, where = phase.probes(trainer, batch, lay)
@@ -194,7 +195,7 @@ def test_shots_are_worked_line_format_solutions_from_neither_split():
 
 
 def test_prefix_cache_generates_what_full_prefill_generates(tok):
-    from rlbook.rollout import common_prefix
+    from rlbook.policy.rollout import common_prefix
 
     assert common_prefix([[1, 2, 3, 4], [1, 2, 5]], min_len=2) == 2 and common_prefix([[1, 2], [1, 2]], min_len=1) == 1
     task = make_task({**SUMS3, "shots": 2, "instruction": ""})
@@ -225,7 +226,7 @@ def test_filtered_steps_report_the_accuracy_of_every_sampled_completion(tok):
 
 def test_curves_on_a_shared_token_grid_by_hand():
     import pandas as pd
-    from rlbook import creditlab
+    from rlbook.analysis import creditlab
 
     # run A: steps of 100 tokens (accuracy 0.0, 0.2), run B: one step of 100 + 50 extra (accuracy 0.4)
     m = pd.DataFrame([{"method": "A", "seed": 0, "step": 1, "gen_tokens": 100, "accuracy": 0.0},
@@ -245,7 +246,7 @@ FAMILY = ["prime", "implicit_prm", "spo_chain", "tempo", "min_form", "clip_delta
 
 
 def test_the_family_notebooks_share_their_runs_with_credit_assignment():
-    from rlbook import params
+    from rlbook.training import params
 
     defaults = {nb: params.resolve(nb, "cpu") for nb in FAMILY}
     keys = ("model", "task", "lora", "train", "seeds", "eval_size")

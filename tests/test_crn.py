@@ -1,4 +1,4 @@
-"""Common random numbers: counter-based sampling noise (rlbook.generation) and arms of one seed that share rollouts."""
+"""Common random numbers: counter-based sampling noise (rlbook.policy.generation) and arms of one seed that share rollouts."""
 
 from __future__ import annotations
 
@@ -6,12 +6,20 @@ import math
 
 import pytest
 import torch
-from rlbook import estimators
-from rlbook.estimators.group import grpo
-from rlbook.generation import _mix32, _mix_int, _pick, exponential_noise, left_pad, noise_keys, sample_groups
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import estimators
+from rlbook.mechanisms.estimators.group import grpo
+from rlbook.policy.generation import (
+    _mix32,
+    _mix_int,
+    _pick,
+    exponential_noise,
+    left_pad,
+    noise_keys,
+    sample_groups,
+)
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training.trainer import Trainer
 from scipy import stats
 
 EOS = 2
@@ -142,7 +150,7 @@ def test_keyed_samples_ignore_the_global_rng_and_the_order_of_the_prompts(tok):
 def _run(estimator: str, **cfg) -> tuple[list[dict], list[str]]:
     torch.manual_seed(0)
     model = wrap_lora(tiny_llama(vocab_size=98, seed=0, init_std=0.2), {"r": 4, "alpha": 8}, seed=0)
-    from rlbook.models import char_tokenizer
+    from rlbook.policy.models import char_tokenizer
 
     base = {"steps": 2, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 6, "micro_batch_size": 4,
             "gen_batch_size": 8, "lr": 3e-2, "eval_every": 1, "eval_size": 6, "estimator": estimator,

@@ -1,4 +1,4 @@
-"""Curricula family (rlbook.curricula): each selection rule on hand-made outcomes, with the numbers worked out by
+"""Curricula family (rlbook.mechanisms.curricula): each selection rule on hand-made outcomes, with the numbers worked out by
 hand from the paper's (or the official code's) formula, and one real trainer step of each mechanism on the tiny
 model; uneven groups in the estimators, the update and the metrics."""
 
@@ -10,15 +10,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from rlbook import estimators
-from rlbook.curricula import adhint, d3s, dump, knapsack, pf_ppo, r3, spo_sampling, tppo
-from rlbook.curricula._util import sample_advantages
-from rlbook.curricula.adora import adora_weights
-from rlbook.errors import ParamError
-from rlbook.models import wrap_lora
-from rlbook.rollout import Batch, pad_groups, rollout_from_ids
-from rlbook.tasks import Problem, make_task
-from rlbook.trainer import Trainer
+from rlbook.core.errors import ParamError
+from rlbook.data.tasks import Problem, make_task
+from rlbook.mechanisms import estimators
+from rlbook.mechanisms.curricula import adhint, d3s, dump, knapsack, pf_ppo, r3, spo_sampling, tppo
+from rlbook.mechanisms.curricula._util import sample_advantages
+from rlbook.mechanisms.curricula.adora import adora_weights
+from rlbook.policy.models import wrap_lora
+from rlbook.policy.rollout import Batch, pad_groups, rollout_from_ids
+from rlbook.training.trainer import Trainer
 
 A = pytest.approx
 

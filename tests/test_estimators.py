@@ -1,4 +1,4 @@
-"""Property tests for rlbook.estimators: one per estimator, plus registry and robustness checks."""
+"""Property tests for rlbook.mechanisms.estimators: one per estimator, plus registry and robustness checks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rlbook import estimators as E
-from rlbook.config import ParamError
+from rlbook.core.config import ParamError
+from rlbook.mechanisms import estimators as E
 
 torch.set_num_threads(1)
 

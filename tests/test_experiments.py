@@ -1,4 +1,4 @@
-"""rlbook.experiments: content-addressed run cache, sweeps that train nothing twice, unfinished runs."""
+"""rlbook.training.experiments: content-addressed run cache, sweeps that train nothing twice, unfinished runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 from conftest import Factory
-from rlbook import experiments, report
-from rlbook.experiments import RunSpec
+from rlbook.analysis import report
+from rlbook.training import experiments
+from rlbook.training.experiments import RunSpec
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 20, "eval_size": 4, "system_prompt": None}
@@ -113,9 +114,9 @@ def test_timing_table_on_a_sweep(tmp_path):
 
 
 def test_unfinished_folder_with_a_checkpoint_is_resumed(tmp_path):
-    from rlbook.models import wrap_lora
-    from rlbook.tasks import make_task
-    from rlbook.trainer import Trainer
+    from rlbook.data.tasks import make_task
+    from rlbook.policy.models import wrap_lora
+    from rlbook.training.trainer import Trainer
 
     s = spec()
     cfg = s.resolved(0)

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SPECIALS
-from rlbook import cli
-from rlbook import export as E
-from rlbook.config import ParamError
-from rlbook.export import AGGREGATION_TO_VERL, method_spec
-from rlbook.models import tiny_llama
+from rlbook.application import cli
+from rlbook.application import export as E
+from rlbook.application.export import AGGREGATION_TO_VERL, method_spec
+from rlbook.core.config import ParamError
+from rlbook.policy.models import tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_trl_export_runs_one_step_on_cpu(tmp_path, tok, capsys):
 def test_verl_export_fits_verls_config_schema_and_its_files_work(tmp_path):
     pytest.importorskip("verl.trainer.ppo.core_algos")
     from omegaconf import OmegaConf
-    from rlbook.integrations import verl as rv
+    from rlbook.application.integrations import verl as rv
     from verl.utils.config import omega_conf_to_dataclass
 
     assert AGGREGATION_TO_VERL == rv.TO_VERL_AGGREGATION
@@ -87,7 +87,7 @@ def test_verl_export_fits_verls_config_schema_and_its_files_work(tmp_path):
     new_keys = ours["reward"].pop("reward_kwargs")
     assert new_keys["overlong_buffer_cfg"]["len"] == 2  # DAPO's L_cache: 0.25 * max_new_tokens 8
     env = ours["ray_kwargs"]["ray_init"]["runtime_env"].pop("env_vars")
-    assert env["VERL_USE_EXTERNAL_MODULES"] == "rlbook.integrations.verl"
+    assert env["VERL_USE_EXTERNAL_MODULES"] == "rlbook.application.integrations.verl"
     assert rv.register_method(json.loads(env["RLBOOK_VERL_METHOD"])) == ("rlbook_method", "rlbook_method")
     checkpoints = ours["trainer"]
     assert (checkpoints["test_freq"], checkpoints["save_freq"], checkpoints["total_training_steps"]) == (1, 5, 1)
@@ -160,7 +160,7 @@ def test_every_notebook_method_exports_faithfully_or_is_refused_at_export_time(t
 
 def test_scale_out_doc_table_is_generated_from_the_registries():
     doc = (ROOT / "docs" / "SCALE_OUT.md").read_text()
-    assert E.table() in doc, "docs/SCALE_OUT.md is stale: paste rlbook.export.table() (python -m rlbook.export)"
+    assert E.table() in doc, "docs/SCALE_OUT.md is stale: paste rlbook.application.export.table() (python -m rlbook.application.export)"
 
 
 def test_overrides_win_over_the_preset_or_are_refused(capsys):
@@ -183,7 +183,7 @@ def test_overrides_win_over_the_preset_or_are_refused(capsys):
 def test_trl_export_trains_as_many_generation_batches_as_rlbook_steps_with_two_inner_epochs(tmp_path, tok, monkeypatch):
     # rlbook: 2 steps x 2 inner epochs = 2 generation batches, 4 optimizer steps.  TRL counts optimizer steps, so
     # max_steps must be 4; the export evaluates (greedy, eval_size problems) and checkpoints at the notebook's steps
-    from rlbook.integrations import trl as rt
+    from rlbook.application.integrations import trl as rt
 
     script = tmp_path / "grpo-trl.py"
     assert cli.main(["export", "rloo", "--method", "RLOO", "--to", "trl", "--profile", "smoke", "-p",
@@ -220,7 +220,7 @@ def test_bnpo_verl_export_composes_validates_and_its_functions_run_through_verls
     import numpy as np
     import torch
     from hydra import compose, initialize_config_dir
-    from rlbook.integrations import verl as rv
+    from rlbook.application.integrations import verl as rv
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
@@ -247,7 +247,7 @@ def test_bnpo_verl_export_composes_validates_and_its_functions_run_through_verls
     mask = torch.ones(4, 3)
     adv = core_algos.get_adv_estimator_fn(cfg.algorithm.adv_estimator)(rewards, mask, index=np.array(["u"] * 4),
                                                                         config=cfg.algorithm)[0]
-    from rlbook import estimators
+    from rlbook.mechanisms import estimators
 
     r = torch.tensor([scores])
     expected = estimators.compute("bnpo", r, context={"reward_parts": r.unsqueeze(-1), "part_weights": torch.ones(1)},

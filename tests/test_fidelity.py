@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
-from rlbook import estimators as E
-from rlbook import losses
-from rlbook.config import ParamError
+from rlbook.core.config import ParamError
+from rlbook.mechanisms import estimators as E
+from rlbook.mechanisms import losses
 
 torch.set_num_threads(1)
 
@@ -361,7 +361,7 @@ def test_spo_whitening_over_three_prompts() -> None:
 
 
 def test_implicit_prm_preset_fits_the_offline_prm_for_run_ce_shs_one_epoch() -> None:
-    from rlbook.presets import PRESETS, method_train
+    from rlbook.mechanisms.presets import PRESETS, method_train
 
     (phase,) = method_train("implicit_prm")["phases"]
     kw = phase["kwargs"]

@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
-from rlbook import finetune
-from rlbook.generation import left_pad, sample_groups
-from rlbook.models import (
+from rlbook.policy.generation import left_pad, sample_groups
+from rlbook.policy.models import (
     copy_adapter,
     current_adapter,
     merged_lora,
@@ -17,6 +16,7 @@ from rlbook.models import (
     use_adapter,
     wrap_adapters,
 )
+from rlbook.training import finetune
 
 EOS = 2
 ROLES = ["generator", "verifier", "refiner"]

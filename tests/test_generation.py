@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from rlbook.generation import left_pad, sample_groups
-from rlbook.models import tiny_llama
+from rlbook.policy.generation import left_pad, sample_groups
+from rlbook.policy.models import tiny_llama
 
 EOS = 2
 

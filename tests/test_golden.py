@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SPECIALS, char_tokenizer
-from rlbook import rewards
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import rewards
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training.trainer import Trainer
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "trainer_metrics_3421196.json"
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},

@@ -1,4 +1,4 @@
-"""Hub and local data sets (rlbook.hub) and hub-style model folders, all offline.
+"""Hub and local data sets (rlbook.data.hub) and hub-style model folders, all offline.
 
 A hand-written GSM8K-format file (tests/fixtures/hub/gsm8k_sample.jsonl), a MATH-format file, a folder laid out
 like a hub data set repository (README configs + parquet shards), and tiny Llama / Qwen2 model folders written
@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SPECIALS
-from rlbook import hub, rewards
-from rlbook.config import ParamError
-from rlbook.models import LoraConfig, load_policy, tiny_llama
-from rlbook.tasks import TaskSpec, make_task
+from rlbook.core.config import ParamError
+from rlbook.data import hub
+from rlbook.data.tasks import TaskSpec, make_task
+from rlbook.mechanisms import rewards
+from rlbook.policy.models import LoraConfig, load_policy, tiny_llama
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hub"
 GSM8K = FIXTURES / "gsm8k_sample.jsonl"
@@ -144,7 +145,7 @@ def save_tiny_folder(folder: Path, tok, arch: str) -> None:
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_hub_style_model_folder_trains_on_the_local_gsm8k_file(tmp_path, tok, arch):
-    from rlbook.trainer import Trainer
+    from rlbook.training.trainer import Trainer
 
     folder = tmp_path / f"tiny-{arch}"
     save_tiny_folder(folder, tok, arch)

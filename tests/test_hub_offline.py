@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from rlbook import hub
-from rlbook.config import ParamError
+from rlbook.core.config import ParamError
+from rlbook.data import hub
 
 
 def test_unreachable_hub_fails_at_once_with_the_data_set_and_the_offline_way(monkeypatch):

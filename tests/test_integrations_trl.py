@@ -14,14 +14,14 @@ import torch
 pytest.importorskip("trl")
 
 from conftest import SPECIALS  # noqa: E402
-from rlbook import rewards  # noqa: E402
-from rlbook.config import ParamError  # noqa: E402
-from rlbook.integrations import trl as rt  # noqa: E402
-from rlbook.models import LoraConfig, tiny_llama, wrap_lora  # noqa: E402
-from rlbook.rollout import Batch, Rollout  # noqa: E402
-from rlbook.tasks import TaskSpec, make_task  # noqa: E402
-from rlbook.trainer import Trainer  # noqa: E402
-from rlbook.update import EMPTY  # noqa: E402
+from rlbook.application.integrations import trl as rt  # noqa: E402
+from rlbook.core.config import ParamError  # noqa: E402
+from rlbook.data.tasks import TaskSpec, make_task  # noqa: E402
+from rlbook.mechanisms import rewards  # noqa: E402
+from rlbook.policy.models import LoraConfig, tiny_llama, wrap_lora  # noqa: E402
+from rlbook.policy.rollout import Batch, Rollout  # noqa: E402
+from rlbook.training.trainer import Trainer  # noqa: E402
+from rlbook.training.update import EMPTY  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
 P, G, MAX_NEW = 2, 4, 6
@@ -202,7 +202,7 @@ def test_every_registered_reward_works_as_a_trl_reward_function(task):
     assert {"correct", "format", "length_penalty", "overlong"} <= set(library)
     from types import SimpleNamespace
 
-    from rlbook.models import char_tokenizer
+    from rlbook.policy.models import char_tokenizer
 
     tok = char_tokenizer()
     for name in library:
@@ -217,7 +217,7 @@ def test_every_registered_reward_works_as_a_trl_reward_function(task):
 
 
 def test_grpo_config_kwargs_maps_rlbook_settings():
-    from rlbook.integrations import method_train
+    from rlbook.application.integrations import method_train
 
     train = {"prompts_per_step": 6, "group_size": 2, "micro_batch_size": 8, "inner_epochs": 2, "kl_coef": 0.01,
              "eps_low": 0.2, "eps_high": 0.28, "max_new_tokens": 64, "lr": 1e-5, "steps": 7}
@@ -267,8 +267,8 @@ METHOD_LOSSES = {
 @pytest.mark.parametrize("method", list(METHOD_LOSSES))
 def test_exported_trl_trainer_gives_rlbooks_loss_on_the_same_batch(tmp_path, tok, task, method):
     # TRL's loss, summed over its shuffled micro-batches with gradient accumulation, equals rlbook's loss and
-    # aggregation over the whole batch (rlbook.trainer's update at the first inner epoch: old = current log-probs)
-    from rlbook import losses
+    # aggregation over the whole batch (rlbook.training.trainer's update at the first inner epoch: old = current log-probs)
+    from rlbook.mechanisms import losses
 
     train = {**TRAIN, **METHOD_LOSSES[method]}
     trainer, seen = trl_step(tmp_path, tok, task, train)

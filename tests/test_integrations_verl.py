@@ -19,9 +19,9 @@ import torch
 
 pytest.importorskip("verl.trainer.ppo.core_algos")
 
-from rlbook import estimators, losses  # noqa: E402
-from rlbook.config import ParamError  # noqa: E402
-from rlbook.integrations import verl as rv  # noqa: E402
+from rlbook.application.integrations import verl as rv  # noqa: E402
+from rlbook.core.config import ParamError  # noqa: E402
+from rlbook.mechanisms import estimators, losses  # noqa: E402
 from verl.trainer.ppo import core_algos  # noqa: E402
 from verl.workers.config import ActorConfig  # noqa: E402
 
@@ -283,7 +283,7 @@ def test_method_registration_from_the_environment_and_verls_external_module_hook
     # NGRPO with two virtual rewards of 1: (1, 0, 1, 1) mean 0.75, unbiased std sqrt(0.75 / 3) = 0.5
     assert torch.allclose(got, torch.tensor([0.5, -1.5]), atol=1e-4)
     # verl imports the module named in VERL_USE_EXTERNAL_MODULES in every process (here a fresh one)
-    env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": "rlbook.integrations.verl", rv.METHOD_ENV: json.dumps(train),
+    env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": "rlbook.application.integrations.verl", rv.METHOD_ENV: json.dumps(train),
            "PYTHONPATH": f"{LIB}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     code = ("from verl.trainer.ppo import core_algos as c; "
             "print(c.get_adv_estimator_fn('rlbook_method').__name__, c.get_policy_loss_fn('rlbook_method').__name__)")

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from rlbook import checkpoint, cli, runs
+from rlbook.application import cli
+from rlbook.training import checkpoint, runs
 
 FIXTURES = Path(__file__).parent.resolve() / "fixtures" / "resume_root"
 
@@ -22,7 +23,7 @@ def test_sigint_leaves_the_run_interrupted_and_resumable(tmp_path: Path, monkeyp
                                                          whole_group: bool) -> None:
     monkeypatch.setenv("RLBOOK_ROOT", str(FIXTURES))
     outputs = tmp_path / "outputs"
-    cmd = [sys.executable, "-m", "rlbook.cli", "run", "train", "-p", "step_sleep=0.3", "--outputs", str(outputs)]
+    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "train", "-p", "step_sleep=0.3", "--outputs", str(outputs)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -70,7 +71,7 @@ def test_interactive_cells_mark_the_manifest(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("RLBOOK_ROOT", str(tmp_path))
     shell = InteractiveShell.instance()
     try:
-        shell.run_cell("import rlbook.runs\nrun = rlbook.runs.start('tiny', None, {'seed': 0})")
+        shell.run_cell("import rlbook.training.runs\nrun = rlbook.training.runs.start('tiny', None, {'seed': 0})")
         run_dir = shell.user_ns["run"].dir
         assert runs.load(run_dir).manifest["status"] == "running"
         shell.run_cell("raise KeyboardInterrupt")

@@ -1,4 +1,4 @@
-"""The length family (rlbook.length): every mechanism on hand-made batches against numbers worked out from its
+"""The length family (rlbook.mechanisms.length): every mechanism on hand-made batches against numbers worked out from its
 paper's (or code's) formula, then one real trainer step per preset on the tiny model."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from rlbook import estimators, filters, presets, rewards
-from rlbook.length import decs as D
-from rlbook.length import phases as LP
-from rlbook.length import rewards as LR
-from rlbook.length import text as T
-from rlbook.models import wrap_lora
-from rlbook.tasks import extract_answer, make_task
-from rlbook.trainer import Trainer
+from rlbook.data.tasks import extract_answer, make_task
+from rlbook.mechanisms import estimators, filters, presets, rewards
+from rlbook.mechanisms.length import decs as D
+from rlbook.mechanisms.length import phases as LP
+from rlbook.mechanisms.length import rewards as LR
+from rlbook.mechanisms.length import text as T
+from rlbook.policy.models import wrap_lora
+from rlbook.training.trainer import Trainer
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 40, "eval_size": 10, "system_prompt": None}
@@ -300,7 +300,7 @@ def test_brpo_segment_advantages_and_token_mapping():
                                 budget_ends=torch.tensor([2, 4]), variance_reduction="v2only")
     assert close(v2[0, :, 2].tolist(), [0.0, 0.0])
     # S = 3 discount weights 2^j: r = [1, 0, x] -> V1 at s = 2 = (1 * 1 + 2 * 0) / 3 * p_2
-    from rlbook.length.estimators import brpo_segment_advantages
+    from rlbook.mechanisms.length.estimators import brpo_segment_advantages
     a = brpo_segment_advantages(torch.tensor([[[1.0, 0.0, 0.0]]]), torch.ones(3) / 3, "v1only")
     assert a[0, 0, 2].item() == pytest.approx(0.0 - (1 / 3) * (1 / 3))
 
@@ -363,7 +363,7 @@ def test_stateful_length_components_survive_a_checkpoint(tiny_model, tok):
     tr.comp.rewards[1].state.h = {}
     tr.load_state_dict(saved)
     assert tr.comp.rewards[1].state.h == {3: 11.0} and tr.comp.rewards[1].state.n == {3: 2}
-    from rlbook.models import SPECIALS, tiny_llama
+    from rlbook.policy.models import SPECIALS, tiny_llama
 
     tr2 = make_trainer(tiny_llama(vocab_size=len(SPECIALS) + 95, hidden=32, layers=2, heads=4), tok,
                        **presets.method_train("decs"))
@@ -375,7 +375,7 @@ def test_stateful_length_components_survive_a_checkpoint(tiny_model, tok):
 
 
 def test_pareto_front_by_hand():
-    from rlbook.efficiency import pareto_front
+    from rlbook.analysis.efficiency import pareto_front
 
     # (tokens, accuracy): B dominates A (shorter and more accurate); C is longer but the most accurate; D ties B's
     # length at lower accuracy (dominated); E is the shortest
@@ -384,9 +384,9 @@ def test_pareto_front_by_hand():
 
 
 def test_an_estimator_without_its_phase_is_a_config_error():
-    from rlbook import components
-    from rlbook.config import TrainConfig
-    from rlbook.errors import ParamError
+    from rlbook.core.config import TrainConfig
+    from rlbook.core.errors import ParamError
+    from rlbook.mechanisms import components
 
     with pytest.raises(ParamError, match="answer_marks"):
         components.check(TrainConfig(estimator="decs"))

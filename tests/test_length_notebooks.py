@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rlbook import experiments
-from rlbook import params as rparams
+from rlbook.training import experiments
+from rlbook.training import params as rparams
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY = ["dler", "hapo", "drpo", "grpo_lambda", "conciseness_rm", "budget_curriculum", "siri", "dot", "decs",

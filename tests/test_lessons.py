@@ -9,7 +9,7 @@ from pathlib import Path
 
 import matplotlib
 import pytest
-from rlbook import registry
+from rlbook.core import registry
 
 matplotlib.use("Agg")
 
@@ -50,7 +50,7 @@ def test_worked_example_and_figure_run_the_registered_mechanism(name, monkeypatc
     exec(compile(examples[0], f"{name}:worked-example", "exec"), namespace)
     mechanism = namespace.get("mechanism")
     assert touched or (callable(mechanism) and getattr(mechanism, "__module__", "").startswith("rlbook.")
-                       and not mechanism.__module__.startswith("rlbook.lessons")), \
+                       and not mechanism.__module__.startswith("rlbook.analysis.lessons")), \
         f"{name}: the worked example neither called a registered mechanism nor bound `mechanism` to a library function"
     import matplotlib.pyplot as plt
     before = set(plt.get_fignums())

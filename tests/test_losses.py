@@ -1,4 +1,4 @@
-"""Policy losses, aggregation modes and KL estimators (rlbook.losses)."""
+"""Policy losses, aggregation modes and KL estimators (rlbook.mechanisms.losses)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from rlbook import losses
-from rlbook.config import ParamError
+from rlbook.core.config import ParamError
+from rlbook.mechanisms import losses
 
 torch.set_num_threads(1)
 

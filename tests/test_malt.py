@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rlbook import malt
-from rlbook.models import tiny_llama, wrap_adapters
-from rlbook.tasks import make_task
+from rlbook.data.tasks import make_task
+from rlbook.pipelines import malt
+from rlbook.policy.models import tiny_llama, wrap_adapters
 
 # leaf rewards g -> v -> r (research notes, section 3.4)
 LEAVES = np.array([

@@ -1,4 +1,4 @@
-"""Mechanistic measurements (rlbook.measure): held-out curves, losses' gradients across inner epochs,
+"""Mechanistic measurements (rlbook.analysis.measure): held-out curves, losses' gradients across inner epochs,
 NGRPO's all-wrong groups, token-level advantages in the gradient-variance measurement."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rlbook import measure, rewards
-from rlbook.errors import ParamError
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.analysis import measure
+from rlbook.core.errors import ParamError
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import rewards
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training.trainer import Trainer
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 24, "eval_size": 4, "system_prompt": None}
@@ -173,7 +174,7 @@ def test_relative_variance_unbiased_parts_and_jackknife_by_hand() -> None:
     # U-statistic ||mean||^2 = ((1+2+3)^2 - (1+4+9)) / (3 * 2) = 22 / 6 = 3.666667; R = 0.272727.
     # Leave out 1: [2, 3]: trace (13 - 25/2) / 1 = 0.5, ||mean||^2 = (25 - 13) / 2 = 6, R = 0.083333;
     # pseudo-value 3 log(0.272727) - 2 log(0.083333) = 3 (-1.299283) + 2 (2.484907) = 1.071964
-    from rlbook import measure
+    from rlbook.analysis import measure
 
     out = measure.relative_variance(torch.tensor([[1.0], [2.0], [3.0]]))
     assert out["rel_var"] == pytest.approx(0.272727, abs=1e-6)
@@ -184,7 +185,7 @@ def test_relative_variance_does_not_saturate_where_the_plug_in_ratio_does() -> N
     # true R = tr(Cov) / ||mu||^2 = (D sigma^2) / (D mu^2) = 30 with 6 batches: the plug-in ratio
     # mean ||g_b - gbar||^2 / ||gbar||^2 is at most N - 1 = 5 whatever R is; the U-statistic estimate is centred
     # on 30 in log terms (median over 200 repetitions within 30%)
-    from rlbook import measure
+    from rlbook.analysis import measure
 
     gen = torch.Generator().manual_seed(0)
     est, plug = [], []

@@ -1,4 +1,4 @@
-"""MHPO (losses.mhpo) and Lp-Reg (rlbook.exploration) against numbers worked out by hand from the formulas."""
+"""MHPO (losses.mhpo) and Lp-Reg (rlbook.mechanisms.exploration) against numbers worked out by hand from the formulas."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from rlbook import estimators, losses
-from rlbook.errors import ParamError
-from rlbook.exploration import min_p_proxy_log_ratio
+from rlbook.core.errors import ParamError
+from rlbook.mechanisms import estimators, losses
+from rlbook.mechanisms.exploration import min_p_proxy_log_ratio
 
 # ------------------------------------------------------------------ MHPO: -exp(psi(r) - sg zeta(r)) A
 

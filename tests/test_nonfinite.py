@@ -1,4 +1,4 @@
-"""One non-finite policy for every training loop (rlbook.guard.StepGuard): a step whose loss is NaN is skipped
+"""One non-finite policy for every training loop (rlbook.core.guard.StepGuard): a step whose loss is NaN is skipped
 (the parameters do not move), counted in the loop's metrics, and a stated number in a row fail with a
 TrainingError naming the loop.  Each loop kind gets an injected NaN: SFT and DPO (NaN weights / reference
 sums), the Digi-Q critic (NaN rewards), the T-PPO critic (NaN returns), the implicit PRM (a NaN loss).  The
@@ -11,11 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from rlbook import finetune, qvalue
-from rlbook.curricula.tppo import TPPOCritic
-from rlbook.errors import TrainingError
-from rlbook.guard import StepGuard
-from rlbook.models import tiny_llama, use_adapter, wrap_adapters
+from rlbook.core.errors import TrainingError
+from rlbook.core.guard import StepGuard
+from rlbook.mechanisms.curricula.tppo import TPPOCritic
+from rlbook.pipelines import qvalue
+from rlbook.policy.models import tiny_llama, use_adapter, wrap_adapters
+from rlbook.training import finetune
 
 
 def _params(module):
@@ -131,7 +132,7 @@ def test_tppo_critic_skips_nan_returns_and_fails_after_max_bad_steps():
 
 
 def test_implicit_prm_skips_a_nan_loss_counts_it_and_fails_after_max_bad_steps(tok, monkeypatch):
-    from rlbook import prm, rewards
+    from rlbook.mechanisms import prm, rewards
     from test_prm import prime_trainer
 
     if "test_prm_lowercase" not in rewards.available():  # the reward test_prm's fixture registers

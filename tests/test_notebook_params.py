@@ -1,12 +1,12 @@
-"""rlbook.params.for_notebook: a notebook run by hand or by papermill directly gets its profile and merged sections."""
+"""rlbook.training.params.for_notebook: a notebook run by hand or by papermill directly gets its profile and merged sections."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from rlbook import params as P
-from rlbook.config import ParamError
+from rlbook.core.config import ParamError
+from rlbook.training import params as P
 
 YAML = """
 defaults:

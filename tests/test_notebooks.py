@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from rlbook import params as rparams
+from rlbook.training import params as rparams
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -60,7 +60,7 @@ def runs_cache(tmp_path_factory):
 def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache):
     out = tmp_path / "outputs"
     proc = subprocess.run(
-        [sys.executable, "-m", "rlbook.cli", "run", name, "--profile", "smoke", "--outputs", str(out)],
+        [sys.executable, "-m", "rlbook.application.cli", "run", name, "--profile", "smoke", "--outputs", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
         # one torch thread each: the tests run notebooks two at a time (pytest -n 2) on two cores
         env={**os.environ, "RLBOOK_RUNS_CACHE": str(runs_cache), "OMP_NUM_THREADS": "1"},

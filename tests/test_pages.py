@@ -1,4 +1,4 @@
-"""rlbook.pages: the report's header and smoke banner, math without network, the styled index, file modes."""
+"""rlbook.application.pages: the report's header and smoke banner, math without network, the styled index, file modes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import stat
 from pathlib import Path
 
 import nbformat
-from rlbook import pages, runs
+from rlbook.application import pages
+from rlbook.training import runs
 
 MANIFEST = {"notebook": "bnpo", "run_id": "20261207T010000Z-abc1234-0badf00d", "profile": "smoke",
             "params": {"model": "tiny-random", "seeds": 3, "eval_size": 8, "task": {"name": "composite"},

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rlbook import params as P
-from rlbook.config import ParamError
+from rlbook.core.config import ParamError
+from rlbook.training import params as P
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARAMS = FIXTURES / "params"
@@ -158,7 +158,7 @@ def test_reserved_names_rejected_in_defaults(tmp_path: Path) -> None:
 
 
 def _train_stack_importable() -> bool:
-    names = ["rlbook.estimators", "rlbook.losses", "rlbook.rewards", "rlbook.sampling", "rlbook.tasks"]
+    names = ["rlbook.mechanisms.estimators", "rlbook.mechanisms.losses", "rlbook.mechanisms.rewards", "rlbook.mechanisms.sampling", "rlbook.data.tasks"]
     return all(importlib.util.find_spec(n) is not None for n in names)
 
 

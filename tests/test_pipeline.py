@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rlbook import cache, pipeline, runs, stages, study
+from rlbook.analysis import pipeline, study
+from rlbook.core import cache
+from rlbook.training import runs, stages
 
 
 def test_stage_computes_once_and_reads_back(tmp_path):

@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import Factory
-from rlbook import cli, components, config, experiments, sampling
-from rlbook.curricula.knapsack import KnapsackSampler, knapsack_budgets
-from rlbook.errors import ParamError
+from rlbook.application import cli
+from rlbook.core import config
+from rlbook.core.errors import ParamError
+from rlbook.mechanisms import components, sampling
+from rlbook.mechanisms.curricula.knapsack import KnapsackSampler, knapsack_budgets
+from rlbook.training import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
@@ -55,13 +58,13 @@ def test_a_trained_method_builds_and_checks_its_config_once(tmp_path: Path, monk
 
 
 def test_the_trainer_gets_the_plans_config_object() -> None:
-    from rlbook.tasks import make_task
-    from rlbook.trainer import Trainer
+    from rlbook.data.tasks import make_task
+    from rlbook.training.trainer import Trainer
 
     (spec,) = experiments.make_specs({"GRPO": "grpo"}, BASE)
     cfg = spec.train_config(3)
     model, tok = Factory()()
-    from rlbook.models import wrap_lora
+    from rlbook.policy.models import wrap_lora
 
     trainer = Trainer(wrap_lora(model, spec.resolved(3)["lora"], seed=3), tok, make_task(spec.task_spec()), cfg,
                       progress=False)

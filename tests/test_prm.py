@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
-from rlbook import filters, prm
-from rlbook.models import adapter_parameters, tiny_llama, use_adapter, wrap_lora
-from rlbook.presets import method_train
-from rlbook.rollout import slice_rows, token_logprobs
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import filters, prm
+from rlbook.mechanisms.presets import method_train
+from rlbook.policy.models import adapter_parameters, tiny_llama, use_adapter, wrap_lora
+from rlbook.policy.rollout import slice_rows, token_logprobs
+from rlbook.training.trainer import Trainer
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1},
         "train_size": 40, "eval_size": 8, "system_prompt": None}
@@ -31,7 +31,7 @@ def prime_trainer(tok, steps: int = 3, **prm_kwargs) -> Trainer:
 
 @pytest.fixture(autouse=True)
 def _lowercase_reward():
-    from rlbook import rewards
+    from rlbook.mechanisms import rewards
 
     if "test_prm_lowercase" not in rewards.available():
         @rewards.register("test_prm_lowercase")

@@ -6,9 +6,7 @@ import types
 
 import pytest
 import torch
-from rlbook import cli
-from rlbook.config import ParamError
-from rlbook.probe import (
+from rlbook.analysis.probe import (
     config_advice,
     format_report,
     generate,
@@ -19,7 +17,9 @@ from rlbook.probe import (
     signal_warning,
     task_from_cli,
 )
-from rlbook.tasks import make_task
+from rlbook.application import cli
+from rlbook.core.config import ParamError
+from rlbook.data.tasks import make_task
 
 
 class BigramLM(torch.nn.Module):

@@ -10,12 +10,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from rlbook import estimators as E
-from rlbook import process
-from rlbook.config import ParamError
-from rlbook.estimators.process import clip_delta_transform, masked_whiten, prime_batch_norm, spo_chain_row
-from rlbook.rollout import Batch, Rollout
-from rlbook.tasks import Problem, problem_meta
+from rlbook.core.config import ParamError
+from rlbook.data.tasks import Problem, problem_meta
+from rlbook.mechanisms import estimators as E
+from rlbook.mechanisms import process
+from rlbook.mechanisms.estimators.process import (
+    clip_delta_transform,
+    masked_whiten,
+    prime_batch_norm,
+    spo_chain_row,
+)
+from rlbook.policy.rollout import Batch, Rollout
 
 
 def line_tokenizer():
@@ -226,7 +231,7 @@ def test_min_form_follows_pures_transform_baselines_and_masks():
     want = torch.tensor([[[-2.735760, 0, -2.423840, 0, -1.311920, 0], [2.157174, 0, 1.362029, 0, 0, 0]]])
     assert torch.allclose(adv, want, atol=1e-5)
     # sum-form ablation: r_A = s_A / 3 = [0.3, -0.266667, 0.233333] (read off the token rewards before the baseline)
-    from rlbook.estimators.process import pure_step_rewards
+    from rlbook.mechanisms.estimators.process import pure_step_rewards
     r = pure_step_rewards(ctx["step_rewards"], ctx["step_mask"], 0.1, "mean")
     assert torch.allclose(r[0, 0], torch.tensor([0.3, -0.266667, 0.233333]), atol=1e-5)
 

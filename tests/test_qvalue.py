@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rlbook import agents, qvalue
-from rlbook.models import tiny_llama, wrap_adapters
+from rlbook.pipelines import qvalue
+from rlbook.policy.models import tiny_llama, wrap_adapters
+from rlbook.training import agents
 
 
 def test_mc_returns_by_hand():

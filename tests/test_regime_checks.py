@@ -1,4 +1,4 @@
-"""Regime checks matched to mechanisms (rlbook.regimes): clip-higher's band and a sampled-accuracy window over all
+"""Regime checks matched to mechanisms (rlbook.analysis.regimes): clip-higher's band and a sampled-accuracy window over all
 training steps, on hand-made metrics tables."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 from types import SimpleNamespace
 
 import pandas as pd
-from rlbook import regimes, study
+from rlbook.analysis import regimes, study
 
 
 def _res(rows: list[dict]) -> SimpleNamespace:

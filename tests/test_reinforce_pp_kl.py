@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-from rlbook import estimators as E
-from rlbook import rewards
-from rlbook.errors import ParamError
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.presets import method_train
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.core.errors import ParamError
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import estimators as E
+from rlbook.mechanisms import rewards
+from rlbook.mechanisms.presets import method_train
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training.trainer import Trainer
 
 torch.set_num_threads(1)
 

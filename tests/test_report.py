@@ -1,4 +1,4 @@
-"""rlbook.report: bootstrap bands, curves, the Pareto view, McNemar and the format split."""
+"""rlbook.analysis.report: bootstrap bands, curves, the Pareto view, McNemar and the format split."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from rlbook import report
+from rlbook.analysis import report
 
 matplotlib.use("Agg")
 

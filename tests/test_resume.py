@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from rlbook import checkpoint
+from rlbook.training import checkpoint
 from safetensors.torch import load_file
 
 HERE = Path(__file__).parent.resolve()

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rlbook import cli, runs
+from rlbook.application import cli
+from rlbook.training import runs
 
 FIXTURES = (Path(__file__).parent / "fixtures").resolve()
 FILES = {"tiny.ipynb", "report.html", "figures", "metrics.csv", "manifest.json", "results.json"}
@@ -25,7 +26,7 @@ def fixture_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def rlbook(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The CLI in a subprocess (env carries RLBOOK_ROOT)."""
-    cmd = [sys.executable, "-m", "rlbook.cli", *args]
+    cmd = [sys.executable, "-m", "rlbook.application.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
 
 
@@ -239,7 +240,7 @@ def test_interactive_start_marks_ok_at_exit(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "params").mkdir(parents=True)
     (root / "notebooks").mkdir()
-    code = "import rlbook.runs as r; run = r.start('tiny', None, {'seed': 3}); print(run.dir)"
+    code = "import rlbook.training.runs as r; run = r.start('tiny', None, {'seed': 3}); print(run.dir)"
     env = {**os.environ, "RLBOOK_ROOT": str(root)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     run_dir = Path(out.stdout.strip())
@@ -279,7 +280,7 @@ def test_direct_papermill_run_gets_a_run_folder_report_and_index(tmp_path: Path)
 @pytest.mark.slow
 def test_sigterm_marks_interrupted(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs"
-    cmd = [sys.executable, "-m", "rlbook.cli", "run", "tiny", "-p", "sleep_s=60", "--outputs", str(outputs)]
+    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "tiny", "-p", "sleep_s=60", "--outputs", str(outputs)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 45

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from rlbook import scoreboard
-from rlbook.cli import main
+from rlbook.application import scoreboard
+from rlbook.application.cli import main
 
 
 def _run(outputs: Path, nb: str, name: str, profile: str, claims: list[dict], start: str) -> None:

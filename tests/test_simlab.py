@@ -1,4 +1,4 @@
-"""The estimator lab's bandit simulation (rlbook.simlab) and its notebook wiring."""
+"""The estimator lab's bandit simulation (rlbook.analysis.simlab) and its notebook wiring."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from rlbook import estimators, simclaims, simlab
+from rlbook.analysis import simclaims, simlab
+from rlbook.mechanisms import estimators
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

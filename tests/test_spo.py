@@ -7,10 +7,10 @@ import math
 
 import torch
 from conftest import SPECIALS
-from rlbook import rewards
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import rewards
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training.trainer import Trainer
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 3, "eval_size": 4, "system_prompt": None}

@@ -1,4 +1,4 @@
-"""SPO-tree (rlbook.spo_tree, estimators.process.spo_tree): the tree, its values and edge advantages on a tree worked
+"""SPO-tree (rlbook.mechanisms.spo_tree, estimators.process.spo_tree): the tree, its values and edge advantages on a tree worked
 out by hand from AIFrameResearch/SPO's ``_construct_tree`` and ``extract_edges_from_tree``, and one real trainer
 step of the preset on the tiny model."""
 
@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
-from rlbook import estimators, spo_tree
-from rlbook.config import ParamError
-from rlbook.models import tiny_llama, wrap_lora
-from rlbook.presets import method_train
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.core.config import ParamError
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import estimators, spo_tree
+from rlbook.mechanisms.presets import method_train
+from rlbook.policy.models import tiny_llama, wrap_lora
+from rlbook.training.trainer import Trainer
 
 A = pytest.approx
 SUMS3 = {"name": "chain_sum", "config": {"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1},

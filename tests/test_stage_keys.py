@@ -1,4 +1,4 @@
-"""Stage cache keys are derived, not hand-kept (rlbook.stages): a stage's key hashes every field of its typed
+"""Stage cache keys are derived, not hand-kept (rlbook.training.stages): a stage's key hashes every field of its typed
 parameters and its upstream stages' keys, and a stage can read no parameter outside its fields.  For every
 pipeline notebook (MALT, Digi-Q, continual post-training, Best-of-N) and every parameter of its defaults,
 changing that parameter changes the key of exactly the stages that read it and the stages downstream of them."""
@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from rlbook import bon, continual, malt, params, qvalue, stages
-from rlbook.errors import ParamError
+from rlbook.core.errors import ParamError
+from rlbook.pipelines import bon, continual, malt, qvalue
+from rlbook.training import params, stages
 
 # notebook -> (module, parameters that no stage reads: analysis and display only, or the number of stages)
 PIPELINES = {

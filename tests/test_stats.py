@@ -1,4 +1,4 @@
-"""rlbook.stats: the one claim test (hand-computed), multiplicity, verdict roles, power, and calibration by
+"""rlbook.analysis.stats: the one claim test (hand-computed), multiplicity, verdict roles, power, and calibration by
 simulation with problems shared by seeds and a problem-by-method effect.
 
 The t-distribution with 2 degrees of freedom has a closed form used in the hand computations below:
@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from rlbook import stats
-from rlbook.config import ParamError
+from rlbook.analysis import stats
+from rlbook.core.config import ParamError
 from scipy import stats as sps
 
 T975_2 = 4.302653

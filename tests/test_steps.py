@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rlbook.config import ParamError
-from rlbook.steps import (
+from rlbook.core.config import ParamError
+from rlbook.data.tasks import Problem, problem_meta
+from rlbook.mechanisms.steps import (
     INSTRUCTION,
     oracle_step_labels,
     partial_sums,
@@ -13,7 +14,6 @@ from rlbook.steps import (
     step_stats,
     token_offsets,
 )
-from rlbook.tasks import Problem, problem_meta
 
 
 def chain_problem(expression: str, answer: int) -> Problem:

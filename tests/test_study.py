@@ -1,11 +1,11 @@
-"""rlbook.study: held-out curve metrics by hand, claims evaluated from a tiny sweep with regime checks."""
+"""rlbook.analysis.study: held-out curve metrics by hand, claims evaluated from a tiny sweep with regime checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from rlbook import stats, study
-from rlbook.errors import ParamError
+from rlbook.analysis import stats, study
+from rlbook.core.errors import ParamError
 
 
 def test_drawdown_is_the_largest_fall_below_the_running_maximum():

@@ -1,4 +1,4 @@
-"""Study metrics and regime checks added for the method notebooks (rlbook.study), on hand-made runs."""
+"""Study metrics and regime checks added for the method notebooks (rlbook.analysis.study), on hand-made runs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 import pytest
-from rlbook import study
-from rlbook.experiments import SweepResult
+from rlbook.analysis import study
+from rlbook.training.experiments import SweepResult
 
 
 def sweep(evals: dict, metrics: list[dict] | None = None) -> SweepResult:

@@ -1,4 +1,4 @@
-"""Every method notebook's study spec, read without training (rlbook.power.load_spec): exactly one primary
+"""Every method notebook's study spec, read without training (rlbook.analysis.power.load_spec): exactly one primary
 claim, no repeated rows, verdict roles the one test understands, and a power table for every profile."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
-from rlbook import params as rparams
-from rlbook import power, stats, study
+from rlbook.analysis import power, stats, study
+from rlbook.training import params as rparams
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from rlbook import cli, runs
+from rlbook.application import cli
+from rlbook.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ def test_index_links_runs_under_a_symlinked_outputs(tmp_path: Path) -> None:
 def test_smoke_notebook_runs_with_outputs_and_run_cache_behind_symlinks(tmp_path: Path) -> None:
     root, disk, cache = linked_root(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "RLBOOK_RUNS_CACHE"}  # the default cache: outputs/_cache
-    proc = subprocess.run([sys.executable, "-m", "rlbook.cli", "run", "dr_grpo", "--profile", "smoke", "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "rlbook.application.cli", "run", "dr_grpo", "--profile", "smoke", "--quiet"],
                           cwd=root, capture_output=True, text=True, timeout=900,
                           env={**env, "RLBOOK_ROOT": str(root), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rlbook import tasks
-from rlbook.config import ParamError
-from rlbook.tasks import PRESETS, SUITE, make_task, preset, problem_meta
+from rlbook.core.config import ParamError
+from rlbook.data import tasks
+from rlbook.data.tasks import PRESETS, SUITE, make_task, preset, problem_meta
 
 QUICKSTART = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
               "train_size": 1000, "eval_size": 100}

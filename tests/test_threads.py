@@ -1,4 +1,4 @@
-"""rlbook.threads: the wait policy set where processes start, the user's settings kept."""
+"""rlbook.core.threads: the wait policy set where processes start, the user's settings kept."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlbook import threads
+from rlbook.core import threads
 
 
 def test_passive_wait_unless_the_user_set_one_or_said_keep():

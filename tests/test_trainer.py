@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from rlbook import estimators, losses, rewards
-from rlbook.models import wrap_lora
-from rlbook.rollout import completion_mask, slice_rows, token_logprobs
-from rlbook.tasks import make_task
-from rlbook.trainer import Trainer
+from rlbook.data.tasks import make_task
+from rlbook.mechanisms import estimators, losses, rewards
+from rlbook.policy.models import wrap_lora
+from rlbook.policy.rollout import completion_mask, slice_rows, token_logprobs
+from rlbook.training.trainer import Trainer
 
 EOS = 2
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
@@ -72,7 +72,7 @@ def test_training_logprobs_equal_hf_generation_logprobs_under_left_padding(tiny_
 
 
 def test_training_logprobs_equal_shared_prefill_sampler_logprobs(tiny_model, tok):
-    from rlbook.generation import left_pad, sample_groups
+    from rlbook.policy.generation import left_pad, sample_groups
 
     trainer = make_trainer(tiny_model, tok, temperature=0.7, gen_batch_size=64)  # one chunk: same RNG draws
     prompts = _ragged_prompts(trainer)
@@ -102,7 +102,7 @@ def test_first_inner_epoch_has_ratio_one_so_nothing_is_clipped(tiny_model, tok):
     trainer = make_trainer(tiny_model, tok, inner_epochs=1, eps_low=1e-6, eps_high=1e-6)
     m = trainer.step()
     assert m["clip_frac"] == 0.0
-    from rlbook.models import tiny_llama
+    from rlbook.policy.models import tiny_llama
 
     trainer2 = make_trainer(tiny_llama(vocab_size=98), tok, inner_epochs=3, eps_low=1e-6, eps_high=1e-6, lr=1e-2)
     m2 = trainer2.step()
@@ -123,7 +123,7 @@ def test_all_zero_advantage_step_is_a_normal_event(tiny_model, tok):
 
 
 def test_same_seed_gives_identical_runs_on_cpu(tok):
-    from rlbook.models import tiny_llama
+    from rlbook.policy.models import tiny_llama
 
     runs = []
     for _ in range(2):
@@ -134,7 +134,7 @@ def test_same_seed_gives_identical_runs_on_cpu(tok):
 
 
 def test_trainer_learns_a_trivially_learnable_reward(tok):
-    from rlbook.models import tiny_llama
+    from rlbook.policy.models import tiny_llama
 
     trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, lr=3e-2, prompts_per_step=4, group_size=8,
                            max_new_tokens=8, micro_batch_size=16, gen_batch_size=32)
@@ -166,14 +166,14 @@ def test_evaluate_does_not_change_the_training_random_stream(tiny_model, tok):
 
 @pytest.mark.parametrize("bad", [{"estimator": "nope"}, {"loss": "nope"}, {"rewards": [{"name": "nope"}]}])
 def test_bad_trainer_config_names_the_allowed_values(tiny_model, tok, bad):
-    from rlbook.config import ParamError
+    from rlbook.core.config import ParamError
 
     with pytest.raises(ParamError, match="allowed|available"):
         make_trainer(tiny_model, tok, **bad)
 
 
 def test_dynamic_sampling_drops_all_same_groups_and_refills(tok):
-    from rlbook.models import tiny_llama
+    from rlbook.policy.models import tiny_llama
 
     @rewards.register("test_even_constant")
     def _even_constant(completions, problems, *, task):  # all-same groups for even problems, mixed for odd
@@ -193,7 +193,7 @@ def test_dynamic_sampling_drops_all_same_groups_and_refills(tok):
 
 
 def test_rollout_cat_keeps_rows_and_masks(tiny_model, tok):
-    from rlbook.rollout import Rollout
+    from rlbook.policy.rollout import Rollout
 
     trainer = make_trainer(tiny_model, tok)
     a = trainer.generate([trainer.prompt_ids(trainer.task.train[0])] * 2, 5)
@@ -211,7 +211,7 @@ def test_rollout_cat_keeps_rows_and_masks(tiny_model, tok):
 
 
 def test_merged_lora_generation_matches_unmerged_and_restores_base_weights(tok):
-    from rlbook.models import merged_lora, tiny_llama
+    from rlbook.policy.models import merged_lora, tiny_llama
 
     trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, lr=5e-2)
     trainer.step()  # move the LoRA weights away from their zero init
@@ -239,8 +239,8 @@ def _grads_of_update(trainer, roll, rows, adv):
                 captured[n] = p.grad.detach().clone()
 
     trainer.optimizer.step = capture
-    from rlbook.rollout import micro_batches
-    from rlbook.update import UpdateInputs
+    from rlbook.policy.rollout import micro_batches
+    from rlbook.training.update import UpdateInputs
 
     batches = micro_batches(rows, roll.lengths.tolist(), trainer.cfg, trainer.whole_groups)
     m = trainer.update(UpdateInputs(roll, rows, batches, adv, {}, {}, float(roll.completion_mask.sum())))
@@ -249,7 +249,7 @@ def _grads_of_update(trainer, roll, rows, adv):
 
 def test_optimized_training_pass_gives_the_same_loss_and_gradients_as_the_plain_one(tok):
     """Shared prompt forward + skipping zero-advantage samples + grouped micro-batches == plain path."""
-    from rlbook.models import tiny_llama
+    from rlbook.policy.models import tiny_llama
 
     trainers = {}
     for name, flags in {"plain": dict(share_prompt_forward=False, skip_zero_advantage=False, micro_batch_size=3),
@@ -276,8 +276,8 @@ def test_optimized_training_pass_gives_the_same_loss_and_gradients_as_the_plain_
 
 @pytest.mark.parametrize("name", estimators.available())
 def test_every_registered_estimator_runs_a_real_training_step(tok, name):
-    from rlbook.models import tiny_llama
-    from rlbook.presets import PRESETS
+    from rlbook.mechanisms.presets import PRESETS
+    from rlbook.policy.models import tiny_llama
 
     # an estimator that reads a phase's signals (process rewards, Monte Carlo values) runs with its preset's phases
     preset = next((p.train for p in PRESETS.values() if p.train.get("estimator") == name), {})
@@ -294,7 +294,7 @@ def test_every_registered_estimator_runs_a_real_training_step(tok, name):
 
 @pytest.mark.parametrize("name", losses.available())
 def test_every_registered_loss_runs_a_real_training_step_with_two_inner_epochs(tok, name):
-    from rlbook.models import tiny_llama
+    from rlbook.policy.models import tiny_llama
 
     trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, loss=name, inner_epochs=2)
     m = trainer.step()
@@ -302,7 +302,7 @@ def test_every_registered_loss_runs_a_real_training_step_with_two_inner_epochs(t
 
 
 def test_evaluation_sorted_by_prompt_length_reports_each_problem_in_its_own_order(tiny_model, tok):
-    from rlbook.experiments import evaluate
+    from rlbook.training.experiments import evaluate
 
     task = make_task({**TASK, "config": {**TASK["config"], "max_digits": 3}})  # prompts of several lengths
     cfg = {"max_new_tokens": 6, "eval_size": 10, "gen_batch_size": 3, "rewards": [{"name": "test_lowercase"}]}

@@ -1,12 +1,12 @@
-"""The warm-start stage (rlbook.warmstart): a short SFT on gold answers, cached with a derived key, merged into the
+"""The warm-start stage (rlbook.training.warmstart): a short SFT on gold answers, cached with a derived key, merged into the
 base weights that every run of a study wraps its adapter around; run keys without a warm start are unchanged."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from rlbook import experiments, warmstart
-from rlbook.errors import ParamError
+from rlbook.core.errors import ParamError
+from rlbook.training import experiments, warmstart
 
 TASK = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
         "train_size": 8, "eval_size": 4, "seed": 0}
@@ -83,7 +83,7 @@ def test_a_sweep_starts_every_run_from_the_warm_model(tmp_path):
 
 
 def test_the_pool_histogram_is_keyed_by_the_warm_start_only_when_there_is_one():
-    from rlbook import regimes
+    from rlbook.analysis import regimes
 
     params = {"model": "tiny-random", "task": dict(TASK), "lora": {"r": 2, "alpha": 4}, "train": dict(TRAIN)}
     cold = regimes._key(params, 8, 4, 0)

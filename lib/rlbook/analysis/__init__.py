@@ -1,0 +1,1 @@
+"""Studies and their evidence: claims, metrics, regime checks, power, measurements, figures, lessons."""

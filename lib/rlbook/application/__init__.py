@@ -1,0 +1,1 @@
+"""What a user runs: the command line, exports to other trainers, pages and the scoreboard."""

@@ -1,0 +1,1 @@
+"""Infrastructure every layer uses: errors, registries, config, paths, caches, progress, guards."""

@@ -1,0 +1,1 @@
+"""Problems and tasks: generators, hub data sets, verifiers."""

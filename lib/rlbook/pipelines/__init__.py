@@ -1,0 +1,1 @@
+"""Multi-stage methods made of cached stages: RFT-vs-SFT forgetting, MALT, Digi-Q, Best-of-N."""

@@ -1,0 +1,1 @@
+"""The policy model: loading it, generating completions, the rollout batch."""

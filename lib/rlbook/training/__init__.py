@@ -1,0 +1,1 @@
+"""One training run and sweeps of them: the trainer, its update, checkpoints, runs and params."""
