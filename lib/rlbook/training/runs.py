@@ -477,7 +477,7 @@ def _watch_papermill(run_dir: Path, pid: int, notebook_out: Path, outputs: Path)
 
 def _pythonpath() -> str:
     """This ``rlbook`` first (a checkout's ``lib/`` wins over an installed copy), then the caller's path."""
-    here = str(Path(__file__).resolve().parent.parent)
+    here = str(Path(__file__).resolve().parents[2])  # lib/ (this file is lib/rlbook/training/runs.py)
     return os.pathsep.join([here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 
