@@ -1,5 +1,5 @@
-"""Regime checks matched to mechanisms (rlbook.analysis.regimes): clip-higher's band and a sampled-accuracy window over all
-training steps, on hand-made metrics tables."""
+"""Regime checks (rlbook.analysis.regimes): clip-higher's band, a sampled-accuracy window over all training
+steps, a training metric in a range and a measured table in a range, on hand-made tables."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_clip_band_check_reads_the_band_not_all_clipping():
     assert regimes.check_clip_band(res, claim, min_frac=0.005)[0]
     no_band = _res([{"method": "DAPO", "seed": 0, "step": 1, "clip_frac_late": 0.2}])
     assert regimes.check_clip_band(no_band, claim)[0] is False
-    assert "clip_band" in study.CHECKS
+    assert "clip_band" in regimes.CHECKS
 
 
 def test_sampled_accuracy_window_reads_every_step_not_the_first():
@@ -38,7 +38,7 @@ def test_sampled_accuracy_window_reads_every_step_not_the_first():
     ok, why = regimes.check_sampled_accuracy_all_steps(_res(rows), claim, lo=0.05, hi=0.15)
     assert not ok and "20.0%" in why and "6 training steps" in why
     assert regimes.check_sampled_accuracy_all_steps(_res(rows), claim, lo=0.05, hi=0.25)[0]
-    assert "sampled_accuracy_all_steps" in study.CHECKS
+    assert "sampled_accuracy_all_steps" in regimes.CHECKS
     empty = regimes.check_sampled_accuracy_all_steps(_res([{"method": "X", "accuracy": math.nan}]), claim, 0.0, 1.0)
     assert empty[0] is False
 
@@ -84,3 +84,40 @@ def test_success_spread_reads_both_ends_or_mixed_groups_only(tmp_path, monkeypat
     assert not regimes.check_success_spread(cold, claim)[0]
     ok, why = regimes.check_success_spread(cold, claim, min_each=0.0)
     assert ok and "at each end" not in why
+
+
+def test_metric_between_and_train_metric_between_are_one_check_weighing_seeds_equally():
+    assert regimes.CHECKS["metric_between"] is regimes.CHECKS["train_metric_between"]
+    assert regimes.check_metric_between is regimes.check_train_metric_between
+    claim = study.Claim("R^3 fills groups", "final_accuracy", "R3", "GRPO")
+    # seed 0 logs 1.0 on four steps, seed 1 logs 3.0 on one step (NaN elsewhere): per-seed means 1 and 3 -> 2.0;
+    # pooling the five steps would give (4 * 1 + 3) / 5 = 1.4
+    rows = [{"method": "R3", "seed": 0, "step": s, "fill": 1.0} for s in range(4)]
+    rows += [{"method": "R3", "seed": 1, "step": s, "fill": 3.0 if s == 0 else math.nan} for s in range(4)]
+    ok, why = regimes.CHECKS["metric_between"](_res(rows), claim, column="fill", lo=1.8, hi=2.2)
+    assert ok and "= 2.000" in why
+    assert not regimes.CHECKS["metric_between"](_res(rows), claim, column="fill", lo=0.0, hi=1.5)[0]
+    ok, why = regimes.CHECKS["metric_between"](_res(rows), claim, column="missing", lo=0.0, hi=1.0)
+    assert not ok and "not recorded" in why
+
+
+def test_measured_and_measured_between_are_one_check_on_study_and_pipeline_tables():
+    assert regimes.CHECKS["measured"] is regimes.CHECKS["measured_between"]
+    claim = study.Claim("stage learned", "forgetting", "GRPO", "SFT")
+    gain = pd.DataFrame({"method": ["GRPO", "GRPO", "SFT"], "seed": [0, 1, 0], "value": [0.01, 0.05, 0.2]})
+    headroom = pd.DataFrame({"seed": [0, 1, 2], "value": [0.1, 0.2, 0.6]})
+    pipeline = SimpleNamespace(tables={"stage_gain": gain, "headroom": headroom})
+    # a pipeline's table: GRPO's rows (0.01, 0.05) mean 0.03
+    ok, why = regimes.CHECKS["measured_between"](pipeline, claim, table="stage_gain", lo=0.02)
+    assert ok and "stage_gain (GRPO) = 0.03" in why
+    assert regimes.CHECKS["measured_between"](pipeline, claim, table="stage_gain", lo=0.1, method="SFT")[0]
+    # no method column: every row, mean 0.3
+    ok, why = regimes.CHECKS["measured_between"](pipeline, claim, table="headroom", lo=0.25)
+    assert ok and "= 0.3 over 3 rows" in why
+    # a method named and absent fails instead of falling back to every row
+    ok, why = regimes.CHECKS["measured_between"](pipeline, claim, table="stage_gain", lo=0.0, method="RFT")
+    assert not ok and "no rows of 'RFT'" in why
+    # a sweep study's measurements (StudyResult.extra), the same check
+    study_res = SimpleNamespace(extra={"forgetting": gain})
+    ok, why = regimes.CHECKS["measured"](study_res, claim, column="value", hi=0.02)
+    assert not ok and "forgetting (GRPO) = 0.03" in why and "needs at most 0.02" in why

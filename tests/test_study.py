@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rlbook.analysis import stats, study
+from rlbook.analysis import metrics, stats, study
 from rlbook.core.errors import ParamError
 
 
 def test_drawdown_is_the_largest_fall_below_the_running_maximum():
     # running max 0.2, 0.5, 0.5, 0.5, 0.6: falls 0, 0, 0.2, 0.1, 0 -> 0.2
-    assert study.drawdown(np.array([0.2, 0.5, 0.3, 0.4, 0.6])) == pytest.approx(0.2)
-    assert study.drawdown(np.array([0.1, 0.2, 0.3])) == 0.0
+    assert metrics.drawdown(np.array([0.2, 0.5, 0.3, 0.4, 0.6])) == pytest.approx(0.2)
+    assert metrics.drawdown(np.array([0.1, 0.2, 0.3])) == 0.0
 
 
 def test_a_claim_with_an_unknown_check_or_direction_is_a_clear_error():

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from rlbook.analysis import power, stats, study
+from rlbook.analysis import metrics, power, stats, study
 from rlbook.training import params as rparams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def test_power_uses_a_runs_measured_components(tmp_path):
 @pytest.mark.parametrize(("metric", "scale"), [("final_length", "log1p"), ("train:response_length:last3", "log1p"),
                                                ("length_change", "identity"), ("final_accuracy", "identity")])
 def test_metrics_declare_their_scale(metric, scale):
-    assert study.metric_scale(metric) == scale
+    assert metrics.metric_scale(metric) == scale
     assert study.Claim("c", metric, "X", "Y").scale == scale
     assert study.Claim("c", metric, "X", "Y", scale="identity").scale == "identity"  # an explicit scale wins
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlbook.analysis import report, study
+from rlbook.analysis import metrics, report, study
 
 CREDIT_COLUMNS = (("credit_auc", "credit AUC (all calc lines)"), ("credit_pair_acc", "credit order inside completions"),
                   ("process_auc", "process reward AUC"), ("format_share", "line format share"),
@@ -78,7 +78,7 @@ def train_table(res: study.StudyResult, column: str, agg: str = "mean", minus: f
     m = res.sweep.metrics
     if column not in m:
         return pd.DataFrame(columns=["method", "seed", "value"])
-    rows = [{"method": meth, "seed": s, "value": study.AGGS[agg](part[column].dropna()) - minus}
+    rows = [{"method": meth, "seed": s, "value": metrics.AGGS[agg](part[column].dropna()) - minus}
             for (meth, s), part in m.groupby(["method", "seed"], sort=False)
             if (methods is None or meth in methods) and part[column].notna().any()]
     return pd.DataFrame(rows)

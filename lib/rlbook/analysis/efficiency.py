@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from rlbook.analysis import report
-from rlbook.analysis.study import StudyResult, interval, metric_table, outcomes
+from rlbook.analysis.metrics import metric_table, outcomes
+from rlbook.analysis.study import StudyResult, interval
 from rlbook.training import experiments
 
 

@@ -489,11 +489,11 @@ def all_wrong_logprob_change(result: Any, methods: Sequence[str], n_batches: int
 
 def steps_to_target(result: Any, baseline: str, frac: float = 0.5) -> pd.DataFrame:
     """Speed as papers state it ("reaches X's accuracy in half the steps"): per run, the first evaluation step
-    (``train.eval_every``) at which its held-out curve (:func:`rlbook.analysis.study.held_out_curves`) reaches the target
+    (``train.eval_every``) at which its held-out curve (:func:`rlbook.analysis.metrics.held_out_curves`) reaches the target
     ``base + frac * (baseline's last - base)`` of the same seed.  A run that never does gets NaN and
     ``reached = False``: it is censored at its last step, so say so rather than average it.  Columns ``method,
     seed, target, value (step), samples (completions drawn by then), reached``."""
-    from rlbook.analysis.study import held_out_curves
+    from rlbook.analysis.metrics import held_out_curves
 
     if not 0.0 < frac <= 1.0:
         raise ParamError(f"frac={frac!r} must be in (0, 1]")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rlbook.analysis import stats, study
+from rlbook.analysis import regimes, stats, study
 from rlbook.core.errors import ParamError
 from rlbook.training import experiments, runs
 
@@ -93,7 +93,7 @@ class PipelineResult:
         for c in self.study.claims:
             if c.metric not in self.tables:
                 raise ParamError(f"claim {c.text!r}: no measured table {c.metric!r}; have: {', '.join(self.tables)}")
-            checks = [study.CHECKS[name](self, c, **kw) for name, kw in c.requires]
+            checks = [regimes.CHECKS[name](self, c, **kw) for name, kw in c.requires]
             margin = _run_se_check(c, self.tables[c.metric])
             checks += [margin] if margin is not None else []
             rows.append(study.claim_row(c, self.tables[c.metric], checks))

@@ -1,13 +1,20 @@
-"""The regime a curriculum needs, measured: the base model's per-prompt success on the training pool.
+"""Regime checks: the conditions under which a mechanism can act at all, measured on a study's runs.
 
-Sampling, filtering, replay, hint and rollout-budget methods change which prompts, samples or tokens GRPO sees.
-They can only matter where prompts differ: some always solved, some never, many in between.  So each notebook
-of the family reports the base model's success histogram on its training pool (G samples of each of the
-first ``n_prompts`` training prompts at the run's temperature and length, :func:`rlbook.analysis.probe.probe`), split by
-the pool's source and difficulty, and its claims require (:data:`rlbook.analysis.study.CHECKS`) the regime their
-mechanism acts in: a spread of per-prompt success from near 0 to near 1 for the samplers that choose between
-prompts (:func:`check_success_spread`), a share of all-wrong groups for the methods built for them
-(:func:`check_all_wrong_share`: NGRPO, R^3, ADHint, DAPO's dynamic sampling), or a hard regime.
+A claim names the checks it requires (:class:`rlbook.analysis.study.Claim` ``requires``, names in
+:data:`CHECKS`); each is ``fn(result, claim, **kwargs) -> (passed, what was measured)`` and a failed one makes
+the verdict ``untestable in this regime`` with its text.  The checks read the runs' training metrics, the
+held-out outcomes (:mod:`rlbook.analysis.metrics`), the notebook's measured tables, or the base model's
+per-prompt success on the training pool.
+
+That last one is the regime a curriculum needs.  Sampling, filtering, replay, hint and rollout-budget methods
+change which prompts, samples or tokens GRPO sees.  They can only matter where prompts differ: some always
+solved, some never, many in between.  So each notebook of the family reports the base model's success
+histogram on its training pool (G samples of each of the first ``n_prompts`` training prompts at the run's
+temperature and length, :func:`rlbook.analysis.probe.probe`), split by the pool's source and difficulty, and
+its claims require the regime their mechanism acts in: a spread of per-prompt success from near 0 to near 1 for
+the samplers that choose between prompts (:func:`check_success_spread`), a share of all-wrong groups for the
+methods built for them (:func:`check_all_wrong_share`: NGRPO, R^3, ADHint, DAPO's dynamic sampling), or a hard
+regime.
 
 "Base model" is the model a study's runs start from: with a ``warm_start`` parameter, the base model after its
 short SFT on gold answers (:mod:`rlbook.training.warmstart`), since no task family gives the 135M model prompts near 1.
@@ -21,7 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from rlbook.analysis import report
+from rlbook.analysis.metrics import AGGS, METRICS, outcomes
+from rlbook.core.errors import ParamError
 
 HIST_DEFAULTS = {"n_prompts": 64, "group_size": 8, "seed": 0}
 
@@ -177,17 +188,6 @@ def check_hard_regime(res: Any, claim: Any, lo: float = 0.01, hi: float = 0.08,
                                    f"(the hard regime needs {lo:.0%}-{hi:.0%})")
 
 
-def check_metric_between(res: Any, claim: Any, column: str, lo: float, hi: float, method: str | None = None,
-                         ) -> tuple[bool, str]:
-    """A training metric's mean over a method's steps lies in [lo, hi] (e.g. the share of valid Knapsack states,
-    the share of all-equal groups that R^3 could fill from its buffer)."""
-    m = res.sweep.metrics
-    runs = m[m["method"] == (method or claim.method)]
-    val = float(runs[column].mean()) if column in runs and runs[column].notna().any() else float("nan")
-    ok = bool(np.isfinite(val)) and lo <= val <= hi
-    return ok, f"{method or claim.method}: mean {column} = {val:.3f} over training (needs {report.range_text(lo, hi)})"
-
-
 def column_pairs(res: Any, method: str, columns: dict[str, str]) -> pd.DataFrame:
     """A long table ``method, seed, value`` comparing training metrics of one method's runs: each label of
     ``columns`` becomes a "method" whose value per seed is the mean of its column over training (e.g. the R^2 of
@@ -238,3 +238,167 @@ def check_sampled_accuracy_all_steps(res: Any, claim: Any, lo: float, hi: float,
     ok = bool(np.isfinite(acc)) and lo <= acc <= hi
     return ok, (f"{name}: sampled accuracy {acc:.1%} over all {len(runs)} training steps "
                 f"(the mechanism needs {lo:.0%}-{hi:.0%})")
+
+
+# ------------------------------------------------------------------------------------- regime checks
+# fn(result, claim, **kwargs) -> (passed, what was measured): the conditions under which a mechanism can act.
+
+
+def _runs_of(res: Any, method: str) -> pd.DataFrame:
+    m = res.sweep.metrics
+    return m[m["method"] == method]
+
+
+def check_clip_active(res: Any, claim: Any, method: str | None = None, min_frac: float = 0.005,
+                      ) -> tuple[bool, str]:
+    """Ratio clipping (or a gate) acts only after the first inner epoch (the first epoch's ratio is exactly 1):
+    the clip/gate fraction measured in epochs >= 2 must reach ``min_frac``."""
+    runs_ = _runs_of(res, method or claim.method)
+    if "clip_frac_late" not in runs_ or runs_["clip_frac_late"].isna().all():
+        return False, f"{method or claim.method}: one inner epoch, so the importance ratio is exactly 1 and no clip acts"
+    frac = float(runs_["clip_frac_late"].mean())
+    return frac >= min_frac, f"{method or claim.method}: clip/gate fraction in epochs >= 2 is {frac:.4f} (needs >= {min_frac})"
+
+
+def check_truncation_below(res: Any, claim: Any, max_frac: float = 0.05) -> tuple[bool, str]:
+    """Length claims need room to move: the base model's share of truncated held-out answers below ``max_frac``."""
+    base = outcomes(res.sweep, "base")
+    frac = float(base["truncated"].mean())
+    return frac < max_frac, f"base model truncates {frac:.1%} of held-out answers at max_new_tokens (needs < {max_frac:.0%})"
+
+
+def check_lengths_can_grow(res: Any, claim: Any, max_share: float = 0.7) -> tuple[bool, str]:
+    """A length bias can show only if lengths can grow: base mean length below ``max_share`` of the limit."""
+    base = outcomes(res.sweep, "base")
+    limit = int(res.params["train"].get("max_new_tokens", 32))
+    share = float(base["length"].mean()) / limit
+    return share < max_share, f"base mean length is {share:.0%} of max_new_tokens={limit} (needs < {max_share:.0%})"
+
+
+def check_base_accuracy_between(res: Any, claim: Any, lo: float = 0.05, hi: float = 0.95) -> tuple[bool, str]:
+    acc = float(outcomes(res.sweep, "base")["correct"].mean())
+    return lo <= acc <= hi, f"base held-out accuracy {acc:.1%} (the mechanism needs {lo:.0%}-{hi:.0%})"
+
+
+def check_sampled_accuracy_between(res: Any, claim: Any, lo: float, hi: float,
+                                   method: str | None = None) -> tuple[bool, str]:
+    """The training accuracy of the first step (sampled, temperature 1) between ``lo`` and ``hi``."""
+    first = _runs_of(res, method or claim.baseline or claim.method).groupby("seed")["accuracy"].first().mean()
+    return lo <= first <= hi, f"first-step sampled accuracy {first:.1%} (the mechanism needs {lo:.0%}-{hi:.0%})"
+
+
+def check_metric_nonzero(res: Any, claim: Any, column: str, method: str | None = None,
+                         min_abs: float = 1e-3) -> tuple[bool, str]:
+    """A mechanism that shapes ``column`` must have moved it: its mean over the method's steps is non-zero."""
+    runs_ = _runs_of(res, method or claim.method)
+    val = float(runs_[column].abs().mean()) if column in runs_ else 0.0
+    return val >= min_abs, f"{method or claim.method}: mean |{column}| = {val:.4f} over training (needs >= {min_abs})"
+
+
+def check_baseline_beats_base(res: Any, claim: Any, min_gain: float = 0.0) -> tuple[bool, str]:
+    """Before a non-inferiority claim: the baseline's estimated gain over the base model (held-out, paired by
+    problem) is above ``min_gain``; an estimate, not a significance test (a gate that needs significance on
+    its own makes the claim after it untestable at any realistic number of seeds)."""
+    gain = METRICS["accuracy_gain"](res.sweep)
+    who = claim.baseline or claim.method
+    effect = float(gain.loc[gain["method"] == who, "value"].mean())
+    return effect > min_gain, f"{who}: estimated gain over the base model {effect:+.3f} (needs > {min_gain:+.3f})"
+
+
+def check_mixed_groups(res: Any, claim: Any, min_frac: float = 0.1, method: str | None = None,
+                       ) -> tuple[bool, str]:
+    """Group-relative signal exists: the share of groups with non-zero advantage is at least ``min_frac``."""
+    runs_ = _runs_of(res, method or claim.baseline or claim.method)
+    frac = 1.0 - float(runs_["zero_adv_group_frac"].mean())
+    return frac >= min_frac, f"{frac:.1%} of groups carry a non-zero advantage (needs >= {min_frac:.0%})"
+
+
+def check_base_answers(res: Any, claim: Any, fn: Callable[[str], float], min_mean: float,
+                       what: str = "") -> tuple[bool, str]:
+    """The mechanism needs something in the base model's held-out answers (e.g. reflection words to remove): the
+    mean of ``fn(answer)`` over them reaches ``min_mean``."""
+    ev = next(iter(res.sweep.evals.values()))["base"]["completions"]
+    val = float(np.mean([fn(t) for t in ev])) if ev else 0.0
+    name = what or getattr(fn, "__name__", "fn")
+    return val >= min_mean, f"base model's answers: mean {name} {val:.3f} (needs >= {min_mean})"
+
+
+def check_train_metric_between(res: Any, claim: Any, column: str, lo: float = -math.inf, hi: float = math.inf,
+                               method: str | None = None, agg: str = "mean") -> tuple[bool, str]:
+    """A training metric of ``method`` (default the claim's), ``agg`` over each run's steps then mean over seeds,
+    lies in [lo, hi]: e.g. the line format is followed (``format_share``), a filter keeps groups (``shortfall``), a
+    process signal varies (``mc_mixed``), a probe or a PRM is informative (``spae_phi_auc``, ``prm_dpo_acc``), the
+    share of valid Knapsack states, the share of all-equal groups R^3 could fill from its buffer.
+
+    Registered as ``train_metric_between`` and ``metric_between`` (one check under two names).  Seeds weigh
+    equally: a seed that logged the column on fewer steps counts as much as the others (the seed is the unit)."""
+    name = method or claim.method
+    runs_ = _runs_of(res, name)
+    if column not in runs_ or runs_[column].isna().all():
+        return False, f"{name}: training metric {column!r} was not recorded"
+    if agg not in AGGS:
+        raise ParamError(f"regime check train_metric_between: agg={agg!r}; allowed: {', '.join(AGGS)}")
+    val = float(np.mean([AGGS[agg](part[column].dropna()) for _, part in runs_.groupby("seed")
+                         if part[column].notna().any()]))
+    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {report.range_text(lo, hi)})"
+
+
+check_metric_between = check_train_metric_between  # the name the curricula notebooks' claims use
+
+
+def check_sampled_truncation_below(res: Any, claim: Any, max_frac: float = 0.05,
+                                   method: str | None = None) -> tuple[bool, str]:
+    """Length claims on *sampled* completions (training metrics) need room to move: the share of the first
+    step's samples cut at max_new_tokens (mean over seeds) below ``max_frac``."""
+    runs_ = _runs_of(res, method or claim.baseline or claim.method)
+    if "truncated_frac" not in runs_:
+        return False, "the runs did not record truncated_frac"
+    frac = float(runs_.groupby("seed")["truncated_frac"].first().mean())
+    return frac < max_frac, (f"{frac:.1%} of the first step's samples are cut at max_new_tokens "
+                             f"(needs < {max_frac:.0%}): sampled lengths cannot grow")
+
+
+def check_measured(res: Any, claim: Any, column: str = "value", lo: float = -math.inf, hi: float = math.inf,
+                   table: str | None = None, method: str | None = None) -> tuple[bool, str]:
+    """A condition on a measured table: the mean of ``column`` over the rows of ``method`` (default the claim's)
+    in table ``table`` (default the claim's metric) lies in ``[lo, hi]`` (default: such rows exist).  The tables
+    are a sweep study's measurements (``StudyResult.finish(extra=...)``) or a pipeline's
+    (:class:`rlbook.analysis.pipeline.PipelineResult`, ``add``); e.g. the clip fraction of a loss in its second
+    epoch, a base success rate in the mechanism's regime, a stage that learned before its forgetting is measured.
+
+    Registered as ``measured`` and ``measured_between`` (one check under two names).  A table that was not
+    measured fails the check (the claim is untestable, with the tables that exist named).  A table with no
+    ``method`` column, or without rows of the claim's method when ``method`` is not given, is used whole
+    (e.g. ``headroom``: one number per seed); a ``method`` given and absent fails the check."""
+    name, who = table or claim.metric, method or claim.method
+    tables = getattr(res, "tables", None) or getattr(res, "extra", None) or {}
+    if name not in tables:  # not measured in this run (e.g. a profile that skips it): untestable, not an error
+        return False, f"{who}: no measurement {name!r} (have: {', '.join(tables) or 'none'})"
+    df = pd.DataFrame(tables[name])
+    has = "method" in df and who in set(df["method"])
+    if method is not None and not has:
+        return False, f"{who}: no rows of {who!r} in the measurement {name!r}"
+    rows = df[df["method"] == who] if has else df
+    if rows.empty or column not in rows:
+        return False, f"{who}: no rows with {column!r} in the measurement {name!r}"
+    val = float(rows[column].astype(float).mean())
+    what = f"{name} ({who})" if column == "value" else f"{name} ({who}): mean {column}"
+    need = f"needs {report.range_text(lo, hi)}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
+    return lo <= val <= hi, f"{what} = {val:.3g} over {len(rows)} rows ({need})"
+
+
+CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
+    "clip_active": check_clip_active, "truncation_below": check_truncation_below,
+    "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
+    "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
+    "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    "base_answers": check_base_answers,
+    "train_metric_between": check_train_metric_between, "metric_between": check_train_metric_between,
+    "sampled_truncation_below": check_sampled_truncation_below,
+    "measured": check_measured, "measured_between": check_measured,
+    # the curricula family: the base model's per-prompt success spread on the pool, a hard regime
+    "success_spread": check_success_spread, "all_wrong_share": check_all_wrong_share,
+    "hard_regime": check_hard_regime,
+    # regimes matched to mechanisms: clip-higher's band; a sampled-accuracy window over all steps
+    "clip_band": check_clip_band, "sampled_accuracy_all_steps": check_sampled_accuracy_all_steps,
+}

@@ -12,24 +12,39 @@ A notebook::
     res.curves(); res.accuracy_table()        # figures and tables
     res.finish(extra={...})                   # claim table, verdicts, results.json, the conclusion (Markdown)
 
-Claims are data: a metric (:data:`METRICS`: held-out per-problem metrics, per-run training metrics, or a
-measurement the notebook passes as a long table ``method, seed[, unit], value``), a direction (greater, less,
-not_less, equivalent), a baseline, a margin, and regime checks (:data:`CHECKS`) that must hold for the
-mechanism to act at all; otherwise the verdict is ``untestable in this regime`` with the reason.  Intervals,
-primary and secondary verdicts, minimum detectable effects and the ``underpowered`` rule (< 3 seeds) are :mod:`rlbook.analysis.stats`.
+Claims are data: a metric (:data:`rlbook.analysis.metrics.METRICS`: held-out per-problem metrics, per-run
+training metrics, or a measurement the notebook passes as a long table ``method, seed[, unit], value``), a
+direction (greater, less, not_less, equivalent), a baseline, a margin, and regime checks
+(:data:`rlbook.analysis.regimes.CHECKS`) that must hold for the mechanism to act at all; otherwise the
+verdict is ``untestable in this regime`` with the reason.  Intervals, primary and secondary verdicts, minimum
+detectable effects and the ``underpowered`` rule (< 3 seeds) are :mod:`rlbook.analysis.stats`.  This module
+holds the claims, the sweep and the results; the metrics live in :mod:`rlbook.analysis.metrics`, the regime
+checks in :mod:`rlbook.analysis.regimes` (their names stay importable from here).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from rlbook.analysis import probe, regimes, report, stats
+from rlbook.analysis import probe, report, stats
+from rlbook.analysis.metrics import (  # noqa: F401  (re-exported: rlbook.study's names)
+    AGGS,
+    COUNT_METRICS,
+    DIFFERENCE_METRICS,
+    METRICS,
+    drawdown,
+    held_out_curves,
+    metric_scale,
+    metric_table,
+    outcomes,
+)
+from rlbook.analysis.regimes import CHECKS
 from rlbook.core.errors import ParamError
 from rlbook.training import experiments, runs
 
@@ -92,20 +107,6 @@ class Claim:
     @property
     def role(self) -> str:
         return "primary" if self.primary else "check" if self.check else "secondary"
-
-
-COUNT_METRICS = ("length", "after_answer", "reflections", "repeated_lines", "tokens")
-DIFFERENCE_METRICS = ("length_change", "length_wrong_change", "growth")
-
-
-def metric_scale(metric: str) -> str:
-    """The scale a metric declares: ``log1p`` for lengths and other token or line counts (a ratio of two
-    methods' counts is what length claims mean; counts can be 0), ``identity`` for accuracies, rates and
-    differences (e.g. ``length_change``, a change from the base model, can be negative)."""
-    name = metric.lower()
-    if any(d in name for d in DIFFERENCE_METRICS):
-        return "identity"
-    return "log1p" if any(c in name for c in COUNT_METRICS) else "identity"
 
 
 @dataclass
@@ -195,283 +196,6 @@ def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None,
         res.metrics.to_csv(run.metrics_path, index=False)
     print(f"{res.trained} runs trained, {res.reused} reused from the cache: {len(specs)} methods x {p['seeds']} seeds")
     return out
-
-
-# ------------------------------------------------------------------------------------------- metrics
-
-
-def outcomes(res: experiments.SweepResult, which: str = "final") -> pd.DataFrame:
-    """Per-problem held-out outcomes, one row per (method, seed, problem): correct, length, formatted,
-    truncated (``which="base"``: the base model's, the same for every method)."""
-    rows = []
-    for (method, seed), ev in res.evals.items():
-        e = ev[which]
-        n = len(e["correct"])
-        for unit in range(n):
-            rows.append({"method": method, "seed": seed, "unit": unit, "correct": float(e["correct"][unit]),
-                         "length": float(e["lengths"][unit]),
-                         "formatted": float(e.get("formatted", [math.nan] * n)[unit]),
-                         "truncated": float(e.get("truncated", [math.nan] * n)[unit])})
-    return pd.DataFrame(rows)
-
-
-def _held_out(column: str) -> Callable[[experiments.SweepResult], pd.DataFrame]:
-    def metric(res: experiments.SweepResult) -> pd.DataFrame:
-        return outcomes(res).rename(columns={column: "value"})[["method", "seed", "unit", "value"]]
-
-    return metric
-
-
-def _length_if_wrong(res: experiments.SweepResult) -> pd.DataFrame:
-    """Held-out length of each answer the trained policy got wrong (NaN where it was right): Dr. GRPO's
-    length bias of wrong answers.  Paired claims keep the problems both methods got wrong."""
-    final = outcomes(res)
-    return final.assign(value=final["length"].where(final["correct"] == 0.0))[["method", "seed", "unit", "value"]]
-
-
-def _length_wrong_change(res: experiments.SweepResult) -> pd.DataFrame:
-    """Per held-out problem the trained policy got wrong: its answer's length minus the base model's answer
-    length on the same problem (NaN where the trained policy was right)."""
-    final, base = outcomes(res, "final"), outcomes(res, "base")
-    change = (final["length"] - base["length"]).where(final["correct"] == 0.0)
-    return final.assign(value=change)[["method", "seed", "unit", "value"]]
-
-
-def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
-    final, base = outcomes(res, "final"), outcomes(res, "base")
-    return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
-
-
-def held_out_curves(res: experiments.SweepResult) -> dict[tuple[str, int], np.ndarray]:
-    """Each run's held-out accuracy curve on the trainer's fixed evaluation problems (``train.eval_every``,
-    ``train.eval_size``): the base model's accuracy on those problems first, then every evaluation."""
-    if "eval_accuracy" not in res.metrics or res.metrics["eval_accuracy"].isna().all():
-        raise ParamError("held-out curves need train.eval_every > 0 (evaluations during training)")
-    out = {}
-    for (method, seed), part in res.metrics.groupby(["method", "seed"], sort=False):
-        evals = part["eval_accuracy"].dropna().to_numpy()
-        n = int(part["eval_n"].dropna().iloc[0])
-        base = float(np.mean(res.evals[(method, seed)]["base"]["correct"][:n]))
-        out[(method, seed)] = np.concatenate([[base], evals])
-    return out
-
-
-def _curve_metric(stat: Callable[[np.ndarray], float]) -> Callable[[experiments.SweepResult], pd.DataFrame]:
-    def metric(res: experiments.SweepResult) -> pd.DataFrame:
-        return pd.DataFrame([{"method": m, "seed": s, "value": stat(c)} for (m, s), c in held_out_curves(res).items()])
-
-    return metric
-
-
-def drawdown(curve: np.ndarray) -> float:
-    """The largest fall of a curve below its running maximum (0 for a curve that never falls)."""
-    return float((np.maximum.accumulate(curve) - curve).max())
-
-
-AGGS: dict[str, Callable[[pd.Series], float]] = {
-    "mean": lambda s: float(s.mean()), "first": lambda s: float(s.iloc[0]), "last3": lambda s: float(s.iloc[-3:].mean()),
-    "max": lambda s: float(s.max()), "min": lambda s: float(s.min()),
-    # change over training: mean of the last three steps minus mean of the first three
-    "growth": lambda s: float(s.iloc[-3:].mean() - s.iloc[:3].mean()),
-}
-
-
-def _train_metric(res: experiments.SweepResult, column: str, agg: str) -> pd.DataFrame:
-    if column not in res.metrics:
-        raise ParamError(f"training metric {column!r} is not in the runs' metrics; have: {', '.join(res.metrics)}")
-    if agg not in AGGS:
-        raise ParamError(f"aggregation {agg!r} is not allowed; allowed: {', '.join(AGGS)}")
-    rows = [{"method": m, "seed": s, "value": AGGS[agg](part[column].dropna())}
-            for (m, s), part in res.metrics.groupby(["method", "seed"], sort=False) if part[column].notna().any()]
-    return pd.DataFrame(rows, columns=["method", "seed", "value"])
-
-
-METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
-    "final_accuracy": _held_out("correct"),
-    "final_length": _held_out("length"),
-    "final_format": _held_out("formatted"),
-    "final_truncated": _held_out("truncated"),
-    "final_length_wrong": _length_if_wrong,
-    "length_wrong_change": _length_wrong_change,
-    "accuracy_gain": _accuracy_gain,
-    # held-out curves (train.eval_every): speed and stability on a fixed problem set
-    "eval_auc": _curve_metric(lambda c: float(np.mean(c[1:]))),  # mean held-out accuracy over the evaluations
-    "eval_drawdown": _curve_metric(drawdown),  # largest fall below the best held-out accuracy so far
-    "eval_std": _curve_metric(lambda c: float(np.std(np.diff(c)))),  # spread of the changes between evaluations
-}
-
-
-def metric_table(res: experiments.SweepResult, metric: str, extra: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """The long table ``method, seed[, unit], value`` of ``metric`` (a :data:`METRICS` name, ``train:<col>:<agg>``,
-    or a name in ``extra``)."""
-    if extra and metric in extra:
-        return extra[metric]
-    if metric in METRICS:
-        return METRICS[metric](res)
-    if metric.startswith("train:"):
-        _, column, agg = (metric.split(":") + ["mean"])[:3]
-        return _train_metric(res, column, agg)
-    raise ParamError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}, train:<column>:<agg>, "
-                     f"or a measurement passed as extra ({', '.join(extra or {}) or 'none given'})")
-
-
-# ------------------------------------------------------------------------------------- regime checks
-# fn(result, claim, **kwargs) -> (passed, what was measured): the conditions under which a mechanism can act.
-
-
-def _runs_of(res: StudyResult, method: str) -> pd.DataFrame:
-    m = res.sweep.metrics
-    return m[m["method"] == method]
-
-
-def check_clip_active(res: StudyResult, claim: Claim, method: str | None = None, min_frac: float = 0.005,
-                      ) -> tuple[bool, str]:
-    """Ratio clipping (or a gate) acts only after the first inner epoch (the first epoch's ratio is exactly 1):
-    the clip/gate fraction measured in epochs >= 2 must reach ``min_frac``."""
-    runs_ = _runs_of(res, method or claim.method)
-    if "clip_frac_late" not in runs_ or runs_["clip_frac_late"].isna().all():
-        return False, f"{method or claim.method}: one inner epoch, so the importance ratio is exactly 1 and no clip acts"
-    frac = float(runs_["clip_frac_late"].mean())
-    return frac >= min_frac, f"{method or claim.method}: clip/gate fraction in epochs >= 2 is {frac:.4f} (needs >= {min_frac})"
-
-
-def check_truncation_below(res: StudyResult, claim: Claim, max_frac: float = 0.05) -> tuple[bool, str]:
-    """Length claims need room to move: the base model's share of truncated held-out answers below ``max_frac``."""
-    base = outcomes(res.sweep, "base")
-    frac = float(base["truncated"].mean())
-    return frac < max_frac, f"base model truncates {frac:.1%} of held-out answers at max_new_tokens (needs < {max_frac:.0%})"
-
-
-def check_lengths_can_grow(res: StudyResult, claim: Claim, max_share: float = 0.7) -> tuple[bool, str]:
-    """A length bias can show only if lengths can grow: base mean length below ``max_share`` of the limit."""
-    base = outcomes(res.sweep, "base")
-    limit = int(res.params["train"].get("max_new_tokens", 32))
-    share = float(base["length"].mean()) / limit
-    return share < max_share, f"base mean length is {share:.0%} of max_new_tokens={limit} (needs < {max_share:.0%})"
-
-
-def check_base_accuracy_between(res: StudyResult, claim: Claim, lo: float = 0.05, hi: float = 0.95) -> tuple[bool, str]:
-    acc = float(outcomes(res.sweep, "base")["correct"].mean())
-    return lo <= acc <= hi, f"base held-out accuracy {acc:.1%} (the mechanism needs {lo:.0%}-{hi:.0%})"
-
-
-def check_sampled_accuracy_between(res: StudyResult, claim: Claim, lo: float, hi: float,
-                                   method: str | None = None) -> tuple[bool, str]:
-    """The training accuracy of the first step (sampled, temperature 1) between ``lo`` and ``hi``."""
-    first = _runs_of(res, method or claim.baseline or claim.method).groupby("seed")["accuracy"].first().mean()
-    return lo <= first <= hi, f"first-step sampled accuracy {first:.1%} (the mechanism needs {lo:.0%}-{hi:.0%})"
-
-
-def check_metric_nonzero(res: StudyResult, claim: Claim, column: str, method: str | None = None,
-                         min_abs: float = 1e-3) -> tuple[bool, str]:
-    """A mechanism that shapes ``column`` must have moved it: its mean over the method's steps is non-zero."""
-    runs_ = _runs_of(res, method or claim.method)
-    val = float(runs_[column].abs().mean()) if column in runs_ else 0.0
-    return val >= min_abs, f"{method or claim.method}: mean |{column}| = {val:.4f} over training (needs >= {min_abs})"
-
-
-def check_baseline_beats_base(res: StudyResult, claim: Claim, min_gain: float = 0.0) -> tuple[bool, str]:
-    """Before a non-inferiority claim: the baseline's estimated gain over the base model (held-out, paired by
-    problem) is above ``min_gain``; an estimate, not a significance test (a gate that needs significance on
-    its own makes the claim after it untestable at any realistic number of seeds)."""
-    gain = METRICS["accuracy_gain"](res.sweep)
-    who = claim.baseline or claim.method
-    effect = float(gain.loc[gain["method"] == who, "value"].mean())
-    return effect > min_gain, f"{who}: estimated gain over the base model {effect:+.3f} (needs > {min_gain:+.3f})"
-
-
-def check_mixed_groups(res: StudyResult, claim: Claim, min_frac: float = 0.1, method: str | None = None,
-                       ) -> tuple[bool, str]:
-    """Group-relative signal exists: the share of groups with non-zero advantage is at least ``min_frac``."""
-    runs_ = _runs_of(res, method or claim.baseline or claim.method)
-    frac = 1.0 - float(runs_["zero_adv_group_frac"].mean())
-    return frac >= min_frac, f"{frac:.1%} of groups carry a non-zero advantage (needs >= {min_frac:.0%})"
-
-
-def check_base_answers(res: StudyResult, claim: Claim, fn: Callable[[str], float], min_mean: float,
-                       what: str = "") -> tuple[bool, str]:
-    """The mechanism needs something in the base model's held-out answers (e.g. reflection words to remove): the
-    mean of ``fn(answer)`` over them reaches ``min_mean``."""
-    ev = next(iter(res.sweep.evals.values()))["base"]["completions"]
-    val = float(np.mean([fn(t) for t in ev])) if ev else 0.0
-    name = what or getattr(fn, "__name__", "fn")
-    return val >= min_mean, f"base model's answers: mean {name} {val:.3f} (needs >= {min_mean})"
-
-
-def check_train_metric_between(res: StudyResult, claim: Claim, column: str, lo: float = -math.inf, hi: float = math.inf,
-                               method: str | None = None, agg: str = "mean") -> tuple[bool, str]:
-    """A training metric of ``method`` (default the claim's), ``agg`` over each run's steps then mean over seeds,
-    lies in [lo, hi]: e.g. the line format is followed (``format_share``), a filter keeps groups (``shortfall``), a
-    process signal varies (``mc_mixed``), a probe or a PRM is informative (``spae_phi_auc``, ``prm_dpo_acc``)."""
-    name = method or claim.method
-    runs_ = _runs_of(res, name)
-    if column not in runs_ or runs_[column].isna().all():
-        return False, f"{name}: training metric {column!r} was not recorded"
-    val = float(np.mean([AGGS[agg](part[column].dropna()) for _, part in runs_.groupby("seed")
-                         if part[column].notna().any()]))
-    return lo <= val <= hi, f"{name}: {column} ({agg} over steps) = {val:.3f} (needs {report.range_text(lo, hi)})"
-
-
-def check_sampled_truncation_below(res: StudyResult, claim: Claim, max_frac: float = 0.05,
-                                   method: str | None = None) -> tuple[bool, str]:
-    """Length claims on *sampled* completions (training metrics) need room to move: the share of the first
-    step's samples cut at max_new_tokens (mean over seeds) below ``max_frac``."""
-    runs_ = _runs_of(res, method or claim.baseline or claim.method)
-    if "truncated_frac" not in runs_:
-        return False, "the runs did not record truncated_frac"
-    frac = float(runs_.groupby("seed")["truncated_frac"].first().mean())
-    return frac < max_frac, (f"{frac:.1%} of the first step's samples are cut at max_new_tokens "
-                             f"(needs < {max_frac:.0%}): sampled lengths cannot grow")
-
-
-def check_measured(res: StudyResult, claim: Claim, column: str, lo: float = -math.inf, hi: float = math.inf,
-                   table: str | None = None, method: str | None = None) -> tuple[bool, str]:
-    """A condition on a measurement passed to :meth:`StudyResult.finish` (``extra``): the mean of ``column``
-    over the rows of ``method`` (default the claim's) in table ``table`` (default the claim's metric) lies in
-    ``[lo, hi]`` (default: rows exist); e.g. the clip fraction of a loss in its second epoch, or that all-wrong
-    groups were found at all."""
-    name, who = table or claim.metric, method or claim.method
-    df = (res.extra or {}).get(name)
-    rows = df[df["method"] == who] if df is not None and "method" in df else None
-    if rows is None or rows.empty or column not in rows:
-        return False, f"{who}: no rows with {column!r} in the measurement {name!r}"
-    val = float(rows[column].mean())
-    need = f"needs {report.range_text(lo, hi)}" if math.isfinite(lo) or math.isfinite(hi) else "needs rows"
-    return lo <= val <= hi, f"{who}: mean {column} in {name} is {val:.4g} over {len(rows)} rows ({need})"
-
-
-def check_measured_between(res: Any, claim: Claim, table: str, lo: float = -math.inf, hi: float = math.inf,
-                           method: str | None = None) -> tuple[bool, str]:
-    """For a pipeline (:class:`rlbook.analysis.pipeline.PipelineResult`): the mean of the measured table ``table`` (rows of
-    ``method``, default the claim's method; every row when the table has one method) lies in [lo, hi], e.g. a
-    base success rate in the mechanism's regime, or a stage that learned before its forgetting is measured."""
-    tables = getattr(res, "tables", None) or {}
-    if table not in tables:
-        raise ParamError(f"regime check measured_between: no table {table!r}; have: {', '.join(tables) or 'none'}")
-    t = tables[table]
-    name = method or claim.method
-    part = t[t["method"] == name] if name in set(t["method"]) else t
-    val = float(part["value"].astype(float).mean())
-    return lo <= val <= hi, f"{table} ({name}) = {val:.3g} (the mechanism needs {report.range_text(lo, hi)})"
-
-
-CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
-    "clip_active": check_clip_active, "truncation_below": check_truncation_below,
-    "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
-    "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
-    "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
-    "base_answers": check_base_answers,
-    "train_metric_between": check_train_metric_between,
-    "sampled_truncation_below": check_sampled_truncation_below, "measured": check_measured,
-    # the curricula family (rlbook.analysis.regimes): the start model's per-prompt success spread on the pool, its share of
-    # all-wrong prompts (the methods built for them), a hard regime
-    "success_spread": regimes.check_success_spread, "all_wrong_share": regimes.check_all_wrong_share,
-    "hard_regime": regimes.check_hard_regime,
-    "metric_between": regimes.check_metric_between,
-    # regimes matched to mechanisms (rlbook.analysis.regimes): clip-higher's band; a sampled-accuracy window over all steps
-    "clip_band": regimes.check_clip_band, "sampled_accuracy_all_steps": regimes.check_sampled_accuracy_all_steps,
-    "measured_between": check_measured_between,
-}
 
 
 # ------------------------------------------------------------------------------------------ results

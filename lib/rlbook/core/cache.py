@@ -26,7 +26,7 @@ from typing import Any
 PACKAGE = Path(__file__).resolve().parent.parent  # the rlbook package (this file is rlbook/core/cache.py)
 # Modules that never change what a training run computes: they read, test, report or export runs.
 NOT_TRAINING = ("application/cli.py", "application/export.py", "analysis/report.py", "analysis/stats.py",
-                "analysis/study.py", "analysis/simlab.py", "analysis/probe.py", "core/cache.py", "analysis/measure.py",
+                "analysis/study.py", "analysis/metrics.py", "analysis/simlab.py", "analysis/probe.py", "core/cache.py", "analysis/measure.py",
                 "analysis/creditlab.py", "analysis/efficiency.py", "analysis/regimes.py", "application/integrations/",
                 "analysis/pipeline.py", "training/stages.py")
 PACKAGES = ("torch", "transformers", "peft", "reasoning_gym", "math-verify")
