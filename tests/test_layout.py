@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import re
 import subprocess
 import sys
 import tomllib
@@ -97,3 +98,24 @@ def test_python_dash_m_runs_the_cli_under_its_old_and_new_names():
                              env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
         assert out.returncode == 0 and "usage: rlbook" in out.stdout, out.stderr[-2000:]
     assert rlbook.__version__
+
+
+def _numbered(text: str) -> list[str]:
+    """The bold names of a numbered list ``1. **collect** ...``, in order."""
+    return [m.group(2) for m in re.finditer(r"^\s*(\d+)\. \*\*([^*]+)\*\*", text, re.M)]
+
+
+def test_the_step_has_one_numbering_in_code_and_docs():
+    trainer = importlib.import_module("rlbook.training.trainer")
+    stages = _numbered(trainer.__doc__)
+    assert stages[0] == "collect" and stages[-1] == "log" and len(stages) == 9
+    arch = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    section = arch[arch.index("## The trainer"):]
+    assert _numbered(section)[:len(stages)] == stages
+    doc = " ".join(trainer.Trainer.step.__doc__.split())
+    for i, name in enumerate(stages, 1):
+        assert f"{i} {name.split()[0]}" in doc, (i, name)
+    src = (PACKAGE / "training" / "trainer.py").read_text()
+    banners = [line.rsplit("- ", 1)[1] for line in src.splitlines() if line.startswith("    # ---")]
+    numbers = [int(n) for b in banners for n in b.split(".")[0].split(", ") if n.isdigit()]
+    assert sorted(numbers) == [1, 2, 3, 4, 6, 7, 8, 9] and numbers[:2] == [1, 2]  # 5 (observe) is the sampler's

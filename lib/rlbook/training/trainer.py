@@ -1,20 +1,25 @@
 """The GRPO-style LoRA trainer: one readable loop, each step of the algorithm visible and named.
 
-:meth:`Trainer.step` reads as the table of contents of the algorithm over a :class:`~rlbook.policy.rollout.Batch`:
+:meth:`Trainer.step` reads as the table of contents of the algorithm over a :class:`~rlbook.policy.rollout.Batch`;
+its stages, in this order (the same numbers label the code of ``step()``, the section banners below and
+``docs/ARCHITECTURE.md``):
 
-1. **draw prompts, roll out, score, filter** (:meth:`Trainer.collect`): P problems from the sampler
-   (``rlbook.mechanisms.sampling``), G completions each (``rlbook.policy.rollout``), each reward of ``cfg.rewards``
-   (``rlbook.mechanisms.rewards``) weighted into one scalar, and the filters of ``cfg.filters`` (``rlbook.mechanisms.filters``),
-   drawing more prompts while groups are dropped;
-2. **observe**: the sampler sees the outcomes (curricula, replay);
-3. **context on demand** (:meth:`Trainer.add_context`): reference log-probs, log-ratios, answer ids... only
-   when the chosen estimator, loss, rewards or filters name them (:data:`PROVIDERS`);
-4. **phases** hooked ``before_advantages`` (``rlbook.mechanisms.phases``, e.g. a process reward model);
-5. **advantages**: ``rlbook.mechanisms.estimators.compute(cfg.estimator, rewards, context)``;
-6. **policy update** (``rlbook.training.update``): ``inner_epochs`` passes of the clipped policy loss
-   (``rlbook.mechanisms.losses``) with optional KL to the reference (the same model, LoRA adapter disabled);
-7. **phases** hooked ``after_update``;
-8. **log**: the step's metrics (``rlbook.training.runs.MetricsLog``), with a held-out evaluation every ``eval_every``.
+1. **collect** (:meth:`Trainer.collect`): draw P problems from the sampler (``rlbook.mechanisms.sampling``),
+   roll out G completions each (``rlbook.policy.rollout``), score them with each reward of ``cfg.rewards``
+   (``rlbook.mechanisms.rewards``) weighted into one scalar, and apply the filters of ``cfg.filters``
+   (``rlbook.mechanisms.filters``), drawing more prompts while groups are dropped;
+2. **context on demand** (:meth:`Trainer.add_context`): the cheap entries always; reference log-probs,
+   log-ratios, answer ids... only when the chosen estimator, loss, rewards or filters name them (:data:`PROVIDERS`);
+3. **phases** hooked ``before_advantages`` (``rlbook.mechanisms.phases``, e.g. a process reward model);
+4. **advantages** (:meth:`Trainer.advantages`): ``rlbook.mechanisms.estimators.compute(cfg.estimator, rewards, context)``;
+5. **observe**: the sampler sees the outcomes and advantages (curricula, replay);
+6. **phases** hooked ``after_advantages`` (e.g. down-sampling);
+7. **policy update** (:meth:`Trainer.update`, ``rlbook.training.update``): ``inner_epochs`` passes of the
+   clipped policy loss (``rlbook.mechanisms.losses``) with optional KL to the reference (the same model, LoRA
+   adapter disabled);
+8. **phases** hooked ``after_update``;
+9. **log**: the step's metrics row (``rlbook.training.runs.MetricsLog``), with a held-out evaluation every
+   ``eval_every``.
 
 Generation and training each run inside an out-of-memory retry (``rlbook.training.oom``) that halves their batch
 knob once.  Checkpoints (``rlbook.training.checkpoint``) hold each component's own ``state_dict``.
@@ -93,22 +98,23 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ the step
     def step(self) -> dict[str, Any]:
-        """One iteration: draw, roll out, score, filter, observe, context, advantages, update, log."""
+        """One iteration, stages 1-9 of the module docstring: 1 collect, 2 context, 3 phases before_advantages,
+        4 advantages, 5 observe, 6 phases after_advantages, 7 policy update, 8 phases after_update, 9 log."""
         cfg, t0 = self.cfg, time.perf_counter()
         self._rollouts_this_step = 0
-        batch = self._oom("generation", "gen_batch_size", self.collect, self._generation_snapshot())
+        batch = self._oom("generation", "gen_batch_size", self.collect, self._generation_snapshot())  # 1
         gen_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        self.add_context(batch)
-        self.run_phases("before_advantages", batch)
-        batch.advantages = self.advantages(batch)
-        self.sampler.observe_batch(batch)
-        self.run_phases("after_advantages", batch)
-        inputs = self.update_inputs(batch)
+        self.add_context(batch)  # 2
+        self.run_phases("before_advantages", batch)  # 3
+        batch.advantages = self.advantages(batch)  # 4
+        self.sampler.observe_batch(batch)  # 5
+        self.run_phases("after_advantages", batch)  # 6
+        inputs = self.update_inputs(batch)  # 7
         train = self._oom("training", "micro_batch_size", lambda: self.update(inputs), self._training_snapshot())
         self.step_count += 1
-        self.run_phases("after_update", batch)
-        m = step_metrics(batch, inputs, train, self.comp, gen_s, time.perf_counter() - t1)
+        self.run_phases("after_update", batch)  # 8
+        m = step_metrics(batch, inputs, train, self.comp, gen_s, time.perf_counter() - t1)  # 9
         m.update(step=self.step_count, step_s=time.perf_counter() - t0)
         m = self.order_metrics(m, batch)
         if cfg.eval_every and self.step_count % cfg.eval_every == 0:
@@ -117,7 +123,7 @@ class Trainer:
         self.log.append(m)
         return m
 
-    # ------------------------------------------------------------------ 1. draw, roll out, score, filter
+    # -------------------------------------------------- 1. collect: draw, roll out, score, filter
     def collect(self) -> Batch:
         """P groups: draw prompts, roll out, score; with filters, draw again (at most
         ``cfg.max_sampling_rounds`` rounds) while fewer than P groups are kept."""
@@ -233,7 +239,7 @@ class Trainer:
             self._prompt_cache[key] = prompt_ids(self.tok, problem.messages)
         return self._prompt_cache[key]
 
-    # ------------------------------------------------------------------------- 3. context on demand
+    # ----------------------------------------------------------------------- 2. context on demand
     def add_context(self, batch: Batch) -> None:
         """The estimator's context: the cheap entries always, the costly ones (:data:`PROVIDERS`) only when a
         chosen mechanism names them (or a KL term needs the reference log-probs)."""
@@ -248,13 +254,13 @@ class Trainer:
             if name in wanted or any(name in DEPENDS.get(w, ()) for w in wanted):
                 batch.context[name] = provide(self, batch)
 
-    # ------------------------------------------------------------------------------ 4, 7. phases
+    # ---------------------------------------------- 3, 6, 8. phases (5. observe is the sampler's)
     def run_phases(self, hook: str, batch: Batch) -> None:
         for name, phase in self.phases:
             if phases.hook(name) == hook:
                 batch.metrics.update(phase.run(self, batch))
 
-    # ------------------------------------------------------------------------------ 5. advantages
+    # ------------------------------------------------------------------------------ 4. advantages
     def advantages(self, batch: Batch) -> torch.Tensor:
         """The estimator's advantages; with uneven groups (or samples a phase dropped) it gets ``sample_mask``
         (the samples kept) and must declare it supports them (``estimators.register(..., ragged=True)``);
@@ -266,7 +272,7 @@ class Trainer:
             return adv
         return adv * kept.view(*kept.shape, *([1] * (adv.dim() - 2))).to(adv.dtype)
 
-    # ------------------------------------------------------------------------------ 6. policy update
+    # --------------------------------------------------------------------------- 7. policy update
     def update_inputs(self, batch: Batch) -> UpdateInputs:
         """The rows to train on (zero-advantage rows left out when the loss allows it, empty slots always) and
         their context; a phase's ``batch.context["loss_token_mask"]`` ([B, Lc], 0 = no gradient) narrows the tokens."""
@@ -295,7 +301,7 @@ class Trainer:
         """Micro-batches hold whole groups: the prompt forward is shared, or the loss compares a group's samples."""
         return self.cfg.share_prompt_forward or "group_ids" in self.comp.loss.entry.needs
 
-    # ------------------------------------------------------------------------------------- 8. log
+    # ------------------------------------------------------------------------------------- 9. log
     def order_metrics(self, m: dict[str, Any], batch: Batch) -> dict[str, Any]:
         """Per-reward means, then NaN placeholders for the evaluation columns (same columns on every row)."""
         for k, use in enumerate(self.comp.rewards):
