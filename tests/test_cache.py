@@ -23,16 +23,16 @@ def test_a_change_to_training_code_changes_the_code_version_but_reporting_code_d
     pkg = _copy_package(tmp_path)
     before = cache.code_version(pkg)
     assert before == cache.code_version(cache.PACKAGE)  # same source, same version
-    (pkg / "report.py").write_text((pkg / "report.py").read_text() + "\n# a reporting change\n")
+    (pkg / "analysis" / "report.py").write_text((pkg / "analysis" / "report.py").read_text() + "\n# a reporting change\n")
     cache._code_version.cache_clear()
     assert cache.code_version(pkg) == before
-    grpo = pkg / "estimators" / "group.py"
+    grpo = pkg / "mechanisms" / "estimators" / "group.py"
     source = grpo.read_text()
     assert "return grpo_advantage(" in source
     grpo.write_text(source.replace("return grpo_advantage(", "return -grpo_advantage(", 1))
     cache._code_version.cache_clear()
     assert cache.code_version(pkg) != before
-    assert pkg / "trainer.py" in cache.training_sources(pkg) and pkg / "study.py" not in cache.training_sources(pkg)
+    assert pkg / "training" / "trainer.py" in cache.training_sources(pkg) and pkg / "analysis" / "study.py" not in cache.training_sources(pkg)
 
 
 def test_a_cached_run_made_by_other_code_is_never_reused_and_is_pruned_as_stale(tmp_path, monkeypatch, count_trainers):
