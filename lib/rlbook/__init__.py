@@ -2,9 +2,9 @@
 
 The package is one folder per layer of the import contract (``docs/ARCHITECTURE.md``; top to bottom:
 application, analysis, pipelines, training, mechanisms, policy, data, core).  The old flat paths
-(``rlbook.analysis.study``, ``rlbook.training.trainer``, ``rlbook.mechanisms.estimators.group`` ...) keep working: :class:`_Aliases`
+(``rlbook.study``, ``rlbook.trainer``, ``rlbook.estimators.group`` ...) keep working: :class:`_Aliases`
 imports the module at its new place (:data:`rlbook._layout.ALIASES`) and returns that very object, so
-``rlbook.analysis.study is rlbook.analysis.study`` and pickles that name an old path load.  A name that is neither
+``rlbook.study is rlbook.analysis.study`` and pickles that name an old path load.  A name that is neither
 gives an ``ImportError`` naming the modules that exist.
 """
 

@@ -47,7 +47,6 @@ ALIASES: dict[str, str] = {
     'rlbook.losses': 'rlbook.mechanisms.losses',
     'rlbook.malt': 'rlbook.pipelines.malt',
     'rlbook.measure': 'rlbook.analysis.measure',
-    'rlbook.metrics': 'rlbook.analysis.metrics',
     'rlbook.models': 'rlbook.policy.models',
     'rlbook.oom': 'rlbook.training.oom',
     'rlbook.pages': 'rlbook.application.pages',

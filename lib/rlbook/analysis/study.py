@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from rlbook.analysis import probe, report, stats
-from rlbook.analysis.metrics import (  # noqa: F401  (re-exported: rlbook.analysis.study's names)
+from rlbook.analysis.metrics import (  # noqa: F401  (re-exported: the names notebooks read from study)
     AGGS,
     COUNT_METRICS,
     DIFFERENCE_METRICS,
