@@ -41,7 +41,8 @@ class _Aliases(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path=None, target=None):
         new = _target(fullname)
         if new is None:
-            if fullname.count(".") == 1 and fullname.startswith("rlbook.") and "rlbook" in sys.modules \
+            public = fullname.startswith("rlbook.") and fullname.count(".") == 1 and not fullname[7:].startswith("_")
+            if public and "rlbook" in sys.modules \
                     and importlib.machinery.PathFinder.find_spec(fullname, sys.modules["rlbook"].__path__) is None:
                 raise ModuleNotFoundError(_unknown(fullname), name=fullname)
             return None

@@ -8,14 +8,14 @@ A phase is a class registered with ``@register(name, at=HOOK)``::
         def run(self, trainer, batch) -> dict[str, float]: ... # may add entries to batch.context
         def state_dict(self) / load_state_dict(self, state)    # checkpointed with the trainer
 
-Hook points, in the order of :meth:`rlbook.training.trainer.Trainer.step`:
+Hook points, in the order of :meth:`rlbook.training.trainer.Trainer.step` (its stages 3, 6 and 8):
 
-* ``before_advantages``: after scoring, filtering and the on-demand context, before the estimator (e.g. a
+* ``before_advantages`` (stage 3): after scoring, filtering and the on-demand context, before the estimator (e.g. a
   process reward model scores tokens into ``batch.context["token_rewards"]``, or updates itself);
-* ``after_advantages``: after the estimator, before the update: a phase may drop samples
+* ``after_advantages`` (stage 6): after the estimator and the sampler's ``observe_batch``, before the update: a phase may drop samples
   (``batch.sample_mask``) or tokens (``batch.context["loss_token_mask"]``, [B, Lc], 0 = no gradient), e.g.
   advantage-variance down-sampling;
-* ``after_update``: after the policy update (e.g. an SFT step, a reward model's update on this batch).
+* ``after_update`` (stage 8): after the policy update (e.g. an SFT step, a reward model's update on this batch).
 
 The metrics a phase returns are added to the step's metrics (prefix them with the phase's name).
 """
