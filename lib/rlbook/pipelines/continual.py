@@ -46,7 +46,7 @@ from rlbook.data.tasks import Problem, Task
 from rlbook.policy.generation import prompt_ids
 from rlbook.policy.models import Tokenizer, wrap_lora
 from rlbook.policy.rollout import generate
-from rlbook.training.finetune import Example, completion_ids, train_sft
+from rlbook.training.finetune import Example, completion_ids, gold_text, train_sft
 from rlbook.training.stages import Stage, StageParams
 from rlbook.training.trainer import Trainer
 
@@ -106,11 +106,6 @@ def stage_problems(task: Task, n: int, seed: int) -> list[Problem]:
     """``n`` training problems of ``task`` in a seeded order (cycling when the split is smaller)."""
     order = np.random.default_rng(seed).permutation(len(task.train)).tolist()
     return [task.train[order[i % len(order)]] for i in range(n)]
-
-
-def gold_text(answer: str, answer_format: str) -> str:
-    """The reference answer written as the prompt asks ("plain": alone; "tag": inside <answer> tags)."""
-    return f"<answer>{answer}</answer>" if answer_format == "tag" else answer
 
 
 # ---------------------------------------------------------------------------------- measurements

@@ -218,3 +218,9 @@ def train_dpo(model: Any, tok: Tokenizer, pairs: Sequence[Pair], ref_chosen: tor
                      **{k: float(v) for k, v in info.items()}, "seconds": time.perf_counter() - t0})
     model.eval()
     return rows
+
+
+def gold_text(answer: str, answer_format: str) -> str:
+    """The reference answer written as the prompt asks ("plain": alone; "tag": inside <answer> tags): the SFT
+    target of the continual study's gold arm and of the warm start."""
+    return f"<answer>{answer}</answer>" if answer_format == "tag" else answer

@@ -9,7 +9,7 @@ starts every run of a study from the base model after ``N`` steps of SFT on gold
 * data: ``N x B`` problems drawn from the run's task (same families and difficulty, ``task.seed`` replaced by
   ``S``, so they are not the training pool's draw; small families such as one-digit products repeat some
   questions of the pool and the held-out set, as any two draws of them do), one example each: the prompt as the
-  trainer builds it and the gold answer in the requested format (:func:`rlbook.pipelines.continual.gold_text`) + EOS;
+  trainer builds it and the gold answer in the requested format (:func:`rlbook.training.finetune.gold_text`) + EOS;
 * training: one epoch, ``N`` AdamW steps of batch ``B`` on a LoRA adapter of the run's ``lora`` settings
   (:func:`rlbook.training.finetune.train_sft`, completion-token mean NLL);
 * use: the adapter is merged into the base weights and every run wraps its own fresh adapter around that
@@ -103,10 +103,9 @@ def compute(params: WarmStartParams, folder: Path) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     from rlbook.data.tasks import make_task
-    from rlbook.pipelines.continual import gold_text
     from rlbook.policy.generation import prompt_ids
     from rlbook.policy.models import load_policy
-    from rlbook.training.finetune import Example, completion_ids, train_sft
+    from rlbook.training.finetune import Example, completion_ids, gold_text, train_sft
 
     ws = WarmStart(**params["warm_start"])
     task = make_task({**params["task"], "seed": ws.seed, "train_size": ws.steps * ws.batch_size, "eval_size": 1})
