@@ -159,6 +159,16 @@ def role_data(tok: Tokenizer, trees: Sequence[Tree], instruction: str, rule: str
     return out
 
 
+def degenerate(data: dict[str, RoleData], dpo_roles: Sequence[str]) -> list[str]:
+    """Why a seed's post-training data are unusable, role by role (empty: usable): a role without a positive
+    example has nothing to SFT on (its adapter stays the base model: e.g. no generation's value passed the
+    threshold), a DPO role without a (positive, negative) sibling pair has nothing to DPO on."""
+    out = [f"{role}: no positive example (nothing to SFT on; the adapter stays untrained)"
+           for role in ROLES if not data[role].sft]
+    out += [f"{role}: no DPO pair (no positive and negative siblings)" for role in dpo_roles if not data[role].pairs]
+    return out
+
+
 @torch.no_grad()
 def run_chain(model: Any, tok: Tokenizer, task: Any, problems: Sequence[Problem], adapters: dict[str, str | None],
               max_new_tokens: dict[str, int], roles: Sequence[str] = ROLES) -> dict[str, list[str]]:
@@ -278,6 +288,7 @@ def run_seed(params: SeedParams, folder: Any = None) -> dict[str, Any]:
                    "generation_accuracy": float(np.mean([tree_values(t.reward, "mean")[1].mean() for t in trees])),
                    **{f"{r}_positives": len(d.sft) for r, d in data.items()},
                    **{f"{r}_pairs": len(d.pairs) for r, d in data.items()}}
+    out["degenerate"] = degenerate(data, params["post_training"]["dpo_roles"])
     out["training"] = post_train(model, tok, data, params["post_training"], seed)
     t3 = time.perf_counter()
     out["correct"].update(evaluate_systems(model, tok, task, test, True, mnt))
