@@ -39,8 +39,8 @@ import torch
 from torch import Tensor
 
 from rlbook import phases, steps
-from rlbook.estimators._util import grpo_advantage
 from rlbook.errors import ParamError
+from rlbook.estimators._util import grpo_advantage
 from rlbook.rollout import Batch, logprobs_no_grad
 
 LABELS = ("absolute", "prefix")
