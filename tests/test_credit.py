@@ -150,7 +150,7 @@ def test_every_credit_preset_runs_a_real_training_step_with_the_audit(tok, metho
     trainer = trainer_for(tok, method, rewards=[{"name": "correct"}])
     m = trainer.step()
     assert math.isfinite(m["loss"]) and m["skipped_step"] == 0
-    assert "format_share" in m and "credit_pair_acc" in m  # the audit ran after the update
+    assert "format_share" in m and "credit_pair_acc" in m and "outcome_credit_auc" in m  # the audit ran after the update
 
 
 def test_gen_token_budget_stops_training_at_equal_generated_tokens(tok):
