@@ -134,3 +134,14 @@ def test_sample_pool_on_the_tiny_model(tok):
     assert bon.Pool.from_dict(pool.to_dict()).certainty.tolist() == pool.certainty.tolist()
     tabs = bon.tables({0: pool}, [1, 4], [0.5], 2)
     assert {r["method"] for r in tabs["bon"]} >= {"self-certainty@4", "Borda p=0.5@1", "oracle@4"}
+
+
+def test_a_pool_without_answers_or_with_flat_self_certainty_is_degenerate():
+    def pool(answers, certainty):
+        c = np.array(certainty, dtype=float)
+        return bon.Pool(c, np.zeros_like(c), np.zeros(c.shape, dtype=bool), answers, np.ones_like(c))
+
+    assert bon.degenerate(pool([["1", None], [None, "2"]], [[0.1, 0.2], [0.3, 0.1]])) == []
+    reasons = bon.degenerate(pool([[None, None], [None, None]], [[0.5, 0.5], [0.5, 0.5]]))
+    assert len(reasons) == 2 and "no response has an extractable answer" in reasons[0]
+    assert "self-certainty is the same" in reasons[1]

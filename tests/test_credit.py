@@ -151,7 +151,7 @@ def test_every_credit_preset_runs_a_real_training_step_with_the_audit(tok, metho
     trainer = trainer_for(tok, method, rewards=[{"name": "correct"}])
     m = trainer.step()
     assert math.isfinite(m["loss"]) and m["skipped_step"] == 0
-    assert "format_share" in m and "credit_pair_acc" in m  # the audit ran after the update
+    assert "format_share" in m and "credit_pair_acc" in m and "outcome_credit_auc" in m  # the audit ran after the update
 
 
 def test_gen_token_budget_stops_training_at_equal_generated_tokens(tok):
@@ -239,6 +239,28 @@ def test_curves_on_a_shared_token_grid_by_hand():
     assert a == pytest.approx([0.0, 0.1, 0.2])  # interpolated halfway at 150
     b = grid[grid.method == "B"]["accuracy"].tolist()
     assert math.isnan(b[0]) and b[1] == pytest.approx(0.4) and math.isnan(b[2])  # only where B has data
+
+
+def test_credit_vs_outcome_pairs_each_batch_with_outcome_credit_on_the_same_lines():
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from rlbook.analysis import creditlab, stats
+
+    nan = float("nan")
+    # two seeds; seed 1's step 2 has no right-and-wrong pair (NaN): left out of both arms
+    m = pd.DataFrame([{"method": "X", "seed": 0, "step": 1, "credit_auc": 0.9, "outcome_credit_auc": 0.7},
+                      {"method": "X", "seed": 0, "step": 2, "credit_auc": 0.8, "outcome_credit_auc": 0.7},
+                      {"method": "X", "seed": 1, "step": 1, "credit_auc": 0.75, "outcome_credit_auc": 0.6},
+                      {"method": "X", "seed": 1, "step": 2, "credit_auc": nan, "outcome_credit_auc": nan},
+                      {"method": "Y", "seed": 0, "step": 1, "credit_auc": 0.5, "outcome_credit_auc": 0.5}])
+    t = creditlab.credit_vs_outcome(SimpleNamespace(sweep=SimpleNamespace(metrics=m)), ["X"])
+    assert sorted(set(t["method"])) == ["X", "X (outcome-only credit)"] and len(t) == 6
+    assert sorted(set(t["unit"])) == ["0:1", "0:2", "1:1"]  # units nested in seeds
+    r = stats.compare(t, "X", creditlab.outcome_label("X"))
+    # differences 0.2, 0.1 (seed 0) and 0.15 (seed 1): the incomplete-grid test, effect = mean of seed means
+    assert r["design"] == "incomplete" and r["effect"] == pytest.approx((0.15 + 0.15) / 2)
+    assert r["n_seeds"] == 2 and r["n_units"] == 3
 
 
 FAMILY = ["prime", "implicit_prm", "spo_chain", "tempo", "min_form", "clip_delta", "spae", "rewarding_progress", "capo",

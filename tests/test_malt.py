@@ -77,3 +77,15 @@ def test_expansion_shapes_and_chain_on_the_tiny_model(tok):
     assert set(out) == set(malt.ROLES) and len(out["refiner"]) == 2
     same = malt.run_chain(model, tok, task, task.eval[:2], {r: r for r in malt.ROLES}, mnt)
     assert same == out  # untrained adapters (B = 0) are the base model in every role
+
+
+def test_a_tree_without_a_right_leaf_leaves_every_role_without_positives(tok):
+    task = make_task(TASK)
+    tree = _tree(task)
+    tree.reward = np.zeros((3, 3, 3))
+    data = malt.role_data(tok, [tree], task.spec.instruction)
+    reasons = malt.degenerate(data, ["verifier", "refiner"])
+    assert [r.split(":")[0] for r in reasons] == ["generator", "verifier", "refiner", "verifier", "refiner"]
+    assert "no positive example" in reasons[0] and "no DPO pair" in reasons[3]
+    # the hand-worked tree has positives and pairs for every role: usable
+    assert malt.degenerate(malt.role_data(tok, [_tree(task)], task.spec.instruction), ["verifier", "refiner"]) == []

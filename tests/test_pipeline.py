@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rlbook.analysis import pipeline, study
+from rlbook.analysis import pipeline, report, study
 from rlbook.core import cache
 from rlbook.training import runs, stages
 
@@ -88,3 +88,24 @@ def test_missing_table_is_named(tmp_path):
     res = _result(tmp_path, [study.Claim("A beats B", "nope", "A", "B")])
     with pytest.raises(Exception, match="no measured table 'nope'"):
         res.evaluate()
+
+
+def test_a_degenerate_seed_warns_and_its_claim_rows_say_so(tmp_path, capsys):
+    res = _result(tmp_path, [study.Claim("A beats B", "acc", "A", "B", "greater")])
+    res.add("acc", _table(0.5))
+    seeds = {0: {"degenerate": []}, 1: {}, 2: {"degenerate": ["generator: no positive example"]}}
+    with pytest.warns(pipeline.DegenerateStageWarning, match="seed 2: malt: generator: no positive example"):
+        found = res.note_degenerate(seeds, stage="malt")
+    assert found == {2: ["generator: no positive example"]}
+    assert "WARNING: degenerate stage, seed 2" in capsys.readouterr().out
+    row = res.evaluate()[0]
+    assert row["degenerate"] == "seed 2: malt: generator: no positive example"
+    assert "DEGENERATE STAGE" in report.short_reason(row) and "Degenerate stage" in report.claim_sentence(row)
+    # a table without seed 2 carries no note; a usable study carries none either
+    res.add("acc", [r for r in _table(0.5) if r["seed"] != 2])
+    assert res.evaluate()[0]["degenerate"] == ""
+
+
+def test_degenerate_seeds_reads_a_string_or_a_list_and_skips_usable_seeds():
+    assert pipeline.degenerate_seeds({0: {"degenerate": "constant critic"}, 1: {"degenerate": None},
+                                      3: {"degenerate": ["a", "b"]}}) == {0: ["constant critic"], 3: ["a", "b"]}

@@ -142,6 +142,25 @@ def test_credit_audit_on_hand_made_advantages():
     assert m["format_share"] == 1.0 and m["calc_lines"] == 2.0 and m["repeated_lines"] == 0.0
 
 
+def test_outcome_credit_auc_is_the_paired_reference_on_the_same_lines_not_a_constant():
+    tok = line_tokenizer()
+    # A (outcome wrong): calc lines right, wrong; B (outcome right): right, right (4 - 1 - 7: partial sums 3, -4)
+    texts = ["4 - 1 = 3\n3 - 7 = -5\nAnswer: -5", "4 - 1 = 3\n3 - 7 = -4\nAnswer: -4"]
+    batch = make_batch(tok, chain_problem("4 - 1 - 7"), texts, [False, True])
+    lay = process.batch_layout(SimpleNamespace(tok=tok), batch)
+    # outcome-only credit: GRPO's advantage of rewards [0, 1] (mean 0.5, Bessel std 0.707): A -0.707, B +0.707
+    assert process.outcome_credit(batch)[0].tolist() == pytest.approx([-0.5 / 0.5 ** 0.5, 0.5 / 0.5 ** 0.5], abs=1e-5)
+    token_adv = torch.zeros(1, 2, lay.index.shape[1])
+    token_adv[0, 0] = torch.where(lay.index[0] == 0, 1.0, -1.0) * (lay.index[0] >= 0)
+    token_adv[0, 1] = 0.5 * (lay.index[1] >= 0)
+    m = process.audit(batch, lay, token_adv)
+    # same lines, outcome credit: right {-0.707, 0.707, 0.707} vs wrong {-0.707}: (2 + 0.5) / 3; the method's 1.0
+    assert m["credit_auc"] == 1.0 and m["outcome_credit_auc"] == pytest.approx(2.5 / 3)
+    # both outcomes wrong: outcome credit is 0 everywhere, AUC 0.5 (it carries nothing about the lines)
+    batch.rewards = torch.zeros(1, 2)
+    assert process.audit(batch, lay, token_adv)["outcome_credit_auc"] == pytest.approx(0.5)
+
+
 # ----------------------------------------------------------------------------------------- PRIME
 
 

@@ -167,3 +167,24 @@ def test_next_state_features_follow_the_episode():
     flat = [(t(0, 0, False), 0, False), (t(0, 1, True), 0, False), (t(1, 0, False), 0, False), (t(1, 1, True), 0, False)]
     s = torch.arange(4.0).unsqueeze(1)
     assert qvalue.next_state_features(flat, s).squeeze(1).tolist() == [1.0, 0.0, 3.0, 0.0]
+
+
+def test_a_constant_critic_and_an_empty_extraction_are_degenerate():
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    # a critic whose last layers were zeroed: both heads output their bias, the same Q for every candidate
+    critic = qvalue.DoubleCritic(d_action=4, d_state=4, hidden=8)
+    with torch.no_grad():
+        for head in critic.modules():
+            if isinstance(head, torch.nn.Linear) and head.out_features == 1:
+                head.weight.zero_()
+    q, _ = qvalue.advantages(critic, torch.randn(2, 4), torch.randn(2, 3, 4))
+    reasons = qvalue.degenerate(q, valid, kept=0)
+    assert len(reasons) == 2 and "critic is constant" in reasons[0] and "5 held-out candidates" in reasons[0]
+    assert "kept no example" in reasons[1]
+    # Q that differs on one valid candidate by 0.1: usable; an invalid candidate's Q is not looked at
+    q = torch.zeros(2, 2, 3)
+    q[0, 1, 2] = 0.1
+    assert qvalue.degenerate(q, valid, kept=3) == []
+    q = torch.zeros(2, 2, 3)
+    q[0, 0, 2] = 5.0  # only on the invalid candidate
+    assert "constant" in qvalue.degenerate(q, valid, kept=3)[0]

@@ -1,5 +1,6 @@
 """Measurements the credit-assignment notebooks share: curves against generated tokens, training-metric tables for
-claims, the implicit PRM against the oracle over training, and each method's step-level credit against the oracle.
+claims, the implicit PRM against the oracle over training, and each method's step-level credit against the oracle
+paired with outcome-only credit on the same lines (:func:`credit_vs_outcome`).
 
 Every token a method generated counts (``gen_tokens``: rollouts, the groups a filter dropped included;
 ``extra_gen_tokens``: Monte Carlo continuations, critiques, a PRM's warm-up rollouts), so methods that pay for
@@ -17,7 +18,9 @@ import pandas as pd
 
 from rlbook.analysis import metrics, report, study
 
-CREDIT_COLUMNS = (("credit_auc", "credit AUC (all calc lines)"), ("credit_pair_acc", "credit order inside completions"),
+CREDIT_COLUMNS = (("credit_auc", "credit AUC (all calc lines)"),
+                  ("outcome_credit_auc", "outcome-only credit AUC (same lines)"),
+                  ("credit_pair_acc", "credit order inside completions"),
                   ("process_auc", "process reward AUC"), ("format_share", "line format share"),
                   ("calc_lines", "calc lines per completion"), ("repeated_lines", "repeated lines per completion"))
 
@@ -84,6 +87,43 @@ def train_table(res: study.StudyResult, column: str, agg: str = "mean", minus: f
     return pd.DataFrame(rows)
 
 
+OUTCOME_CREDIT = " (outcome-only credit)"
+
+
+def outcome_label(method: str) -> str:
+    """The name, in :func:`credit_vs_outcome`'s table, of outcome-only credit on ``method``'s own lines."""
+    return method + OUTCOME_CREDIT
+
+
+def credit_vs_outcome(res: study.StudyResult, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """A claim table ``method, seed, unit, value`` pairing each method's credit with outcome-only credit on the
+    same lines: per audited batch (``unit`` = ``"<seed>:<step>"``: the calc lines of one training step's
+    completions), ``value`` is the AUC against the oracle's line labels of the method's step credit
+    (``credit_auc``, rows ``method``) and of outcome-only credit, GRPO's advantage of each completion's reward
+    spread over its lines, on those same lines (``outcome_credit_auc``, rows :func:`outcome_label`), both from the
+    ``credit_audit`` phase (:func:`rlbook.mechanisms.process.audit`).
+
+    So "X's credit is closer to the oracle's than outcome-only credit" is a paired difference per batch of lines,
+    not a comparison with a constant (``credit_pair_acc`` of outcome-only credit is 0.5 by construction).  Units
+    are nested in seeds (a step of one seed is not a step of another): :func:`rlbook.analysis.stats.compare` uses its
+    incomplete-grid test.  A batch without a right and a wrong calc line has no AUC and is left out."""
+    m = res.sweep.metrics
+    if "credit_auc" not in m or "outcome_credit_auc" not in m:
+        return pd.DataFrame(columns=["method", "seed", "unit", "value"])
+    rows = []
+    for (meth, seed), part in m.groupby(["method", "seed"], sort=False):
+        if methods is not None and meth not in methods:
+            continue
+        for _, r in part.iterrows():
+            if not (np.isfinite(r["credit_auc"]) and np.isfinite(r["outcome_credit_auc"])):
+                continue
+            unit = f"{seed}:{int(r['step'])}"
+            rows.append({"method": meth, "seed": seed, "unit": unit, "value": float(r["credit_auc"])})
+            rows.append({"method": outcome_label(meth), "seed": seed, "unit": unit,
+                         "value": float(r["outcome_credit_auc"])})
+    return pd.DataFrame(rows, columns=["method", "seed", "unit", "value"])
+
+
 def prm_figure(res: study.StudyResult, methods: Sequence[str] | None = None, name: str = "prm_vs_oracle") -> Any:
     """The implicit PRM against the oracle over training: step AUC of its step rewards for oracle-right vs
     oracle-wrong lines (on each step's fresh rollouts, before the PRM trains on them), its pairwise accuracy
@@ -118,6 +158,6 @@ def credit_table(res: study.StudyResult) -> pd.DataFrame:
             if meth in set(table["method"]):
                 iv = study.interval(table, meth)
                 out.loc[meth, col] = iv["mean"]
-                if col in ("credit_auc", "credit_pair_acc", "process_auc"):
+                if col in ("credit_auc", "outcome_credit_auc", "credit_pair_acc", "process_auc"):
                     out.loc[meth, f"{col}_ci"] = f"[{iv['ci_low']:.3f}, {iv['ci_high']:.3f}]"
     return out.reindex(res.methods)

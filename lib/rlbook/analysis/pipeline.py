@@ -11,10 +11,16 @@ collect data, label it, train one or several adapters, evaluate.  Two pieces mak
 * :class:`PipelineResult`: the claims of a :class:`rlbook.analysis.study.Study` evaluated on long tables the notebook
   measured (``method, seed[, unit], value``), with the same regime checks, calibrated intervals, verdicts (primary
   alone, secondaries by BH), ``underpowered`` rule and Markdown conclusion as a trainer sweep (:mod:`rlbook.analysis.study`).
+* **Degenerate stages are loud.**  A seed's stage that produced nothing usable (no example kept, no positive, a
+  constant critic) says so in its result, ``result["degenerate"]``: a list of reasons (empty or absent: usable).
+  :meth:`PipelineResult.note_degenerate` reads them from the seeds' results, prints a visible warning in the
+  notebook (and raises :class:`DegenerateStageWarning`), and every claim row whose table holds such a seed carries
+  the reasons in its ``degenerate`` field, shown next to its verdict and saved in ``results.json``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +62,28 @@ def _run_se_check(c: study.Claim, table: pd.DataFrame) -> tuple[bool, str] | Non
     return ok, f"margin {c.margin:g} vs one run's standard error {se:.3f}"
 
 
+class DegenerateStageWarning(UserWarning):
+    """A pipeline stage of one seed produced nothing usable (its reasons are in the message)."""
+
+
+def degenerate_seeds(seed_results: Mapping[Any, Mapping[str, Any]]) -> dict[Any, list[str]]:
+    """``{seed: reasons}`` for the seeds whose stage result lists reasons under ``"degenerate"`` (a string is one
+    reason); seeds without any are left out."""
+    out = {}
+    for seed, res in seed_results.items():
+        reasons = res.get("degenerate") or []
+        reasons = [reasons] if isinstance(reasons, str) else [str(r) for r in reasons]
+        if reasons:
+            out[seed] = reasons
+    return out
+
+
+def degenerate_note(degenerate: Mapping[Any, list[str]], seeds: Any) -> str:
+    """The note a claim row carries: the degenerate seeds among ``seeds`` with their reasons ("" when none)."""
+    present = {str(s) for s in seeds}
+    return "; ".join(f"seed {s}: {', '.join(r)}" for s, r in degenerate.items() if str(s) in present)
+
+
 @dataclass
 class PipelineResult:
     """A pipeline study's measured tables and the claims evaluated on them."""
@@ -65,6 +93,20 @@ class PipelineResult:
     params: dict[str, Any]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    degenerate: dict[Any, list[str]] = field(default_factory=dict)  # seed -> reasons (:meth:`note_degenerate`)
+
+    def note_degenerate(self, seed_results: Mapping[Any, Mapping[str, Any]], stage: str = "") -> dict[Any, list[str]]:
+        """Record the degenerate seeds of ``seed_results`` (``{seed: stage result}``, :func:`degenerate_seeds`)
+        and warn in the notebook, one visible line per seed; returns them.  Claim rows on tables that hold such
+        a seed carry the reasons (``degenerate``)."""
+        found = degenerate_seeds(seed_results)
+        for seed, reasons in found.items():
+            tagged = [f"{stage}: {r}" if stage else r for r in reasons]
+            self.degenerate.setdefault(seed, []).extend(t for t in tagged if t not in self.degenerate.get(seed, []))
+            msg = f"degenerate stage, seed {seed}: {'; '.join(tagged)}"
+            print(f"WARNING: {msg}. Claims on this seed's rows say so.")
+            warnings.warn(msg, DegenerateStageWarning, stacklevel=2)
+        return found
 
     def add(self, name: str, table: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
         """Register a measured table (a DataFrame or records) under ``name``; saved as ``tables/<name>.csv``."""
@@ -96,7 +138,9 @@ class PipelineResult:
             checks = [regimes.CHECKS[name](self, c, **kw) for name, kw in c.requires]
             margin = _run_se_check(c, self.tables[c.metric])
             checks += [margin] if margin is not None else []
-            rows.append(study.claim_row(c, self.tables[c.metric], checks))
+            row = study.claim_row(c, self.tables[c.metric], checks)
+            row["degenerate"] = degenerate_note(self.degenerate, set(self.tables[c.metric]["seed"]))
+            rows.append(row)
         self.rows = stats.assign_verdicts(rows)
         return self.rows
 
@@ -110,7 +154,8 @@ class PipelineResult:
 
         self.evaluate()
         out = {"seeds": int(self.params.get("seeds", 0)), "claims": self.rows,
-               "tables": sorted(self.tables), **(results or {})}
+               "tables": sorted(self.tables), "degenerate": {str(k): v for k, v in self.degenerate.items()},
+               **(results or {})}
         self.run.save_results(out)
         study.show_claims(self.rows)
         return Markdown(study.conclusion(self.rows))

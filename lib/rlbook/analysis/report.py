@@ -418,6 +418,8 @@ def short_reason(row: dict[str, Any], width: int = 110) -> str:
         text = f"{which} = {num(row.get('p_adjusted'), '.2g')}"
         if finite(row.get("mde")):
             text += f"; smallest detectable effect {row['mde']:.3g}"
+    if row.get("degenerate"):
+        text = f"DEGENERATE STAGE ({row['degenerate']}); {text}"
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
@@ -490,8 +492,9 @@ def claim_sentence(row: dict[str, Any]) -> str:
     scale = " (log ratio)" if row.get("scale", "identity") != "identity" else ""
     units = f" x {count(row.get('n_units'), 'unit')}" if finite(row.get("n_units")) and row.get("n_units", 1) > 1 else ""
     verdict = "shown, no verdict" if row.get("verdict") == "check" else f"**{row.get('verdict')}**"
+    degenerate = f" **Degenerate stage**: {row['degenerate']}." if row.get("degenerate") else ""
     return (f"- {star}*{row['claim']}* ({row.get('method')}{vs}, {row.get('metric')}{scale}): effect "
-            f"{effect_text(row)}, {count(row.get('n_seeds'), 'seed')}{units}{mde}: {verdict}{why}.{paper}")
+            f"{effect_text(row)}, {count(row.get('n_seeds'), 'seed')}{units}{mde}: {verdict}{why}.{paper}{degenerate}")
 
 
 def table(df: pd.DataFrame, caption: str, digits: int = 3) -> Any:

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from rlbook.core.errors import ParamError
 from rlbook.mechanisms import phases, steps
+from rlbook.mechanisms.estimators._util import grpo_advantage
 from rlbook.policy.rollout import Batch, logprobs_no_grad
 
 LABELS = ("absolute", "prefix")
@@ -307,18 +308,31 @@ def format_stats(lay: StepLayout) -> dict[str, float]:
             "repeated_lines": float(np.mean(repeats))}
 
 
+def outcome_credit(batch: Batch) -> Tensor:
+    """Outcome-only credit of each completion, ``[P, G]``: GRPO's advantage of its reward (group mean and std over
+    the filled slots), the same on every line of the completion.  The paired reference of :func:`audit`."""
+    return grpo_advantage(batch.rewards.float(), sample_mask=batch.sample_mask)
+
+
 def audit(batch: Batch, lay: StepLayout, advantages: Tensor, which: str = "absolute") -> dict[str, float]:
     """Step-level credit against the oracle on the calc lines of a batch: ``credit_auc`` (AUC of the step credit
-    for right vs wrong lines over the batch), ``credit_pair_acc`` (:func:`pair_accuracy`, inside completions),
-    ``process_auc`` (AUC of ``step_rewards`` when a process reward wrote them), and :func:`format_stats`."""
+    for right vs wrong lines over the batch), ``outcome_credit_auc`` (the same AUC, on the same lines, of
+    outcome-only credit, :func:`outcome_credit`: the reference a method's credit is paired with; it is not a
+    constant, since completions with a right outcome hold more right lines), ``credit_pair_acc``
+    (:func:`pair_accuracy`, inside completions: outcome-only credit scores exactly 0.5 there, so it is a
+    description, not a comparison), ``process_auc`` (AUC of ``step_rewards`` when a process reward wrote them),
+    and :func:`format_stats`."""
     labels = oracle_labels(batch, lay, which)
     calc = [[lab if s.kind == "calc" else None for s, lab in zip(row, lab_row, strict=True)]
             for row, lab_row in zip(lay.steps, labels, strict=True)]
     credit = step_credit(advantages, lay)
-    flat = [(c, lab) for c_row, l_row in zip(credit, calc, strict=True)
-            for c, lab in zip(c_row, l_row, strict=True) if lab is not None]
-    out = {"credit_auc": auc([c for c, _ in flat], [lab for _, lab in flat]) if flat else float("nan"),
-           "credit_pair_acc": pair_accuracy(credit, calc), "oracle_step_share": float(np.mean([lab for _, lab in flat]))
+    outcome = step_credit(outcome_credit(batch), lay)
+    flat = [(c, o, lab) for c_row, o_row, l_row in zip(credit, outcome, calc, strict=True)
+            for c, o, lab in zip(c_row, o_row, l_row, strict=True) if lab is not None]
+    right = [lab for *_, lab in flat]
+    out = {"credit_auc": auc([c for c, *_ in flat], right) if flat else float("nan"),
+           "outcome_credit_auc": auc([o for _, o, _ in flat], right) if flat else float("nan"),
+           "credit_pair_acc": pair_accuracy(credit, calc), "oracle_step_share": float(np.mean(right))
            if flat else float("nan"), **format_stats(lay)}
     sr = batch.context.get("step_rewards")
     if sr is not None:

@@ -123,6 +123,18 @@ def sample_pool(model: Any, tok: Tokenizer, task: Any, problems: Sequence[Proble
                 roll.lengths.float().view(len(problems), k).numpy())
 
 
+def degenerate(pool: Pool, tol: float = 1e-9) -> list[str]:
+    """Why a seed's pool is unusable for the selectors (empty: usable): no response has an extractable answer
+    (every vote is empty, every pick falls back to the first response), or self-certainty is the same for every
+    response (self-certainty Best-of-N picks by index)."""
+    out = []
+    if not any(a is not None for row in pool.answers for a in row):
+        out.append("no response has an extractable answer (every selector picks the first response)")
+    if pool.certainty.size > 1 and float(np.ptp(pool.certainty)) <= tol:
+        out.append("self-certainty is the same for every response (its Best-of-N picks by index)")
+    return out
+
+
 Selector = Callable[[Pool, int, np.ndarray], float]  # (pool, problem, sample indices) -> 1.0 / 0.0 (or expected)
 
 

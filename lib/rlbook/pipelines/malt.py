@@ -15,9 +15,13 @@ named where they are made.
   refinements of each (n = 3: 3 + 9 + 27 samples, 27 leaves); each leaf's reward is the task verifier on the
   refined answer.
 * **Value iteration** (:func:`tree_values`): ``V(r) = reward``, ``V(v) = mean of its refinements' values``,
-  ``V(g) = mean of its critiques' values`` (``rule="mean"``, = the mean of the leaves below, as the third-party
-  code computes it) or the mean of the critiques' binarised labels (``rule="binarised"``); a node is positive
-  when its value is > ``threshold`` (0.5; the third-party code uses >=, which differs only for even n).
+  binarised (positive when > ``threshold``), ``V(g) = mean of its critiques' binarised values`` (``rule=
+  "binarised"``, the default: the paper binarises the values at each level before the next one averages them)
+  or the mean of the critiques' raw values (``rule="mean"``, = the mean of the leaves below, as the third-party
+  code computes it; an option).  The two label generators differently: with n = 3 and leaves [1, 1, 0],
+  [1, 1, 0], [0, 0, 0] under one generation, the critiques' values are 2/3, 2/3, 0, so ``binarised`` gives
+  V(g) = 2/3 (positive) and ``mean`` 4/9 (negative).  A node is positive when its value is > ``threshold``
+  (0.5; the third-party code uses >=, which differs only for even n).
 * **Post-training data** (:func:`role_data`): per role, SFT examples = its positive outputs; DPO pairs = every
   (positive, negative) pair of siblings (same parent input), optionally capped.  Training: SFT on positives for
   every role, then DPO on the pairs for the roles in ``dpo_roles`` (default verifier and refiner: our reading
@@ -109,11 +113,12 @@ def expand(model: Any, tok: Tokenizer, task: Any, problems: Sequence[Problem], n
     return trees
 
 
-def tree_values(leaf_rewards: np.ndarray, rule: str = "mean", threshold: float = 0.5
+def tree_values(leaf_rewards: np.ndarray, rule: str = "binarised", threshold: float = 0.5
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Value iteration over ``[..., n_g, n_v, n_r]`` leaf rewards: the verifiers' values ``[..., n_g, n_v]``
-    (mean over their refinements) and the generators' values ``[..., n_g]`` (mean over their critiques' values,
-    or over their binarised labels ``value > threshold``)."""
+    (mean over their refinements) and the generators' values ``[..., n_g]``: the mean of their critiques'
+    binarised labels ``value > threshold`` (``binarised``, the paper's rule) or of their raw values (``mean``,
+    the third-party code's)."""
     if rule not in RULES:
         raise ValueError(f"rule={rule!r}; allowed: {', '.join(RULES)}")
     v_val = np.asarray(leaf_rewards, dtype=float).mean(-1)
@@ -134,7 +139,7 @@ class RoleData:
     pairs: list[Pair]
 
 
-def role_data(tok: Tokenizer, trees: Sequence[Tree], instruction: str, rule: str = "mean", threshold: float = 0.5
+def role_data(tok: Tokenizer, trees: Sequence[Tree], instruction: str, rule: str = "binarised", threshold: float = 0.5
               ) -> dict[str, RoleData]:
     """Per role: SFT examples (its positive outputs) and DPO pairs (positive vs negative siblings)."""
     out = {r: RoleData([], []) for r in ROLES}
@@ -151,6 +156,16 @@ def role_data(tok: Tokenizer, trees: Sequence[Tree], instruction: str, rule: str
             ids = [completion_ids(tok, x) for x in texts]
             out[role].sft += [Example(prompt, ids[i]) for i, ok in enumerate(labels) if ok]
             out[role].pairs += [Pair(prompt, ids[a], ids[b]) for a, b in sibling_pairs(list(labels))]
+    return out
+
+
+def degenerate(data: dict[str, RoleData], dpo_roles: Sequence[str]) -> list[str]:
+    """Why a seed's post-training data are unusable, role by role (empty: usable): a role without a positive
+    example has nothing to SFT on (its adapter stays the base model: e.g. no generation's value passed the
+    threshold), a DPO role without a (positive, negative) sibling pair has nothing to DPO on."""
+    out = [f"{role}: no positive example (nothing to SFT on; the adapter stays untrained)"
+           for role in ROLES if not data[role].sft]
+    out += [f"{role}: no DPO pair (no positive and negative siblings)" for role in dpo_roles if not data[role].pairs]
     return out
 
 
@@ -270,9 +285,10 @@ def run_seed(params: SeedParams, folder: Any = None) -> dict[str, Any]:
     t2 = time.perf_counter()
     data = role_data(tok, trees, task.spec.instruction, params["rule"], float(params["threshold"]))
     out["tree"] = {"leaf_accuracy": float(np.mean([t.reward.mean() for t in trees])),
-                   "generation_accuracy": float(np.mean([tree_values(t.reward)[1].mean() for t in trees])),
+                   "generation_accuracy": float(np.mean([tree_values(t.reward, "mean")[1].mean() for t in trees])),
                    **{f"{r}_positives": len(d.sft) for r, d in data.items()},
                    **{f"{r}_pairs": len(d.pairs) for r, d in data.items()}}
+    out["degenerate"] = degenerate(data, params["post_training"]["dpo_roles"])
     out["training"] = post_train(model, tok, data, params["post_training"], seed)
     t3 = time.perf_counter()
     out["correct"].update(evaluate_systems(model, tok, task, test, True, mnt))

@@ -205,6 +205,20 @@ def best_of_n(q: torch.Tensor, v: torch.Tensor, valid: torch.Tensor, threshold: 
     return best, (a_star > threshold).float(), a_star
 
 
+def degenerate(q: torch.Tensor, valid: torch.Tensor, kept: int, tol: float = 1e-6) -> list[str]:
+    """Why a seed's critic or extraction is unusable (empty: usable): the critic is constant (``max(Q1, Q2)``
+    over the valid candidates ``q`` ``[2, B, N]`` of held-out states varies by at most ``tol``: its Best-of-N
+    pick is the first candidate, whatever it is), or the Best-of-N extraction ``kept`` no example (no advantage
+    above the threshold: the extracted policy is the untrained adapter)."""
+    out = []
+    vals = q.max(0).values[valid.bool()]
+    if vals.numel() > 1 and float(vals.max() - vals.min()) <= tol:
+        out.append(f"the critic is constant (Q = {float(vals.mean()):.4g} on all {vals.numel()} held-out candidates)")
+    if kept == 0:
+        out.append("Best-of-N extraction kept no example (no advantage above the threshold; the policy stays untrained)")
+    return out
+
+
 # ------------------------------------------------------------------------------------ the study
 
 
@@ -435,6 +449,8 @@ def run_seed(params: SeedParams, folder: Any) -> dict[str, Any]:
                       seed=seed, reduction="seq_sum_mean", prob_clamp=(0.001, 0.99) if name == "policy" else None)
             out["extraction"][f"{name}_skipped"] = sum(r["skipped"] for r in rows)
     out["extraction"].update(examples=len(ex), bc_examples=len(bc))
+    held = f["split"] == 1
+    out["degenerate"] = degenerate(advantages(critic, f["s"][held], f["sa"][held])[0].detach(), f["valid"][held], len(ex))
     t2 = time.perf_counter()
     make_env = agents.make_env_factory(params["env"]["name"], **params["env"].get("kwargs", {}))
     seeds = [10**6 + i for i in range(int(params["eval_episodes"]))]

@@ -237,13 +237,15 @@ def update_scale_vs_success(group_size: int = 8) -> Figure:
     return fig
 
 
-def malt_value_tree(leaf_rewards: np.ndarray, threshold: float = 0.5) -> Figure:
+def malt_value_tree(leaf_rewards: np.ndarray, threshold: float = 0.5, rule: str = "binarised") -> Figure:
     """One question's search tree (``[n_g, n_v, n_r]`` leaf rewards): the refinements' rewards, the critiques' values
-    and the generations' values from ``malt.tree_values``, each bar green when it is a positive (value > threshold)."""
+    and the generations' values from ``malt.tree_values`` (``rule``), each bar green when it is a positive (value >
+    threshold)."""
     leaf = np.asarray(leaf_rewards, dtype=float)
-    v_val, g_val = malt.tree_values(leaf, "mean", threshold)
-    levels = [("refinements (reward)", leaf.reshape(-1)), ("critiques (mean of 3 refinements)", v_val.reshape(-1)),
-              ("generations (mean of 3 critiques)", g_val.reshape(-1))]
+    v_val, g_val = malt.tree_values(leaf, rule, threshold)
+    g_name = "share of positive critiques" if rule == "binarised" else "mean of the critiques' values"
+    levels = [("refinements (reward)", leaf.reshape(-1)), ("critiques (mean of their refinements)", v_val.reshape(-1)),
+              (f"generations ({g_name})", g_val.reshape(-1))]
     fig, axes = plt.subplots(3, 1, figsize=(9, 5.5))
     for ax, (name, vals) in zip(axes, levels, strict=True):
         colors = ["tab:green" if v > threshold else "tab:red" for v in vals]

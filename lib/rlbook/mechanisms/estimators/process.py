@@ -233,6 +233,9 @@ def min_form(rewards: Tensor, *, step_rewards: Tensor, step_mask: Tensor, step_i
     Differences: the step scores come from any process reward of ``rlbook.mechanisms.process`` (the code's two-class PRM
     gives P(good) - P(bad) in [-1, 1]); a step's reward sits on its last token (our steps are lines, the
     code's end at "\\n\\n"); the code's KL-in-reward is not added (use the trainer's ``kl_coef``).
+    Where the line credit comes from: the preset's ``line_validity`` phase, a hand-coded check of each line's
+    arithmetic that agrees with the chain_sum oracle on most calc lines, not a learned PRM; its credit against the
+    oracle is close to true by construction (``credit_assignment`` reports it as a check, not a claim).
     """
     _need_group("min_form", rewards)
     if baseline not in ("token", "step"):
@@ -293,6 +296,9 @@ def clip_delta(rewards: Tensor, *, step_rewards: Tensor, step_mask: Tensor, step
     and a critic (GAE); we have no critic, so the baseline is ASSUMED: the leave-one-out mean of the other
     completions' total return (as RLOO, PURE), no whitening.  ``eta``: the clip threshold (ASSUMED 0.5 for scores
     in [0, 1]).  ``mode="none"`` is the plain sum of PRM rewards (the hackable form the paper starts from).
+    Where the line credit comes from: the preset's ``line_validity`` phase (1 / 0), a hand-coded check of each
+    line's arithmetic that agrees with the chain_sum oracle on most calc lines, not the paper's learned PRM; its
+    credit against the oracle is close to true by construction (``credit_assignment`` reports it as a check).
     """
     T = step_index.shape[-1]
     mask = token_mask.to(rewards.dtype)
