@@ -29,6 +29,7 @@ from rlbook.config import TrainConfig
 from rlbook.generation import prompt_ids
 from rlbook.models import Tokenizer, reference_mode, use_adapter
 from rlbook.rollout import Rollout, generate
+from rlbook.toolcalls import CalculatorEnv
 
 Messages = list[dict[str, str]]
 Policy = Callable[[list[Messages]], list[str]]
@@ -215,7 +216,7 @@ class GuessNumber:
         return ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + msgs
 
 
-ENVS: dict[str, Callable[..., TextEnv]] = {"guess_number": GuessNumber}
+ENVS: dict[str, Callable[..., TextEnv]] = {"guess_number": GuessNumber, "calculator": CalculatorEnv}
 
 
 def make_env_factory(name: str, **kwargs: Any) -> Callable[[], TextEnv]:

@@ -26,6 +26,7 @@ from rlbook import (
     sampling,
     spo,
     spo_tree,
+    toolcalls,
 )
 from rlbook.config import TrainConfig, is_checked, mark_checked
 from rlbook.errors import ParamError
@@ -84,7 +85,8 @@ def check(cfg: TrainConfig) -> None:
     mark_checked(cfg)
 
 
-MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, spo_tree, process, prm, credit, length, curricula)  # every module that registers mechanisms
+MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, spo_tree, process, prm, credit, length, curricula,
+           toolcalls)  # every module that registers mechanisms
 
 
 class Components:

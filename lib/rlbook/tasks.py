@@ -25,6 +25,9 @@ INSTRUCTIONS = {
     "plain": "Reply with the answer only.",
     "tag": "Put the final answer between <answer> and </answer>.",
 }
+TOOLS = ("", "calculator")  # rlbook.toolcalls runs them; "" = no tool
+# what a tool wrote into a completion (rlbook.toolcalls): never read as the policy's answer
+TOOL_RESULT = re.compile(r"<result>.*?</result>", re.S)
 _TAG = ANSWER_TAG
 _SAYS = re.compile(r"answer(?: is)?\s*[:=]?\s*([^\n]+)", re.I)
 _NUMBER = NUMBER
@@ -50,6 +53,8 @@ class TaskSpec:
     instruction: str | None = None  # appended to every question; None: the answer_format's own
     system_prompt: str | None = "You are a concise assistant."  # None: the chat template's default
     shots: int = 0  # worked examples shown as earlier chat turns (chain_sum: one running partial sum per line)
+    tool: str = ""  # "calculator": the policy may call a tool mid-answer (rlbook.toolcalls); "" = no tool
+    max_tool_calls: int = 3  # tool calls an episode may make (a further call ends it unanswered)
 
     def __post_init__(self) -> None:
         from rlbook import hub
@@ -70,6 +75,10 @@ class TaskSpec:
             raise ParamError(f"task.config={self.config!r} must be a mapping")
         if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
             raise ParamError(f"task.shots={self.shots!r} must be an integer >= 0")
+        if self.tool not in TOOLS:
+            raise ParamError(f"task.tool={self.tool!r} is not allowed; allowed: {', '.join(map(repr, TOOLS))}")
+        if isinstance(self.max_tool_calls, bool) or not isinstance(self.max_tool_calls, int) or self.max_tool_calls < 0:
+            raise ParamError(f"task.max_tool_calls={self.max_tool_calls!r} must be an integer >= 0")
         if self.shots and self.name not in SHOT_WRITERS:
             raise ParamError(f"task.shots={self.shots} needs worked solutions, written only for: "
                              f"{', '.join(SHOT_WRITERS)} (got task.name={self.name!r})")
@@ -219,7 +228,10 @@ class Task:
                        entry=entry, meta=problem_meta(entry, self.spec.name))
 
     def score(self, problem: Problem, completion: str) -> float:
-        """The task's own verifier applied to the extracted answer (1.0 = correct)."""
+        """The task's own verifier applied to the extracted answer (1.0 = correct); with a tool, what the tool
+        wrote (``<result>...</result>``) is not the policy's answer and is left out first."""
+        if self.spec.tool:
+            completion = TOOL_RESULT.sub(" ", completion)
         answer = extract_answer(completion, numeric=self.numeric)
         if answer is None:
             return 0.0
