@@ -366,6 +366,16 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "rewards": [_CORRECT, {"name": "hapo", "weight": 1.0, "kwargs": {"w_lr": 1.0, "kind": "cosine", "mode": "min"}}]},
            notes="the history needs revisits: the script runs 5 epochs over 2000 problems; our notebooks use a small "
                  "training pool"),
+    Preset("otc_grpo", "OTC: Optimal Tool Calls via Reinforcement Learning (Wang et al., 2025; arXiv 2504.14870)",
+           "Sec. 3.3 (r = alpha r_tool r_phi, OTC-GRPO's r_tool) and Sec. 4.1 (c = the tool-call limit, alpha = 1, the "
+           "global approximation of n; 'we re-use the same parameter in Search-R1 and ToRL': Search-R1's GRPO script, "
+           "KL 0.001 low_var_kl (k3), clip 0.2, verl's masked mean over the batch's tokens)",
+           {"estimator": "grpo", "kl_coef": 0.001, "kl_kind": "k3", "aggregation": "token_mean",
+            "rewards": [{"name": "otc", "weight": 1.0, "kwargs": {"c": 3.0, "alpha": 1.0, "scope": "global"}}]},
+           notes="needs a task with a tool (task.tool: calculator, task.max_tool_calls: 3 as ToRL's limit, so c = 3); "
+                 "the GRPO baseline is this preset with rewards [correct] (Search-R1 / ToRL: correctness only); "
+                 "r_phi is the 0/1 verifier (no format term); LoRA and our learning rate instead of full fine-tuning "
+                 "at 1e-6"),
     Preset("kimi_length", "Kimi k1.5: Scaling Reinforcement Learning with LLMs (Kimi Team, 2025)",
            "Sec. 2.3.3 length reward on every group, on top of GRPO (the 'GRPO + length penalty' GRPO-lambda starts from)",
            {"estimator": "grpo", "rewards": [_CORRECT, {"name": "kimi_length", "weight": 1.0}]}),

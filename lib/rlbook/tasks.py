@@ -26,6 +26,12 @@ INSTRUCTIONS = {
     "tag": "Put the final answer between <answer> and </answer>.",
 }
 TOOLS = ("", "calculator")  # rlbook.toolcalls runs them; "" = no tool
+# worked examples of a tool task (task.shots of them, in this order): one call, no call, one call
+TOOL_SHOTS = {"": [], "calculator": [
+    ("What is 23 * 47?", "<calc>23 * 47</calc><result>1081</result><answer>1081</answer>"),
+    ("What is 2 + 3?", "<answer>5</answer>"),
+    ("Find the GCD of 84 and 36.", "<calc>gcd(84, 36)</calc><result>12</result><answer>12</answer>"),
+]}
 # what a tool wrote into a completion (rlbook.toolcalls): never read as the policy's answer
 TOOL_RESULT = re.compile(r"<result>.*?</result>", re.S)
 _TAG = ANSWER_TAG
@@ -79,7 +85,10 @@ class TaskSpec:
             raise ParamError(f"task.tool={self.tool!r} is not allowed; allowed: {', '.join(map(repr, TOOLS))}")
         if isinstance(self.max_tool_calls, bool) or not isinstance(self.max_tool_calls, int) or self.max_tool_calls < 0:
             raise ParamError(f"task.max_tool_calls={self.max_tool_calls!r} must be an integer >= 0")
-        if self.shots and self.name not in SHOT_WRITERS:
+        if self.tool and self.shots > len(TOOL_SHOTS[self.tool]):
+            raise ParamError(f"task.shots={self.shots}: {len(TOOL_SHOTS[self.tool])} worked examples are written for "
+                             f"task.tool={self.tool!r}")
+        if self.shots and not self.tool and self.name not in SHOT_WRITERS:
             raise ParamError(f"task.shots={self.shots} needs worked solutions, written only for: "
                              f"{', '.join(SHOT_WRITERS)} (got task.name={self.name!r})")
 
@@ -212,8 +221,13 @@ class Task:
         if len(unused) < n:
             raise ParamError(f"task.shots={n}: only {len(unused)} questions are left outside the train and eval "
                              "splits; lower task.train_size or task.eval_size")
-        write = SHOT_WRITERS[self.spec.name]
         turns = []
+        if self.spec.tool:  # fixed examples of the tool's use (questions in neither split)
+            for question, reply in TOOL_SHOTS[self.spec.tool][:n]:
+                turns += [{"role": "user", "content": f"{question} {self.spec.instruction}".strip()},
+                          {"role": "assistant", "content": reply}]
+            return turns
+        write = SHOT_WRITERS[self.spec.name]
         for entry in unused[:n]:
             turns += [{"role": "user", "content": f"{entry['question']} {self.spec.instruction}".strip()},
                       {"role": "assistant", "content": write(entry)}]

@@ -48,7 +48,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {"gcd": math.gcd, "lcm": math.lcm, "
 
 
 def calculate(expression: str) -> str:
-    """The calculator: the value of an arithmetic expression as text (an integer when the value is whole, else
+    """The calculator: the value of an arithmetic expression (function names in any case) as text (an integer when the value is whole, else
     up to 8 significant digits), or ``error: <why>`` for anything else (a name, a string, an exponent above 64,
     division by zero, a value above 1e18)."""
     text = expression.strip()
@@ -78,14 +78,14 @@ def _evaluate(node: ast.AST) -> int | float:
         if isinstance(node.op, ast.Pow) and abs(right) > 64:
             raise ValueError("exponent too large")
         return _BINARY[type(node.op)](left, right)
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
-            and node.args and not node.keywords):
+    name = node.func.id.lower() if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else ""
+    if isinstance(node, ast.Call) and name in _FUNCTIONS and node.args and not node.keywords:
         args = [_evaluate(a) for a in node.args]
-        if node.func.id in ("gcd", "lcm"):
+        if name in ("gcd", "lcm"):
             if not all(float(a).is_integer() for a in args):
                 raise ValueError("gcd and lcm take whole numbers")
             args = [int(a) for a in args]
-        return _FUNCTIONS[node.func.id](*args)
+        return _FUNCTIONS[name](*args)
     raise ValueError(f"not allowed: {type(node).__name__}")
 
 
