@@ -171,3 +171,29 @@ def test_trainer_leaves_tool_tokens_out_of_the_loss_and_logs_tool_calls(monkeypa
     assert inputs.token_mask[0, 16:16 + tool].sum() == 0
     m = trainer.step()
     assert m["tool_calls"] == 1.0 and math.isfinite(m["loss"])
+
+
+def test_calculator_env_plays_multi_turn_chat_episodes_through_the_agents_api():
+    from rlbook import agents
+
+    problems = [Problem(index=i, question=f"{i} * 7?", answer=str(7 * i), messages=[{"role": "user", "content": f"{i} * 7?"}],
+                        entry={}) for i in range(2)]
+
+    def score(p, text):
+        return float(f"<answer>{p.answer}</answer>" in text)
+
+    make = agents.make_env_factory("calculator", problems=problems, max_calls=2, score=score)
+
+    def policy(states):  # call the tool once, then answer with the tool's result (the last user turn)
+        out = []
+        for s in states:
+            last = s[-1]["content"]
+            out.append(f"<answer>{last[8:-9]}</answer>" if last.startswith("<result>")
+                       else f"<calc>{s[-1]['content'].split('?')[0]}</calc>")
+        return out
+
+    episodes = agents.rollout_episodes(make, [0, 1], policy)
+    assert [len(ep) for ep in episodes] == [2, 2]
+    assert [ep[-1].reward for ep in episodes] == [1.0, 1.0] and agents.success(episodes) == [1.0, 1.0]
+    assert [ep[-1].info["tool_calls"] for ep in episodes] == [1, 1]
+    assert episodes[1][0].next_state[-1] == {"role": "user", "content": "<result>7</result>"}

@@ -368,8 +368,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                  "training pool"),
     Preset("otc_grpo", "OTC: Optimal Tool Calls via Reinforcement Learning (Wang et al., 2025; arXiv 2504.14870)",
            "Sec. 3.3 (r = alpha r_tool r_phi, OTC-GRPO's r_tool) and Sec. 4.1 (c = the tool-call limit, alpha = 1, the "
-           "global approximation of n; 'we re-use the same parameter in Search-R1 and ToRL': Search-R1's GRPO script, "
-           "KL 0.001 low_var_kl (k3), clip 0.2, verl's masked mean over the batch's tokens)",
+           "global approximation of n; 'we re-use the same parameter in Search-R1 and ToRL': Search-R1's train_grpo.sh, "
+           "github.com/PeterGriffinJin/Search-R1 commit 2698d69: kl_loss_coef 0.001, low_var_kl (k3), state_masking "
+           "(tool tokens out of the loss), n_agent 5, temperature 1, verl's default clip 0.2; the token mean of the "
+           "verl version it forks is assumed, its core_algos.py was not in the reference index)",
            {"estimator": "grpo", "kl_coef": 0.001, "kl_kind": "k3", "aggregation": "token_mean",
             "rewards": [{"name": "otc", "weight": 1.0, "kwargs": {"c": 3.0, "alpha": 1.0, "scope": "global"}}]},
            notes="needs a task with a tool (task.tool: calculator, task.max_tool_calls: 3 as ToRL's limit, so c = 3); "

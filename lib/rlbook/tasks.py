@@ -218,15 +218,15 @@ class Task:
         n = self.spec.shots
         if n == 0:
             return []
-        if len(unused) < n:
-            raise ParamError(f"task.shots={n}: only {len(unused)} questions are left outside the train and eval "
-                             "splits; lower task.train_size or task.eval_size")
         turns = []
         if self.spec.tool:  # fixed examples of the tool's use (questions in neither split)
             for question, reply in TOOL_SHOTS[self.spec.tool][:n]:
                 turns += [{"role": "user", "content": f"{question} {self.spec.instruction}".strip()},
                           {"role": "assistant", "content": reply}]
             return turns
+        if len(unused) < n:
+            raise ParamError(f"task.shots={n}: only {len(unused)} questions are left outside the train and eval "
+                             "splits; lower task.train_size or task.eval_size")
         write = SHOT_WRITERS[self.spec.name]
         for entry in unused[:n]:
             turns += [{"role": "user", "content": f"{entry['question']} {self.spec.instruction}".strip()},
