@@ -197,3 +197,14 @@ def test_calculator_env_plays_multi_turn_chat_episodes_through_the_agents_api():
     assert [ep[-1].reward for ep in episodes] == [1.0, 1.0] and agents.success(episodes) == [1.0, 1.0]
     assert [ep[-1].info["tool_calls"] for ep in episodes] == [1, 1]
     assert episodes[1][0].next_state[-1] == {"role": "user", "content": "<result>7</result>"}
+
+
+def test_tool_task_shows_worked_examples_and_never_reads_the_tools_result_as_the_answer():
+    task = make_task({**TASK, "shots": 2})
+    p = task.eval[0]
+    assert [m["role"] for m in p.messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert p.messages[1]["content"].startswith("<calc>") and p.messages[3]["content"] == "<answer>5</answer>"
+    assert task.score(p, f"<calc>x</calc><result>{p.answer}</result>") == 0.0  # the tool said it, not the policy
+    assert task.score(p, f"<calc>x</calc><result>{p.answer}</result><answer>{p.answer}</answer>") == 1.0
+    with pytest.raises(ParamError, match="worked examples"):
+        make_task({**TASK, "shots": 4})
