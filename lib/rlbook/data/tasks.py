@@ -25,6 +25,15 @@ INSTRUCTIONS = {
     "plain": "Reply with the answer only.",
     "tag": "Put the final answer between <answer> and </answer>.",
 }
+TOOLS = ("", "calculator")  # rlbook.mechanisms.toolcalls runs them; "" = no tool
+# worked examples of a tool task (task.shots of them, in this order): one call, no call, one call
+TOOL_SHOTS = {"": [], "calculator": [
+    ("What is 23 * 47?", "<calc>23 * 47</calc><result>1081</result><answer>1081</answer>"),
+    ("What is 2 + 3?", "<answer>5</answer>"),
+    ("Find the GCD of 84 and 36.", "<calc>gcd(84, 36)</calc><result>12</result><answer>12</answer>"),
+]}
+# what a tool wrote into a completion (rlbook.mechanisms.toolcalls): never read as the policy's answer
+TOOL_RESULT = re.compile(r"<result>.*?</result>", re.S)
 _TAG = ANSWER_TAG
 _SAYS = re.compile(r"answer(?: is)?\s*[:=]?\s*([^\n]+)", re.I)
 _NUMBER = NUMBER
@@ -50,6 +59,8 @@ class TaskSpec:
     instruction: str | None = None  # appended to every question; None: the answer_format's own
     system_prompt: str | None = "You are a concise assistant."  # None: the chat template's default
     shots: int = 0  # worked examples shown as earlier chat turns (chain_sum: one running partial sum per line)
+    tool: str = ""  # "calculator": the policy may call a tool mid-answer (rlbook.mechanisms.toolcalls); "" = no tool
+    max_tool_calls: int = 3  # tool calls an episode may make (a further call ends it unanswered)
 
     def __post_init__(self) -> None:
         from rlbook.data import hub
@@ -70,7 +81,14 @@ class TaskSpec:
             raise ParamError(f"task.config={self.config!r} must be a mapping")
         if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
             raise ParamError(f"task.shots={self.shots!r} must be an integer >= 0")
-        if self.shots and self.name not in SHOT_WRITERS:
+        if self.tool not in TOOLS:
+            raise ParamError(f"task.tool={self.tool!r} is not allowed; allowed: {', '.join(map(repr, TOOLS))}")
+        if isinstance(self.max_tool_calls, bool) or not isinstance(self.max_tool_calls, int) or self.max_tool_calls < 0:
+            raise ParamError(f"task.max_tool_calls={self.max_tool_calls!r} must be an integer >= 0")
+        if self.tool and self.shots > len(TOOL_SHOTS[self.tool]):
+            raise ParamError(f"task.shots={self.shots}: {len(TOOL_SHOTS[self.tool])} worked examples are written for "
+                             f"task.tool={self.tool!r}")
+        if self.shots and not self.tool and self.name not in SHOT_WRITERS:
             raise ParamError(f"task.shots={self.shots} needs worked solutions, written only for: "
                              f"{', '.join(SHOT_WRITERS)} (got task.name={self.name!r})")
 
@@ -200,11 +218,16 @@ class Task:
         n = self.spec.shots
         if n == 0:
             return []
+        turns = []
+        if self.spec.tool:  # fixed examples of the tool's use (questions in neither split)
+            for question, reply in TOOL_SHOTS[self.spec.tool][:n]:
+                turns += [{"role": "user", "content": f"{question} {self.spec.instruction}".strip()},
+                          {"role": "assistant", "content": reply}]
+            return turns
         if len(unused) < n:
             raise ParamError(f"task.shots={n}: only {len(unused)} questions are left outside the train and eval "
                              "splits; lower task.train_size or task.eval_size")
         write = SHOT_WRITERS[self.spec.name]
-        turns = []
         for entry in unused[:n]:
             turns += [{"role": "user", "content": f"{entry['question']} {self.spec.instruction}".strip()},
                       {"role": "assistant", "content": write(entry)}]
@@ -219,7 +242,10 @@ class Task:
                        entry=entry, meta=problem_meta(entry, self.spec.name))
 
     def score(self, problem: Problem, completion: str) -> float:
-        """The task's own verifier applied to the extracted answer (1.0 = correct)."""
+        """The task's own verifier applied to the extracted answer (1.0 = correct); with a tool, what the tool
+        wrote (``<result>...</result>``) is not the policy's answer and is left out first."""
+        if self.spec.tool:
+            completion = TOOL_RESULT.sub(" ", completion)
         answer = extract_answer(completion, numeric=self.numeric)
         if answer is None:
             return 0.0

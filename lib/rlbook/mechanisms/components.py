@@ -30,6 +30,7 @@ from rlbook.mechanisms import (
     sampling,
     spo,
     spo_tree,
+    toolcalls,
 )
 
 
@@ -86,7 +87,7 @@ def check(cfg: TrainConfig) -> None:
 
 
 MODULES = (estimators, filters, losses, phases, rewards, sampling, spo, spo_tree, process, prm, credit, length, curricula,
-           exploration)  # every module that registers mechanisms
+           exploration, toolcalls)  # every module that registers mechanisms
 
 
 class Components:

@@ -387,6 +387,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
             "rewards": [_CORRECT, {"name": "hapo", "weight": 1.0, "kwargs": {"w_lr": 1.0, "kind": "cosine", "mode": "min"}}]},
            notes="the history needs revisits: the script runs 5 epochs over 2000 problems; our notebooks use a small "
                  "training pool"),
+    Preset("otc_grpo", "OTC: Optimal Tool Calls via Reinforcement Learning (Wang et al., 2025; arXiv 2504.14870)",
+           "Sec. 3.3 (r = alpha r_tool r_phi, OTC-GRPO's r_tool) and Sec. 4.1 (c = the tool-call limit, alpha = 1, the "
+           "global approximation of n; 'we re-use the same parameter in Search-R1 and ToRL': Search-R1's train_grpo.sh, "
+           "github.com/PeterGriffinJin/Search-R1 commit 2698d69: kl_loss_coef 0.001, low_var_kl (k3), state_masking "
+           "(tool tokens out of the loss), n_agent 5, temperature 1, verl's default clip 0.2; the token mean of the "
+           "verl version it forks is assumed, its core_algos.py was not in the reference index)",
+           {"estimator": "grpo", "kl_coef": 0.001, "kl_kind": "k3", "aggregation": "token_mean",
+            "rewards": [{"name": "otc", "weight": 1.0, "kwargs": {"c": 3.0, "alpha": 1.0, "scope": "global"}}]},
+           notes="needs a task with a tool (task.tool: calculator, task.max_tool_calls: 3 as ToRL's limit, so c = 3); "
+                 "the GRPO baseline is this preset with rewards [correct] (Search-R1 / ToRL: correctness only); "
+                 "r_phi is the 0/1 verifier (no format term); LoRA and our learning rate instead of full fine-tuning "
+                 "at 1e-6"),
     Preset("kimi_length", "Kimi k1.5: Scaling Reinforcement Learning with LLMs (Kimi Team, 2025)",
            "Sec. 2.3.3 length reward on every group, on top of GRPO (the 'GRPO + length penalty' GRPO-lambda starts from)",
            {"estimator": "grpo", "rewards": [_CORRECT, {"name": "kimi_length", "weight": 1.0}]}),

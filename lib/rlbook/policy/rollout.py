@@ -47,6 +47,9 @@ class Rollout:
     finished: torch.Tensor | None = None  # [B] bool: the completion ended with an EOS (else it was truncated)
     # [B, Lc] self-certainty KL(U || p) of the raw next-token distribution at each token (generate(self_certainty=True))
     self_certainty: torch.Tensor | None = None
+    # [B, Lc] float: 1 on tokens the policy sampled, 0 on tokens an environment wrote into the completion (a
+    # tool's result, rlbook.mechanisms.toolcalls): those are not the policy's actions and get no gradient; None = all sampled
+    action_mask: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -58,7 +61,8 @@ class Rollout:
                        self.completion_mask[idx], [self.texts[i] for i in rows],
                        None if self.entropy is None else self.entropy[idx], None if self.logp is None else self.logp[idx],
                        None if self.finished is None else self.finished[idx],
-                       None if self.self_certainty is None else self.self_certainty[idx])
+                       None if self.self_certainty is None else self.self_certainty[idx],
+                       None if self.action_mask is None else self.action_mask[idx])
 
     @staticmethod
     def cat(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -75,6 +79,12 @@ class Rollout:
             xs = [getattr(r, name) for r in parts]
             return None if any(x is None for x in xs) else torch.cat([pad(x, 0, lc - x.shape[1], 0) for x in xs])
 
+        def actions() -> torch.Tensor | None:  # a rollout without an action mask: every token was sampled
+            if all(r.action_mask is None for r in parts):
+                return None
+            return torch.cat([pad(r.action_mask if r.action_mask is not None else torch.ones_like(r.completion_mask),
+                                  0, lc - r.completion_ids.shape[1], 0) for r in parts])
+
         ids, att, cids, cmask = [], [], [], []
         for r in parts:
             left, right = lp - r.prompt_len, lc - r.completion_ids.shape[1]
@@ -87,7 +97,7 @@ class Rollout:
         return Rollout(torch.cat(ids), torch.cat(att), lp, torch.cat(cids), torch.cat(cmask),
                        [t for r in parts for t in r.texts], per_token("entropy"), per_token("logp"),
                        None if any(r.finished is None for r in parts) else torch.cat([r.finished for r in parts]),
-                       per_token("self_certainty"))
+                       per_token("self_certainty"), actions())
 
 
 def rollout_from_ids(prompts: list[list[int]], completions: list[list[int]], texts: list[str],

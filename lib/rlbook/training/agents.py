@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import torch
 
 from rlbook.core.config import TrainConfig
+from rlbook.mechanisms.toolcalls import CalculatorEnv
 from rlbook.policy.generation import prompt_ids
 from rlbook.policy.models import Tokenizer, reference_mode, use_adapter
 from rlbook.policy.rollout import Rollout, generate
@@ -215,7 +216,7 @@ class GuessNumber:
         return ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + msgs
 
 
-ENVS: dict[str, Callable[..., TextEnv]] = {"guess_number": GuessNumber}
+ENVS: dict[str, Callable[..., TextEnv]] = {"guess_number": GuessNumber, "calculator": CalculatorEnv}
 
 
 def make_env_factory(name: str, **kwargs: Any) -> Callable[[], TextEnv]:

@@ -42,7 +42,7 @@ from rlbook.core.config import TrainConfig, build
 from rlbook.core.errors import TrainingError
 from rlbook.core.guard import StepGuard
 from rlbook.data.tasks import Problem, Task, extract_answer
-from rlbook.mechanisms import estimators, filters, phases, process, rewards, sampling
+from rlbook.mechanisms import estimators, filters, phases, process, rewards, sampling, toolcalls
 from rlbook.mechanisms.components import Components
 from rlbook.policy.generation import prompt_ids
 from rlbook.policy.models import Tokenizer, has_adapter, trainable_parameters
@@ -116,6 +116,9 @@ class Trainer:
         self.run_phases("after_update", batch)  # 8
         m = step_metrics(batch, inputs, train, self.comp, gen_s, time.perf_counter() - t1)  # 9
         m.update(step=self.step_count, step_s=time.perf_counter() - t0)
+        if self.tool:  # tool calls per sampled episode (rlbook.mechanisms.toolcalls)
+            m["tool_calls"] = float(np.mean([toolcalls.count_calls(t) for t, v in zip(batch.roll.texts, batch.valid.tolist(),
+                                                                                      strict=True) if v]))
         m = self.order_metrics(m, batch)
         if cfg.eval_every and self.step_count % cfg.eval_every == 0:
             ev = self.evaluate()
@@ -230,8 +233,16 @@ class Trainer:
         """``group_size`` completions of each prompt (:func:`rlbook.policy.rollout.generate`; ``noise``: each row's
         noise coordinates, else the global RNG)."""
         noise = noise if self.cfg.generation_backend == "rlbook" else None  # "hf" samples from the global RNG
+        if self.tool:  # episodes with a tool: its results written into the completions (rlbook.mechanisms.toolcalls)
+            return toolcalls.generate(self.model, self.tok, self.cfg, prompts, max_new_tokens, do_sample, temperature,
+                                      group_size, noise=noise, max_calls=self.task.spec.max_tool_calls)
         return generate(self.model, self.tok, self.cfg, prompts, max_new_tokens, do_sample, temperature, group_size,
                         noise=noise)
+
+    @property
+    def tool(self) -> str:
+        """The task's tool (``task.tool``; "" = none)."""
+        return getattr(getattr(self.task, "spec", None), "tool", "")
 
     def prompt_ids(self, problem: Problem, split: str = "train") -> list[int]:
         key = problem.index if split == "train" else -1 - problem.index
@@ -275,7 +286,8 @@ class Trainer:
     # --------------------------------------------------------------------------- 7. policy update
     def update_inputs(self, batch: Batch) -> UpdateInputs:
         """The rows to train on (zero-advantage rows left out when the loss allows it, empty slots always) and
-        their context; a phase's ``batch.context["loss_token_mask"]`` ([B, Lc], 0 = no gradient) narrows the tokens."""
+        their context; a phase's ``batch.context["loss_token_mask"]`` ([B, Lc], 0 = no gradient) and the rollout's
+        ``action_mask`` (0 on tokens a tool wrote) narrow the tokens."""
         cfg, B = self.cfg, batch.P * batch.G
         adv = batch.advantages.reshape(B, *batch.advantages.shape[2:]).float()  # type: ignore[union-attr]
         skip_ok = cfg.skip_zero_advantage and cfg.kl_coef == 0 and self.comp.loss.entry.zero_advantage_safe
@@ -286,6 +298,8 @@ class Trainer:
                 "lengths": batch.roll.lengths}
         row_context = {k: v for k, v in flat.items() if k in self.comp.loss.entry.needs}
         token_mask = batch.context.get("loss_token_mask")
+        if batch.roll.action_mask is not None:
+            token_mask = batch.roll.action_mask if token_mask is None else token_mask * batch.roll.action_mask
         cmask = batch.roll.completion_mask if token_mask is None else batch.roll.completion_mask * token_mask
         return UpdateInputs(batch.roll, rows, micro_batches(rows, batch.roll.lengths.tolist(), cfg, self.whole_groups),
                             adv, batch.context.get("ref_logp") or {}, row_context, float(cmask.sum()),
