@@ -229,6 +229,14 @@ def _length_wrong_change(res: experiments.SweepResult) -> pd.DataFrame:
     return final.assign(value=change)[["method", "seed", "unit", "value"]]
 
 
+def _train_tokens(res: experiments.SweepResult) -> pd.DataFrame:
+    """Long table ``method, seed, value``: the tokens each run generated while training (``gen_tokens`` summed
+    over its steps: every rollout, refill and phase generation; the cost of its steps)."""
+    m = res.metrics
+    out = m.groupby(["method", "seed"], sort=False)["gen_tokens"].sum().reset_index()
+    return out.rename(columns={"gen_tokens": "value"}).astype({"value": float})
+
+
 def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
     final, base = outcomes(res, "final"), outcomes(res, "base")
     return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
@@ -286,6 +294,7 @@ METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
     "final_length_wrong": _length_if_wrong,
     "length_wrong_change": _length_wrong_change,
     "accuracy_gain": _accuracy_gain,
+    "train_tokens": _train_tokens,
     # held-out curves (train.eval_every): speed and stability on a fixed problem set
     "eval_auc": _curve_metric(lambda c: float(np.mean(c[1:]))),  # mean held-out accuracy over the evaluations
     "eval_drawdown": _curve_metric(drawdown),  # largest fall below the best held-out accuracy so far
@@ -372,6 +381,23 @@ def check_baseline_beats_base(res: StudyResult, claim: Claim, min_gain: float = 
     return effect > min_gain, f"{who}: estimated gain over the base model {effect:+.3f} (needs > {min_gain:+.3f})"
 
 
+def check_train_tokens_at_most(res: StudyResult, claim: Claim, max_ratio: float = 1.1, method: str | None = None,
+                               baseline: str | None = None) -> tuple[bool, str]:
+    """At equal steps, (at most) equal tokens: the method generated at most ``max_ratio`` times the tokens its
+    baseline generated in training (:data:`METRICS` ``train_tokens``, mean over seeds), so a comparison at the
+    same number of steps does not give the method more generation than the baseline (dynamic sampling's
+    refills, VSRM's or AnytimeReasoner's extra answers).  A method that needs more is compared at equal
+    tokens only by a run with ``train.gen_token_budget`` at the baseline's count."""
+    who, base = method or claim.method, baseline or claim.baseline
+    if base is None:
+        return False, f"{who}: no baseline to compare training tokens with"
+    t = _train_tokens(res.sweep)
+    mine, theirs = (float(t.loc[t["method"] == m, "value"].mean()) for m in (who, base))
+    ratio = mine / theirs if theirs > 0 else math.inf
+    return ratio <= max_ratio, (f"{who} generated {mine:,.0f} training tokens, {base} {theirs:,.0f} "
+                                f"(ratio {ratio:.2f}, needs <= {max_ratio:.2f})")
+
+
 def check_mixed_groups(res: StudyResult, claim: Claim, min_frac: float = 0.1, method: str | None = None,
                        ) -> tuple[bool, str]:
     """Group-relative signal exists: the share of groups with non-zero advantage is at least ``min_frac``."""
@@ -452,6 +478,7 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    "train_tokens_at_most": check_train_tokens_at_most,
     "base_answers": check_base_answers,
     "train_metric_between": check_train_metric_between,
     "sampled_truncation_below": check_sampled_truncation_below, "measured": check_measured,
