@@ -15,8 +15,9 @@ EVALS = {("GRPO", 0): {"base": BASE, "final": {"correct": [1, 0, 1, 1], "lengths
          ("GRPO", 1): {"base": BASE, "final": {"correct": [1, 1, 0, 0], "lengths": [30, 30, 30, 30]}},
          ("Short", 0): {"base": BASE, "final": {"correct": [1, 0, 0, 1], "lengths": [10, 10, 10, 10]}},
          ("Short", 1): {"base": BASE, "final": {"correct": [1, 0, 0, 0], "lengths": [10, 20, 10, 20]}}}
-GEN = {("GRPO", 0): [100, 80], ("GRPO", 1): [120, 100], ("Short", 0): [60, 40], ("Short", 1): [50, 50]}
-METRICS = [{"method": m, "seed": s, "step": k, "gen_tokens": v}
+GEN = {("GRPO", 0): [100, 80], ("GRPO", 1): [120, 100], ("Short", 0): [60, 40], ("Short", 1): [50, 30]}
+EXTRA = {("Short", 1): [None, 20]}  # a phase's own generation (answers after prefixes) on one step; NaN elsewhere
+METRICS = [{"method": m, "seed": s, "step": k, "gen_tokens": v, "extra_gen_tokens": EXTRA.get((m, s), [None] * 2)[k - 1]}
            for (m, s), steps in GEN.items() for k, v in enumerate(steps, 1)]
 
 
@@ -26,9 +27,9 @@ def result() -> study.StudyResult:
     return study.StudyResult(study.Study("x"), None, sweep, [], {"train": {}})  # type: ignore[arg-type]
 
 
-def test_training_tokens_are_the_generated_tokens_summed_over_the_steps():
+def test_training_tokens_are_rollout_and_phase_tokens_summed_over_the_steps():
     t = study.METRICS["train_tokens"](result().sweep).set_index(["method", "seed"])["value"]
-    # GRPO: 100 + 80 = 180 and 120 + 100 = 220; Short: 60 + 40 = 100 and 50 + 50 = 100
+    # GRPO: 100 + 80 = 180 and 120 + 100 = 220; Short: 60 + 40 = 100 and 50 + 30 + 20 (phase) = 100
     assert t.to_dict() == {("GRPO", 0): 180.0, ("GRPO", 1): 220.0, ("Short", 0): 100.0, ("Short", 1): 100.0}
 
 

@@ -230,11 +230,13 @@ def _length_wrong_change(res: experiments.SweepResult) -> pd.DataFrame:
 
 
 def _train_tokens(res: experiments.SweepResult) -> pd.DataFrame:
-    """Long table ``method, seed, value``: the tokens each run generated while training (``gen_tokens`` summed
-    over its steps: every rollout, refill and phase generation; the cost of its steps)."""
+    """Long table ``method, seed, value``: the tokens each run generated while training, summed over its steps:
+    ``gen_tokens`` (every rollout, the groups a filter dropped and refilled included) plus ``extra_gen_tokens``
+    (phases' own generations: answers after prefixes, continuations), as ``Trainer.generated_tokens`` counts."""
     m = res.metrics
-    out = m.groupby(["method", "seed"], sort=False)["gen_tokens"].sum().reset_index()
-    return out.rename(columns={"gen_tokens": "value"}).astype({"value": float})
+    extra = m["extra_gen_tokens"].fillna(0.0) if "extra_gen_tokens" in m else 0.0
+    out = m.assign(value=m["gen_tokens"] + extra).groupby(["method", "seed"], sort=False)["value"].sum()
+    return out.reset_index().astype({"value": float})
 
 
 def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
