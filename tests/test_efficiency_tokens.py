@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -22,8 +23,9 @@ METRICS = [{"method": m, "seed": s, "step": k, "gen_tokens": v, "extra_gen_token
 
 
 def result() -> study.StudyResult:
-    sweep = SweepResult(metrics=pd.DataFrame(METRICS), final=pd.DataFrame({"method": ["GRPO", "Short"]}),
-                        evals=EVALS, folders={})
+    final = pd.DataFrame([{"method": m, "seed": s, "final_accuracy": sum(e["final"]["correct"]) / 4,
+                           "final_response_length": sum(e["final"]["lengths"]) / 4} for (m, s), e in EVALS.items()])
+    sweep = SweepResult(metrics=pd.DataFrame(METRICS), final=final, evals=EVALS, folders={})
     return study.StudyResult(study.Study("x"), None, sweep, [], {"train": {}})  # type: ignore[arg-type]
 
 
@@ -76,3 +78,16 @@ def test_frontier_table_marks_a_listed_method_without_runs_and_keeps_it_off_the_
     assert table.loc["Short", "mean_tokens"] == pytest.approx(12.5)
     assert table["on_frontier"].tolist() == [True, True, False]
     assert table.loc["GRPO", "train_tokens"] == pytest.approx(200.0)
+
+
+def test_frontier_figure_names_the_listed_methods_without_runs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    res, saved = result(), {}
+    res.run = SimpleNamespace(figure=lambda fig, name: saved.update({name: fig}))
+    efficiency.frontier(res, listed=["GRPO", "Short", "Never trained"])
+    fig = saved["frontier"]
+    notes = " ".join(t.get_text() for t in fig.texts)
+    assert "Never trained" in notes and "GRPO" not in notes
+    assert fig.axes[0].get_title() == "2 of 3 methods with runs"

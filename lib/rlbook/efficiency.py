@@ -123,7 +123,8 @@ def frontier_plot(res: StudyResult, table: pd.DataFrame | None = None, name: str
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: never over a point
     if missing:  # listed methods without runs: named under the axes, so the figure says what it lacks
         ax.set_title(f"{len(table)} of {len(table) + len(missing)} methods with runs", fontsize=9)
-        fig.text(0.01, 0.005, "no runs (make frontier trains them): " + ", ".join(missing), fontsize=6, wrap=True)
+        fig.subplots_adjust(bottom=0.22)  # room under the axis label for the list
+        fig.text(0.01, 0.01, "no runs (make frontier trains them): " + ", ".join(missing), fontsize=6, wrap=True)
     res.run.figure(fig, name)
     return fig
 
