@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", default="", help="also write the rows here")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import pandas as pd
     import torch
     from rlbook import experiments
     from rlbook import params as rparams
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
             row = {"method": spec.label, "steps": a.steps, "eval_size": a.eval_size, "wall_s": round(wall, 1),
                    "cpu_s": round(cpu, 1), "step_wall_s": round(step_wall, 1), "cpu_s_per_step": round(per_step, 1),
                    "cpu_s_per_problem": round(per_problem, 2),
-                   "tokens_per_step": float(res.metrics["gen_tokens"].mean()),
+                   "tokens_per_step": float(res.metrics["gen_tokens"].mean()
+                                            + res.metrics.get("extra_gen_tokens", pd.Series([0.0])).fillna(0).mean()),
                    "cpu_s_per_seed_estimate": round(int(prm["train"]["steps"]) * per_step + full_eval * per_problem)}
             rows.append(row)
             print(json.dumps(row), flush=True)
