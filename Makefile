@@ -6,13 +6,14 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.rlbook-installed
 PROFILE ?= cpu
 
-.PHONY: demo test install lab lint kernelspec clean-venv help gpu-wheels gpu-check
+.PHONY: demo test install lab lint kernelspec clean-venv help gpu-wheels gpu-check frontier
 
 help:
 	@echo "make demo   - set up .venv (if missing), install everything incl. the embedded model, run the quickstart"
 	@echo "make test   - set up .venv (if missing) and run the test suite"
 	@echo "make lab    - JupyterLab on notebooks/ with the 'rlbook' kernel"
 	@echo "make lint   - ruff"
+	@echo "make frontier - train every length method into the run cache and draw their frontier (cpu: hours, see params/efficiency.yaml)"
 	@echo "make gpu-wheels - (with network) collect a CUDA torch and every dependency into wheels/ for a GPU machine"
 	@echo "make gpu-check  - (on a GPU machine, no network needed) env from wheels/, benchmark, gpu profile -> gpu_check.json"
 
@@ -42,6 +43,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check lib tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 --dist worksteal
+
+# The efficiency frontier with every length method: `efficiency` trains its `methods` and every entry of `reuse`
+# (train_all) at the family's shared settings, so the runs land in the run cache under the keys the method notebooks
+# use (tests/test_length_notebooks.py), and any of them is reused later.  Finished runs are not trained again.
+# Cost from an empty cache: params/efficiency.yaml (measured per method by benchmarks/frontier_cost.py).
+frontier: $(STAMP)
+	$(VENV)/bin/rlbook run efficiency --profile $(PROFILE) -p train_all=true
 
 # On localhost only; as root (containers, CI images) Jupyter needs --allow-root.
 lab: $(STAMP)

@@ -349,6 +349,9 @@ def test_one_trainer_step_per_length_preset(tiny_model, tok, name):
         assert int(tr.history[0]["response_length"]) <= 6
     if name == "anytime":
         assert {"acc@3", "acc@12", "budget_answers_generated"} <= set(m)
+        # the budget answers' tokens count as the step's extra generation: 1 to 8 (answer_tokens) per answer
+        n = m["budget_answers_generated"]
+        assert n <= m["extra_gen_tokens"] <= 8 * n and tr.generated_tokens == m["gen_tokens"] + m["extra_gen_tokens"]
     if name == "decs":
         assert "decs_redundant_share" in m and "decs_kappa" in m
     if name == "vsrm":

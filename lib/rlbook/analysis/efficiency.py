@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rlbook.analysis import report
-from rlbook.analysis.metrics import metric_table, outcomes
+from rlbook.analysis.metrics import METRICS, metric_table, outcomes
 from rlbook.analysis.study import StudyResult, interval
 from rlbook.training import experiments
 
@@ -31,6 +31,17 @@ def accuracy_per_ktokens(res: StudyResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def accuracy_per_training_ktokens(res: StudyResult) -> pd.DataFrame:
+    """Long table ``method, seed, value``: held-out accuracy per 1,000 tokens generated in training,
+    1000 * (share correct) / (the run's training tokens, :data:`rlbook.analysis.study.METRICS` ``train_tokens``): what a
+    method's accuracy cost in generation, so methods trained for the same steps compare at equal tokens."""
+    acc = outcomes(res.sweep).groupby(["method", "seed"], sort=False)["correct"].mean()
+    tokens = METRICS["train_tokens"](res.sweep).set_index(["method", "seed"])["value"]
+    rows = [{"method": m, "seed": s, "value": 1000.0 * float(a) / max(float(tokens.loc[(m, s)]), 1e-9)}
+            for (m, s), a in acc.items()]
+    return pd.DataFrame(rows, columns=["method", "seed", "value"])
+
+
 def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
     """Names whose (mean length, accuracy) no other point dominates (length <= and accuracy >=, one strict)."""
     def dominated(a: tuple[float, float]) -> bool:
@@ -39,11 +50,13 @@ def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
     return [name for name, p in points.items() if not dominated(p)]
 
 
-def frontier_table(res: StudyResult) -> pd.DataFrame:
+def frontier_table(res: StudyResult, listed: Sequence[str] = ()) -> pd.DataFrame:
     """Per method: held-out accuracy and mean tokens with their 95% intervals, accuracy per 1,000 tokens with its
-    interval, the change in tokens against the base model, and whether the method is on the frontier."""
+    interval, the change in tokens against the base model, the tokens generated in training, and whether the
+    method is on the frontier.  ``listed``: every method the frontier should show; those without runs get a row
+    of NaN with ``has_runs`` False (never on the frontier), so a missing method is marked, not dropped."""
     acc, length = metric_table(res.sweep, "final_accuracy"), metric_table(res.sweep, "final_length")
-    per_k = accuracy_per_ktokens(res)
+    per_k, train = accuracy_per_ktokens(res), METRICS["train_tokens"](res.sweep)
     base_len = float(outcomes(res.sweep, "base")["length"].mean())
     rows = []
     for m in res.methods:
@@ -51,36 +64,46 @@ def frontier_table(res: StudyResult) -> pd.DataFrame:
         rows.append({"method": m, "accuracy": a["mean"], "acc_low": a["ci_low"], "acc_high": a["ci_high"],
                      "mean_tokens": n["mean"], "tokens_low": n["ci_low"], "tokens_high": n["ci_high"],
                      "tokens_vs_base": n["mean"] / base_len - 1.0, "acc_per_1k_tokens": k["mean"],
-                     "per_1k_low": k["ci_low"], "per_1k_high": k["ci_high"], "n_seeds": a["n_seeds"]})
+                     "per_1k_low": k["ci_low"], "per_1k_high": k["ci_high"],
+                     "train_tokens": float(train.loc[train["method"] == m, "value"].mean()),
+                     "n_seeds": a["n_seeds"], "has_runs": True})
+    rows += [{"method": m, "has_runs": False, "n_seeds": 0} for m in listed if m not in res.methods]
     table = pd.DataFrame(rows).set_index("method")
-    front = pareto_front({m: (r.mean_tokens, r.accuracy) for m, r in table.iterrows()})
+    ran = table[table["has_runs"]]
+    front = pareto_front({m: (r.mean_tokens, r.accuracy) for m, r in ran.iterrows()})
     table["on_frontier"] = [m in front for m in table.index]
     return table
 
 
-def frontier(res: StudyResult, name: str = "frontier") -> pd.DataFrame:
-    """For a notebook: the :func:`frontier_table`, drawn by :func:`frontier_plot` (saved as ``figures/<name>.png``)."""
-    table = frontier_table(res)
+def frontier(res: StudyResult, name: str = "frontier", listed: Sequence[str] = ()) -> pd.DataFrame:
+    """For a notebook: the :func:`frontier_table` (``listed`` methods without runs marked), drawn by
+    :func:`frontier_plot` (saved as ``figures/<name>.png``)."""
+    table = frontier_table(res, listed)
     frontier_plot(res, table, name)
     return table
 
 
 def finish(res: StudyResult, frontier: pd.DataFrame, **extra: pd.DataFrame) -> Any:
     """A length notebook's conclusion: :meth:`StudyResult.finish` with the family's measured tables
-    (``acc_per_1k``: accuracy per 1,000 tokens, ``length_change``: held-out length against the base model), the
+    (``acc_per_1k``: accuracy per 1,000 held-out tokens, ``acc_per_train_1k``: per 1,000 training tokens,
+    ``length_change``: held-out length against the base model), the
     notebook's own ``extra`` tables, and the frontier saved in ``results.json``."""
-    return res.finish(extra={"acc_per_1k": accuracy_per_ktokens(res), "length_change": length_change(res), **extra},
+    return res.finish(extra={"acc_per_1k": accuracy_per_ktokens(res), "length_change": length_change(res),
+                             "acc_per_train_1k": accuracy_per_training_ktokens(res), **extra},
                       results={"frontier": frontier.reset_index().to_dict("records")})
 
 
 def frontier_plot(res: StudyResult, table: pd.DataFrame | None = None, name: str = "frontier") -> Any:
     """Accuracy against mean tokens: each method's seed mean with 95% intervals in both directions, single
-    seeds faint, the frontier as a staircase, the base model as a star (saved as ``figures/<name>.png``).
+    seeds faint, the frontier as a staircase, the base model as a star (saved as ``figures/<name>.png``); the
+    rows of ``table`` without runs (``has_runs`` False) are named under the axes.
     A t-interval over 3 seeds can leave the possible range; the bars are drawn inside it (accuracy in [0, 1],
     tokens >= 0) and the table keeps the raw interval."""
     import matplotlib.pyplot as plt
 
     table = frontier_table(res) if table is None else table
+    missing = [str(m) for m in table.index[~table["has_runs"]]] if "has_runs" in table else []
+    table = table[table["has_runs"]] if "has_runs" in table else table
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for m, r in table.iterrows():
         t_lo, a_lo, a_hi = max(r.tokens_low, 0.0), max(r.acc_low, 0.0), min(r.acc_high, 1.0)
@@ -100,6 +123,10 @@ def frontier_plot(res: StudyResult, table: pd.DataFrame | None = None, name: str
     ax.set_ylabel("held-out accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: never over a point
+    if missing:  # listed methods without runs: named under the axes, so the figure says what it lacks
+        ax.set_title(f"{len(table)} of {len(table) + len(missing)} methods with runs", fontsize=9)
+        fig.subplots_adjust(bottom=0.22)  # room under the axis label for the list
+        fig.text(0.01, 0.01, "no runs (make frontier trains them): " + ", ".join(missing), fontsize=6, wrap=True)
     res.run.figure(fig, name)
     return fig
 

@@ -72,6 +72,16 @@ def _length_wrong_change(res: experiments.SweepResult) -> pd.DataFrame:
     return final.assign(value=change)[["method", "seed", "unit", "value"]]
 
 
+def _train_tokens(res: experiments.SweepResult) -> pd.DataFrame:
+    """Long table ``method, seed, value``: the tokens each run generated while training, summed over its steps:
+    ``gen_tokens`` (every rollout, the groups a filter dropped and refilled included) plus ``extra_gen_tokens``
+    (phases' own generations: answers after prefixes, continuations), as ``Trainer.generated_tokens`` counts."""
+    m = res.metrics
+    extra = m["extra_gen_tokens"].fillna(0.0) if "extra_gen_tokens" in m else 0.0
+    out = m.assign(value=m["gen_tokens"] + extra).groupby(["method", "seed"], sort=False)["value"].sum()
+    return out.reset_index().astype({"value": float})
+
+
 def _accuracy_gain(res: experiments.SweepResult) -> pd.DataFrame:
     final, base = outcomes(res, "final"), outcomes(res, "base")
     return final.assign(value=final["correct"] - base["correct"])[["method", "seed", "unit", "value"]]
@@ -129,6 +139,7 @@ METRICS: dict[str, Callable[[experiments.SweepResult], pd.DataFrame]] = {
     "final_length_wrong": _length_if_wrong,
     "length_wrong_change": _length_wrong_change,
     "accuracy_gain": _accuracy_gain,
+    "train_tokens": _train_tokens,
     # held-out curves (train.eval_every): speed and stability on a fixed problem set
     "eval_auc": _curve_metric(lambda c: float(np.mean(c[1:]))),  # mean held-out accuracy over the evaluations
     "eval_drawdown": _curve_metric(drawdown),  # largest fall below the best held-out accuracy so far

@@ -305,6 +305,23 @@ def check_baseline_beats_base(res: Any, claim: Any, min_gain: float = 0.0) -> tu
     return effect > min_gain, f"{who}: estimated gain over the base model {effect:+.3f} (needs > {min_gain:+.3f})"
 
 
+def check_train_tokens_at_most(res: Any, claim: Any, max_ratio: float = 1.1, method: str | None = None,
+                               baseline: str | None = None) -> tuple[bool, str]:
+    """At equal steps, (at most) equal tokens: the method generated at most ``max_ratio`` times the tokens its
+    baseline generated in training (:data:`rlbook.analysis.metrics.METRICS` ``train_tokens``, mean over seeds),
+    so a comparison at the same number of steps does not give the method more generation than the baseline
+    (dynamic sampling's refills, VSRM's or AnytimeReasoner's extra answers).  A method that needs more is
+    compared at equal tokens only by a run with ``train.gen_token_budget`` at the baseline's count."""
+    who, base = method or claim.method, baseline or claim.baseline
+    if base is None:
+        return False, f"{who}: no baseline to compare training tokens with"
+    t = METRICS["train_tokens"](res.sweep)
+    mine, theirs = (float(t.loc[t["method"] == m, "value"].mean()) for m in (who, base))
+    ratio = mine / theirs if theirs > 0 else math.inf
+    return ratio <= max_ratio, (f"{who} generated {mine:,.0f} training tokens, {base} {theirs:,.0f} "
+                                f"(ratio {ratio:.2f}, needs <= {max_ratio:.2f})")
+
+
 def check_mixed_groups(res: Any, claim: Any, min_frac: float = 0.1, method: str | None = None,
                        ) -> tuple[bool, str]:
     """Group-relative signal exists: the share of groups with non-zero advantage is at least ``min_frac``."""
@@ -392,6 +409,7 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
     "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    "train_tokens_at_most": check_train_tokens_at_most,
     "base_answers": check_base_answers,
     "train_metric_between": check_train_metric_between, "metric_between": check_train_metric_between,
     "sampled_truncation_below": check_sampled_truncation_below,

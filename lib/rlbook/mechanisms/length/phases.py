@@ -23,7 +23,8 @@ CUE = "\nThe final answer is"  # appended to a cut completion to ask for its ans
 def answers_after_prefixes(trainer: Any, batch: Batch, items: list[tuple[int, int]], cue: str = CUE,
                            max_tokens: int = 8) -> list[float]:
     """For each ``(row, cut)``: the prompt, the row's first ``cut`` completion tokens and ``cue``, answered
-    greedily in at most ``max_tokens`` tokens; 1.0 when ``cue + answer`` verifies, else 0.0."""
+    greedily in at most ``max_tokens`` tokens; 1.0 when ``cue + answer`` verifies, else 0.0.  The answers' tokens
+    are added to the step's ``extra_gen_tokens`` (``Trainer.generated_tokens``, ``train.gen_token_budget``)."""
     if not items:
         return []
     G = batch.G
@@ -31,6 +32,8 @@ def answers_after_prefixes(trainer: Any, batch: Batch, items: list[tuple[int, in
     prompts = [trainer.prompt_ids(batch.problems[row // G]) + batch.roll.completion_ids[row, :cut].tolist() + cue_ids
                for row, cut in items]
     roll = trainer.generate(prompts, max_tokens, do_sample=False)
+    # the step's extra generation (rlbook.mechanisms.credit.add_generated's count): equal-token comparisons include it
+    batch.sampling["extra_gen_tokens"] = batch.sampling.get("extra_gen_tokens", 0) + int(roll.lengths.sum())
     return [float(trainer.task.score(batch.problems[row // G], cue + text) >= 1.0)
             for (row, _), text in zip(items, roll.texts, strict=True)]
 
