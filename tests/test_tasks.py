@@ -101,3 +101,16 @@ def test_capacity_counts_distinct_questions_by_hand():
 def test_heldout_target_is_1000_or_500_for_long_answers():
     assert tasks.heldout_target(32) == 1000
     assert tasks.heldout_target(128) == 500
+
+
+def test_a_pool_too_small_for_the_held_out_set_is_drawn_larger_and_old_splits_stay():
+    # gcd up to 20 has 399 distinct questions; 390 held out and 9 for training: the first pool (9 + 2 x 390 + 200
+    # = 989 draws) holds fewer than 391 distinct questions, which used to fail; the task draws a larger pool
+    # instead.  Splits whose first pool suffices are unchanged (test_existing_splits_are_unchanged pins them).
+    import reasoning_gym
+
+    first = reasoning_gym.create_dataset("gcd", size=9 + 2 * 390 + 200, seed=0, min_value=1, max_value=20)
+    assert len({e["question"] for e in first}) <= 390
+    task = make_task({"name": "gcd", "config": {"min_value": 1, "max_value": 20}, "train_size": 9, "eval_size": 390})
+    assert len(task.eval) == 390 and len(task.train) == 9
+    assert not {p.question for p in task.eval} & {p.question for p in task.train}

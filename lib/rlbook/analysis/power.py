@@ -148,7 +148,8 @@ def power_table(spec: Any, params: Mapping[str, Any], profile: str | None, outpu
         if comps is not None and units and seeds * units >= 2:
             mde = comps.mde(seeds, units, direction=c.direction)
             if isinstance(c.paper_effect, (int, float)) and c.paper_effect:
-                grid = PLAN_UNITS if held is None else tuple(u for u in PLAN_UNITS if u <= held["max"]) or (held["max"],)
+                grid = PLAN_UNITS if held is None else tuple(sorted({u for u in PLAN_UNITS if u <= held["max"]}
+                                                                     | {min(held["max"], max(PLAN_UNITS))}))
                 designs = comps.plan(abs(float(c.paper_effect)), units=grid, direction=c.direction)
                 plan = ", ".join(f"{s} x {u}" for s, u in designs[:3]) or f"none up to 20 x {max(grid)}"
         rows.append({"claim": c.text, "role": c.role,

@@ -188,17 +188,23 @@ class Task:
         import reasoning_gym
 
         self.spec = spec
-        try:
-            pool = reasoning_gym.create_dataset(
-                spec.name, size=spec.train_size + 2 * spec.eval_size + 200, seed=spec.seed,
-                **_dataset_kwargs(spec.name, spec.config),
-            )
-        except (TypeError, AssertionError, ValueError) as e:
-            raise ParamError(f"task.config for {spec.name!r} is invalid: {e}") from e
+        size = first_size = spec.train_size + 2 * spec.eval_size + 200
+        while True:  # a pool with too few distinct questions for the held-out set is drawn again, larger
+            try:
+                pool = reasoning_gym.create_dataset(spec.name, size=size, seed=spec.seed,
+                                                    **_dataset_kwargs(spec.name, spec.config))
+            except (TypeError, AssertionError, ValueError) as e:
+                raise ParamError(f"task.config for {spec.name!r} is invalid: {e}") from e
+            unique: dict[str, dict[str, Any]] = {}
+            for entry in pool:
+                unique.setdefault(entry["question"], entry)
+            # a first pool that can make the split is kept (every existing split stays the same); one that could
+            # not is drawn again, larger, until it holds both sets or reaches POOL_LIMIT draws
+            enough = spec.eval_size + spec.train_size if size > first_size else spec.eval_size + 1
+            if len(unique) >= enough or size >= POOL_LIMIT:
+                break
+            size *= 2
         self._dataset = pool
-        unique: dict[str, dict[str, Any]] = {}
-        for entry in pool:
-            unique.setdefault(entry["question"], entry)
         entries = list(unique.values())
         random.Random(spec.seed).shuffle(entries)
         if len(entries) <= spec.eval_size:
@@ -278,6 +284,7 @@ REASON_INSTRUCTION = "Solve it step by step, then give the final answer."
 _SPLIT = {"train_size": 1000, "eval_size": 100}
 
 
+POOL_LIMIT = 20000  # the largest pool a Task draws when its first draw has too few distinct questions
 HELDOUT_TARGET = 1000  # held-out problems a claim should have where the task has that many (issue 21, item 7)
 HELDOUT_TARGET_LONG = 500  # ... for tasks answered in 128 tokens or more (each evaluation costs ~4x more)
 _CAPACITY: dict[str, int] = {}
