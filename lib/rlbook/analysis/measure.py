@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -487,27 +487,37 @@ def all_wrong_logprob_change(result: Any, methods: Sequence[str], n_batches: int
 # ------------------------------------------------------------------------ held-out curves: speed as steps to a target
 
 
+def _first_reach(result: Any, baseline: str, frac: float,
+                 target_of: Callable[[np.ndarray, float], float]) -> Iterator[dict[str, Any]]:
+    """Per run: its held-out curve (:func:`rlbook.analysis.metrics.held_out_curves`), the target that
+    ``target_of(baseline's curve of the same seed, frac)`` gives, the run's metrics sorted by step, and the row of
+    the first evaluation that reaches the target (None: never, the run is censored)."""
+    from rlbook.analysis.metrics import held_out_curves
+
+    if not 0.0 < frac <= 1.0:
+        raise ParamError(f"frac={frac!r} must be in (0, 1]")
+    curves, m = held_out_curves(result.sweep), result.sweep.metrics
+    for (method, seed), curve in curves.items():
+        if (baseline, seed) not in curves:
+            raise ParamError(f"baseline {baseline!r} has no run of seed {seed}; runs: {sorted(curves)}")
+        target = float(target_of(curves[(baseline, seed)], frac))
+        run = m[(m["method"] == method) & (m["seed"] == seed)].sort_values("step")
+        evals = run.dropna(subset=["eval_accuracy"])
+        hit = np.nonzero(curve[1:] >= target - 1e-12)[0]
+        yield {"method": method, "seed": seed, "curve": curve, "target": target, "run": run,
+               "hit": evals.iloc[int(hit[0])] if hit.size else None}
+
+
 def steps_to_target(result: Any, baseline: str, frac: float = 0.5) -> pd.DataFrame:
     """Speed as papers state it ("reaches X's accuracy in half the steps"): per run, the first evaluation step
     (``train.eval_every``) at which its held-out curve (:func:`rlbook.analysis.metrics.held_out_curves`) reaches the target
     ``base + frac * (baseline's last - base)`` of the same seed.  A run that never does gets NaN and
     ``reached = False``: it is censored at its last step, so say so rather than average it.  Columns ``method,
     seed, target, value (step), samples (completions drawn by then), reached``."""
-    from rlbook.analysis.metrics import held_out_curves
-
-    if not 0.0 < frac <= 1.0:
-        raise ParamError(f"frac={frac!r} must be in (0, 1]")
-    curves, m = held_out_curves(result.sweep), result.sweep.metrics
     rows = []
-    for (method, seed), curve in curves.items():
-        if (baseline, seed) not in curves:
-            raise ParamError(f"baseline {baseline!r} has no run of seed {seed}; runs: {sorted(curves)}")
-        ref = curves[(baseline, seed)]
-        target = float(ref[0] + frac * (ref[-1] - ref[0]))
-        evals = m[(m["method"] == method) & (m["seed"] == seed)].dropna(subset=["eval_accuracy"])
-        hit = np.nonzero(curve[1:] >= target - 1e-12)[0]
-        row = evals.iloc[int(hit[0])] if hit.size else None
-        rows.append({"method": method, "seed": seed, "target": target,
+    for r in _first_reach(result, baseline, frac, lambda ref, f: ref[0] + f * (ref[-1] - ref[0])):
+        row = r["hit"]
+        rows.append({"method": r["method"], "seed": r["seed"], "target": r["target"],
                      "value": float(row["step"]) if row is not None else math.nan,
                      "samples": float(row["samples"]) if row is not None and "samples" in row else math.nan,
                      "reached": row is not None})
@@ -519,35 +529,27 @@ COSTS = {"seconds": "step_s", "tokens": "gen_tokens", "steps": None}
 
 def time_to_target(result: Any, baseline: str, frac: float = 0.9, cost: str = "seconds") -> pd.DataFrame:
     """Training efficiency as T-PPO states it ("up to 2.5x more efficient"): per run, the training cost spent
-    until its held-out curve (:func:`rlbook.analysis.study.held_out_curves`, ``train.eval_every``) first reaches the target
-    ``frac x`` the baseline's last held-out accuracy of the same seed.  ``cost``: ``seconds`` (wall-clock of the
-    training steps, ``step_s`` summed through that step: rollouts, phases such as T-PPO's critic and the update;
-    the evaluations themselves are not counted), ``tokens`` (generated, phases' included) or ``steps``.
+    until its held-out curve (:func:`rlbook.analysis.metrics.held_out_curves`, ``train.eval_every``) first reaches
+    the target ``frac x`` the baseline's last held-out accuracy of the same seed.  ``cost``: ``seconds``
+    (wall-clock of the training steps, ``step_s`` summed through that step: rollouts, phases such as T-PPO's
+    critic and the update; the evaluations themselves are not counted), ``tokens`` (generated, phases'
+    included) or ``steps``.
 
     Columns ``method, seed, target, base (the curve's start), value (the cost; NaN when never reached), step,
     reached, target_above_base`` (1.0 / 0.0).  A run that never reaches the target is censored: its cost is
     unknown, not its total, so a claim needs ``reached`` for both methods (check ``measured``); a target at or
     below the start (``target_above_base = 0``) measures nothing.  On a log scale (costs are ratios)."""
-    from rlbook.analysis.study import held_out_curves
-
-    if not 0.0 < frac <= 1.0:
-        raise ParamError(f"frac={frac!r} must be in (0, 1]")
     if cost not in COSTS:
         raise ParamError(f"cost={cost!r} is not allowed; allowed: {', '.join(COSTS)}")
-    curves, m = held_out_curves(result.sweep), result.sweep.metrics
     rows = []
-    for (method, seed), curve in curves.items():
-        if (baseline, seed) not in curves:
-            raise ParamError(f"baseline {baseline!r} has no run of seed {seed}; runs: {sorted(curves)}")
-        target = float(frac * curves[(baseline, seed)][-1])
-        run = m[(m["method"] == method) & (m["seed"] == seed)].sort_values("step")
-        evals = run.dropna(subset=["eval_accuracy"])
-        hit = np.nonzero(curve[1:] >= target - 1e-12)[0]
-        step = float(evals.iloc[int(hit[0])]["step"]) if hit.size else math.nan
-        spent = run[run["step"] <= step]
-        value = (math.nan if not hit.size else step if COSTS[cost] is None else float(spent[COSTS[cost]].sum()))
-        rows.append({"method": method, "seed": seed, "target": target, "base": float(curve[0]), "value": value,
-                     "step": step, "reached": float(hit.size > 0), "target_above_base": float(target > curve[0])})
+    for r in _first_reach(result, baseline, frac, lambda ref, f: f * ref[-1]):
+        reached = r["hit"] is not None
+        step = float(r["hit"]["step"]) if reached else math.nan
+        spent = r["run"][r["run"]["step"] <= step]
+        value = math.nan if not reached else step if COSTS[cost] is None else float(spent[COSTS[cost]].sum())
+        rows.append({"method": r["method"], "seed": r["seed"], "target": r["target"], "base": float(r["curve"][0]),
+                     "value": value, "step": step, "reached": float(reached),
+                     "target_above_base": float(r["target"] > r["curve"][0])})
     return pd.DataFrame(rows)
 
 
