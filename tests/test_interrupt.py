@@ -23,7 +23,10 @@ def test_sigint_leaves_the_run_interrupted_and_resumable(tmp_path: Path, monkeyp
                                                          whole_group: bool) -> None:
     monkeypatch.setenv("RLBOOK_ROOT", str(FIXTURES))
     outputs = tmp_path / "outputs"
-    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "train", "-p", "step_sleep=0.3", "--outputs", str(outputs)]
+    # 1 s per step leaves 4 s between the step-2 checkpoint and the end of training: under load (the whole suite on
+    # two workers) a 0.3 s step let the run finish before this process, descheduled, sent the signal (seen once)
+    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "train", "-p", "step_sleep=1.0", "--outputs",
+           str(outputs)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
