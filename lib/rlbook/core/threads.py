@@ -7,8 +7,10 @@ thread burns the core it is waiting for: on this project's 2-core machines a tra
 with one other busy process and 14x slower during ``make demo`` (``benchmarks/README.md``, "Threads under
 load").  ``OMP_WAIT_POLICY=PASSIVE`` makes a waiting thread sleep at once.  Measured there at a load average of
 10-17, torch's default did not finish a small step's warm-up in 300 s, while PASSIVE with both threads took
-58-78 s for all three steps, faster than one thread (82-95 s); so the thread count is left as it is.  Its cost
-on an idle machine is not measured yet.
+58-78 s for all three steps, faster than one thread (82-95 s); so the thread count is left as it is.  On an
+otherwise idle machine (2026-12-07, the benchmark's 8 x 8-sample step) PASSIVE takes 14.65 s per step, 3.03x faster
+than TRL's trainer; with one competing busy process 22.3-24.4 s (1.5-1.7x idle), where torch's default takes
+44.6-47.6 s (3.0-3.3x).
 
 :func:`configure` sets it where processes start, before torch is imported: the ``rlbook`` command (the notebooks
 it runs inherit the environment), the tests' ``conftest``, the benchmark; ``make install`` writes it into the
