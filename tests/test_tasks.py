@@ -98,6 +98,26 @@ def test_capacity_counts_distinct_questions_by_hand():
     assert tasks.capacity({"name": "hub:gsm8k"}) is None
 
 
+
+def test_a_held_out_set_the_task_cannot_give_fails_at_the_edge_naming_the_largest_allowed():
+    # one-digit a + b or a - b has 200 distinct questions (10 x 10 x 2): 199 held out leave one for training,
+    # 200 leave none.  plan() (rlbook check / run) says so before a run folder or a model exists.
+    from rlbook.training.experiments import plan
+
+    sums = {"name": "chain_sum", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}
+    tasks.check_split({**sums, "eval_size": 199})
+    with pytest.raises(ParamError, match=r"only 200 distinct questions; task.eval_size=200 must be smaller "
+                                         r"\(at most 199\)"):
+        tasks.check_split({**sums, "eval_size": 200})
+    params = {"model": "tiny-random", "task": {**sums, "eval_size": 50}, "train": {"steps": 1},
+              "methods": {"GRPO": "grpo"}}
+    assert [s.label for s in plan(params)["methods"]] == ["GRPO"]
+    with pytest.raises(ParamError, match=r"only 200 distinct"):
+        plan({**params, "task": {**sums, "eval_size": 250}})
+    with pytest.raises(ParamError, match=r"method 'GRPO': eval_size=60 is more than the task's held-out set "
+                                         r"\(task.eval_size=50\)"):
+        plan({**params, "eval_size": 60})
+
 def test_heldout_target_is_1000_or_500_for_long_answers():
     assert tasks.heldout_target(32) == 1000
     assert tasks.heldout_target(128) == 500

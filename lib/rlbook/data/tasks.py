@@ -185,19 +185,10 @@ class Task:
     def __init__(self, spec: TaskSpec):
         import random
 
-        import reasoning_gym
-
         self.spec = spec
         size = first_size = spec.train_size + 2 * spec.eval_size + 200
         while True:  # a pool with too few distinct questions for the held-out set is drawn again, larger
-            try:
-                pool = reasoning_gym.create_dataset(spec.name, size=size, seed=spec.seed,
-                                                    **_dataset_kwargs(spec.name, spec.config))
-            except (TypeError, AssertionError, ValueError) as e:
-                raise ParamError(f"task.config for {spec.name!r} is invalid: {e}") from e
-            unique: dict[str, dict[str, Any]] = {}
-            for entry in pool:
-                unique.setdefault(entry["question"], entry)
+            pool, unique = _distinct(spec, size)
             # a first pool that can make the split is kept (every existing split stays the same); one that could
             # not is drawn again, larger, until it holds both sets or reaches POOL_LIMIT draws
             enough = spec.eval_size + spec.train_size if size > first_size else spec.eval_size + 1
@@ -309,15 +300,44 @@ def capacity(spec: TaskSpec | dict[str, Any], draws: int = 5000) -> int | None:
         return None
     key = repr((spec.name, sorted(spec.config.items()), spec.seed, draws))
     if key not in _CAPACITY:
-        import reasoning_gym
-
-        try:
-            pool = reasoning_gym.create_dataset(spec.name, size=draws, seed=spec.seed,
-                                                **_dataset_kwargs(spec.name, spec.config))
-        except (TypeError, AssertionError, ValueError) as e:
-            raise ParamError(f"task.config for {spec.name!r} is invalid: {e}") from e
-        _CAPACITY[key] = len({entry["question"] for entry in pool})
+        _CAPACITY[key] = len(_distinct(spec, draws)[1])
     return _CAPACITY[key]
+
+
+def check_split(spec: TaskSpec | dict[str, Any]) -> None:
+    """Raise ``ParamError`` when the task's generator cannot give ``eval_size`` held-out questions and still leave
+    some for training: what :class:`Task` would find only after a run folder and a model exist, checked at the
+    edge (``rlbook check``/``run`` through :func:`rlbook.training.experiments.plan`).  A pool short in
+    ``capacity``'s draws is counted again at :data:`POOL_LIMIT` draws, the most a Task draws."""
+    from rlbook.core.config import build
+    from rlbook.data import hub
+
+    spec = build(TaskSpec, spec, "task")
+    if hub.is_hub_name(spec.name):
+        return  # a file's size is known only once it is read (hub.load_task checks it then)
+    n = capacity(spec)
+    if n is not None and n <= spec.eval_size:
+        n = capacity(spec, draws=POOL_LIMIT)
+    if n is not None and n <= spec.eval_size:
+        raise ParamError(f"task {spec.name!r} with config {spec.config} has only {n} distinct questions; "
+                         f"task.eval_size={spec.eval_size} must be smaller (at most {n - 1}) so that some remain "
+                         "for training")
+
+
+def _distinct(spec: TaskSpec, size: int) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """``size`` draws of the task's generator and its distinct questions, first entry of each kept, in draw order:
+    the pool behind both :class:`Task` and :func:`capacity`."""
+    import reasoning_gym
+
+    try:
+        pool = reasoning_gym.create_dataset(spec.name, size=size, seed=spec.seed,
+                                            **_dataset_kwargs(spec.name, spec.config))
+    except (TypeError, AssertionError, ValueError) as e:
+        raise ParamError(f"task.config for {spec.name!r} is invalid: {e}") from e
+    unique: dict[str, dict[str, Any]] = {}
+    for entry in pool:
+        unique.setdefault(entry["question"], entry)
+    return pool, unique
 
 
 def _sums(terms: tuple[int, int], digits: tuple[int, int]) -> dict[str, int]:

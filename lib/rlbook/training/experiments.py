@@ -490,10 +490,24 @@ def is_method_table(key: str) -> bool:
 def plan(params: Mapping[str, Any]) -> dict[str, list[RunSpec]]:
     """The run plan of a notebook's resolved parameters (:func:`rlbook.training.params.resolve`): every method table
     (:func:`is_method_table`) made into validated RunSpecs on the base of :data:`SPEC_KEYS`, so a bad preset,
-    mechanism, hyper-parameter or group width fails here, before a run folder or a model exists.  ``rlbook run``
+    mechanism, hyper-parameter, group width or held-out size the task cannot give fails here, before a run folder or a model exists.  ``rlbook run``
     and ``rlbook check`` call it; the notebook's sweep makes the same specs from the same parameters."""
+    from rlbook.core.errors import ParamError
+    from rlbook.data.tasks import check_split
+
     base = {k: params[k] for k in SPEC_KEYS if k in params}
-    return {key: make_specs(value, base, name=key) for key, value in params.items() if is_method_table(key)}
+    tables = {key: make_specs(value, base, name=key) for key, value in params.items() if is_method_table(key)}
+    checked: set[str] = set()
+    for specs in tables.values():
+        for s in specs:
+            task = s.task_spec()
+            if (key := repr(dataclasses.asdict(task))) not in checked:
+                checked.add(key)
+                check_split(task)
+            if (n := s.resolved(0)["eval"]["size"]) > task.eval_size:
+                raise ParamError(f"method {s.label!r}: eval_size={n} is more than the task's held-out set "
+                                 f"(task.eval_size={task.eval_size}); it can be at most that")
+    return tables
 
 
 DESCRIBE_KEYS = ("estimator", "loss", "aggregation", "eps_low", "eps_high", "filters", "inner_epochs",
