@@ -10,11 +10,12 @@ from rlbook.application import scoreboard
 from rlbook.application.cli import main
 
 
-def _run(outputs: Path, nb: str, name: str, profile: str, claims: list[dict], start: str) -> None:
+def _run(outputs: Path, nb: str, name: str, profile: str, claims: list[dict], start: str,
+         wall_s: float | None = None) -> None:
     d = outputs / nb / name
     d.mkdir(parents=True)
     (d / "manifest.json").write_text(json.dumps({"notebook": nb, "status": "ok", "profile": profile,
-                                                 "start_time": start}))
+                                                 "start_time": start, "wall_s": wall_s}))
     (d / "results.json").write_text(json.dumps({"claims": claims}))
 
 
@@ -27,7 +28,7 @@ def _claim(text: str, role: str, p: float, verdict: str, **kw) -> dict:
 def test_newest_run_per_notebook_and_workbook_wide_bh(tmp_path):
     _run(tmp_path, "a", "old", "cpu", [_claim("a old", "primary", 0.5, "inconclusive")], "2026-01")
     _run(tmp_path, "a", "new", "cpu", [_claim("a primary", "primary", 0.001, "replicated"),
-                                      _claim("a sec", "secondary", 0.01, "replicated")], "2026-02")
+                                      _claim("a sec", "secondary", 0.01, "replicated")], "2026-02", wall_s=1625.0)
     _run(tmp_path, "b", "r", "smoke", [_claim("b primary", "primary", 0.3, "inconclusive", paper_effect=0.5),
                                       _claim("b sec", "secondary", 0.02, "replicated"),
                                       _claim("b check", "check", 0.0, "check")], "2026-02")
@@ -36,6 +37,8 @@ def test_newest_run_per_notebook_and_workbook_wide_bh(tmp_path):
     prim = scoreboard.primary_table(recs)
     assert prim["claim"].tolist() == ["a primary", "b primary"]
     assert prim.loc[1, "reach"] == "within reach here"  # mde 0.05 <= paper's 0.5
+    assert prim["time"].tolist() == ["27 min", "-"]  # 1625 s; b's manifest has no wall time
+    assert prim["report"].tolist() == ["a/new/report.html", "b/r/report.html"]
     sec = scoreboard.workbook_secondaries(recs)
     # two secondaries across the workbook, p = 0.01 and 0.02: BH q = 0.02 and 0.02 (0.01 x 2 / 1, 0.02 x 2 / 2)
     assert sec["q"].tolist() == pytest.approx([0.02, 0.02])
@@ -57,3 +60,8 @@ def test_cli_writes_markdown_and_html(tmp_path, capsys):
     assert main(["scoreboard", "--outputs", str(tmp_path)]) == 0
     assert "a primary" in (tmp_path / "scoreboard.md").read_text()
     assert "<title>rlbook scoreboard</title>" in (tmp_path / "scoreboard.html").read_text()
+
+
+def test_wall_time_reads_as_seconds_minutes_or_hours():
+    assert [scoreboard.wall_time(x) for x in (45.2, 1625.0, 3900.0, None, float("nan"))] == [
+        "45 s", "27 min", "1 h 05 min", "-", "-"]

@@ -24,7 +24,8 @@ import pandas as pd
 from rlbook.analysis import stats
 from rlbook.training import runs
 
-COLUMNS = ["notebook", "profile", "claim", "paper effect", "effect", "95% CI", "mde", "verdict", "reach", "run"]
+COLUMNS = ["notebook", "profile", "claim", "paper effect", "effect", "95% CI", "mde", "verdict", "reach", "time",
+           "report"]
 
 
 def newest_runs(outputs: Path, profile: str | None = None) -> list[runs.RunRecord]:
@@ -78,15 +79,27 @@ def _gpu_design(notebook: str, row: Mapping[str, Any], root: Path | None) -> tup
     return int(p.get("seeds", 1)), max(units, 1)
 
 
+def wall_time(seconds: Any) -> str:
+    """A run's wall time as people read it: ``"45 s"``, ``"27 min"``, ``"1 h 05 min"``; ``"-"`` when unknown."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def primary_table(records: Sequence[runs.RunRecord], root: Path | None = None) -> pd.DataFrame:
-    """One row per notebook: its primary claim (or a note that the run has none)."""
+    """One row per notebook: its primary claim (or a note that the run has none), the run's wall time and its
+    report's path (``<notebook>/<run id>/report.html`` under the outputs folder)."""
     rows = []
     for rec in records:
         claims = [c for c in rec.results["claims"] if isinstance(c, dict)]
         prim = next((c for c in claims if c.get("role") == "primary" or c.get("primary")), None)
+        where = {"time": wall_time(rec.manifest.get("wall_s")), "report": f"{rec.notebook}/{rec.dir.name}/report.html"}
         if prim is None:
             rows.append({"notebook": rec.notebook, "profile": rec.manifest.get("profile") or "-",
-                         "claim": "(this run has no primary claim: re-run it)", "run": rec.dir.name})
+                         "claim": "(this run has no primary claim: re-run it)", **where})
             continue
         paper = prim.get("paper_effect")
         rows.append({"notebook": rec.notebook, "profile": rec.manifest.get("profile") or "-",
@@ -96,7 +109,7 @@ def primary_table(records: Sequence[runs.RunRecord], root: Path | None = None) -
                      "95% CI": (f"[{_num(prim.get('ci_low'))}, {_num(prim.get('ci_high'))}]"
                                 if _num(prim.get("ci_low")) != "-" else "no interval"),
                      "mde": _num(prim.get("mde"), ".3g"), "verdict": prim.get("verdict", "-"),
-                     "reach": reach(prim, _gpu_design(rec.notebook, prim, root)), "run": rec.dir.name})
+                     "reach": reach(prim, _gpu_design(rec.notebook, prim, root)), **where})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
