@@ -316,3 +316,35 @@ def test_evaluation_sorted_by_prompt_length_reports_each_problem_in_its_own_orde
     assert out["n"] == 10 and len(out["lengths"]) == len(out["truncated"]) == len(out["formatted"]) == 10
     again = evaluate(trainer, 10, 6)  # the sweeps' evaluation is the trainer's
     assert again.keys() == out.keys() and all(again[k] == v for k, v in out.items() if v == v)
+
+
+def test_a_reference_pass_cut_into_other_micro_batches_gives_the_update_the_same_kl(tok):
+    # The reference pass covers every valid row; the update may leave zero-advantage rows out, so its
+    # micro-batches can differ from the reference pass's and a row's reference log-probs can be shorter than the
+    # update micro-batch's width (a canon run crashed so: "stack expects each tensor to be equal size").  The KL the
+    # update sees must not depend on how the reference pass was cut.
+    import dataclasses
+
+    from rlbook.policy.models import tiny_llama
+    from rlbook.policy.rollout import logprobs_no_grad, micro_batches
+    from rlbook.training.update import UpdateInputs, micro_batch_loss
+
+    trainer = make_trainer(tiny_llama(vocab_size=98, seed=0, init_std=0.2), tok, kl_coef=0.1, max_new_tokens=40,
+                           micro_batch_size=4)
+    batch = trainer.roll_out([0, 1])
+    lengths = batch.roll.lengths.tolist()
+    assert len(set(lengths)) > 2  # rows of several widths: a one-row reference micro-batch is as wide as its row
+    rows = list(range(len(lengths)))
+    adv = torch.linspace(-1.0, 1.0, len(rows))
+
+    def kl_of_update(ref_micro_batch: int) -> float:
+        cfg = dataclasses.replace(trainer.cfg, micro_batch_size=ref_micro_batch)
+        ref = logprobs_no_grad(trainer.model, cfg, batch.roll, rows, True, False)
+        inp = UpdateInputs(batch.roll, rows, micro_batches(rows, lengths, trainer.cfg, False), adv, ref, {},
+                           float(batch.roll.completion_mask.sum()))
+        kl = sum(micro_batch_loss(trainer.model, trainer.cfg, trainer.comp, inp, mb, 0)["kl"] for mb in inp.batches)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        return kl
+
+    same, narrower = kl_of_update(4), kl_of_update(1)
+    assert math.isfinite(same) and narrower == pytest.approx(same, rel=1e-5, abs=1e-7)

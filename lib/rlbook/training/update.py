@@ -60,6 +60,15 @@ def _loss_context(inp: UpdateInputs, mb: list[int], ids: torch.Tensor, lc: int, 
     return ctx
 
 
+def _rows_at_width(per_row: dict[int, torch.Tensor], mb: list[int], lc: int) -> torch.Tensor:
+    """``[len(mb), lc]``: each row's per-token values cut or zero-padded to the micro-batch's width ``lc``.  A pass
+    that was cut into other micro-batches (the reference pass covers every valid row; the update may leave
+    zero-advantage rows out) stored each row at its own micro-batch's width, which is at least the row's length;
+    the padded positions lie beyond the row's completion and are masked out of the loss."""
+    return torch.stack([torch.nn.functional.pad(per_row[r][:lc], (0, lc - min(lc, per_row[r].shape[0])))
+                        for r in mb])
+
+
 def micro_batch_loss(model: Any, cfg: TrainConfig, comp: Components, inp: UpdateInputs, mb: list[int],
                      epoch: int) -> dict[str, float]:
     """Forward, loss and ``backward()`` of one micro-batch; returns its sums for the step's metrics."""
@@ -74,10 +83,10 @@ def micro_batch_loss(model: Any, cfg: TrainConfig, comp: Components, inp: Update
     if epoch == 0:
         for j, r in enumerate(mb):
             inp.old_logp[r] = logp[j].detach()
-    old = torch.stack([inp.old_logp[r][:lc] for r in mb])
+    old = _rows_at_width(inp.old_logp, mb, lc)
     a = inp.advantages[mb].to(logp.device)
     a = a[:, :lc] if a.dim() == 2 else a
-    ref = torch.stack([inp.ref_logp[r][:lc] for r in mb]) if inp.ref_logp else None
+    ref = _rows_at_width(inp.ref_logp, mb, lc) if inp.ref_logp else None
     context = _loss_context(inp, mb, ids, lc, entropy, ref, logp, cfg.group_size, cfg.max_new_tokens)
     token_loss, info = losses.compute(cfg.loss, logp, old, a, cmask, context=context, **comp.loss.kwargs)
     kl_sum = 0.0
