@@ -23,9 +23,10 @@ def test_sigint_leaves_the_run_interrupted_and_resumable(tmp_path: Path, monkeyp
                                                          whole_group: bool) -> None:
     monkeypatch.setenv("RLBOOK_ROOT", str(FIXTURES))
     outputs = tmp_path / "outputs"
-    # 1 s per step leaves 4 s between the step-2 checkpoint and the end of training: under load (the whole suite on
-    # two workers) a 0.3 s step let the run finish before this process, descheduled, sent the signal (seen once)
-    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "train", "-p", "step_sleep=1.0", "--outputs",
+    # 2.5 s per step leave 10 s between the step-2 checkpoint and the end of training.  Under load the run finished
+    # before this process sent the signal: with 0.3 s steps under the whole suite on two workers, and with 1 s steps
+    # (4 s left) under the suite plus three training runs on two cores (load average ~6)
+    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "train", "-p", "step_sleep=2.5", "--outputs",
            str(outputs)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
