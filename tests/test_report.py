@@ -204,3 +204,15 @@ def test_smoke_runs_get_no_advice_to_change_the_task() -> None:
     text = "GRPO gets no signal on task 'gcd': greedy accuracy is 0%. Make it easier, e.g. -p task.config.x=1."
     assert "easier" not in report.signal_advice(text, "smoke") and "plumbing test" in report.signal_advice(text, "smoke")
     assert report.signal_advice(text, "cpu") == "warning: " + text
+
+
+def test_identical_arms_are_said_to_be_identical_not_a_precise_null() -> None:
+    # lp_reg's cpu run: the regulariser acted on no token, so Lp-Reg trained exactly as GRPO (common random numbers)
+    row = {"claim": "Lp-Reg keeps more token entropy than GRPO", "metric": "train:entropy:last3", "method": "Lp-Reg",
+           "baseline": "GRPO", "effect": 0.0, "se": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n_seeds": 3, "mde": 0.0,
+           "verdict": "untestable in this regime", "reason": "Lp-Reg: mean |lp_reg_frac| = 0.0000", "primary": True}
+    text = report.claim_sentence(row)
+    assert "effect 0 (the arms gave identical values), 3 seeds: **untestable in this regime**" in text
+    assert "smallest detectable effect" not in text and "[+0" not in text
+    moved = report.claim_sentence({**row, "effect": 0.01, "se": 0.02, "ci_low": -0.03, "ci_high": 0.05, "mde": 0.07})
+    assert "smallest detectable effect 0.07" in moved and "identical" not in moved

@@ -483,8 +483,10 @@ def signal_advice(warning: str, profile: str | None) -> str:
 def claim_sentence(row: dict[str, Any]) -> str:
     """One Markdown line per claim for the conclusion; every number from the row, none of them ``nan``."""
     vs = f" vs {row['baseline']}" if row.get("baseline") else ""
-    mde = (f", smallest detectable effect {row['mde']:.3g}" if finite(row.get("mde"))
-           else "")
+    # arms that gave identical values (a mechanism that never acted, with common random numbers) have no variance:
+    # an interval [0, 0] and an mde of 0 would read as a precise null, so the sentence says what happened instead
+    identical = row.get("effect") == 0 and row.get("se") == 0
+    mde = (f", smallest detectable effect {row['mde']:.3g}" if finite(row.get("mde")) and not identical else "")
     paper = f" The paper: {paper_text(row)}." if paper_text(row) != "-" else ""
     why = {"untestable in this regime": f" ({row.get('reason') or short_reason(row)})",
            "underpowered": f" ({short_reason(row)})"}.get(str(row.get("verdict")), "")
@@ -493,8 +495,9 @@ def claim_sentence(row: dict[str, Any]) -> str:
     units = f" x {count(row.get('n_units'), 'unit')}" if finite(row.get("n_units")) and row.get("n_units", 1) > 1 else ""
     verdict = "shown, no verdict" if row.get("verdict") == "check" else f"**{row.get('verdict')}**"
     degenerate = f" **Degenerate stage**: {row['degenerate']}." if row.get("degenerate") else ""
+    effect = "0 (the arms gave identical values)" if identical else effect_text(row)
     return (f"- {star}*{row['claim']}* ({row.get('method')}{vs}, {row.get('metric')}{scale}): effect "
-            f"{effect_text(row)}, {count(row.get('n_seeds'), 'seed')}{units}{mde}: {verdict}{why}.{paper}{degenerate}")
+            f"{effect}, {count(row.get('n_seeds'), 'seed')}{units}{mde}: {verdict}{why}.{paper}{degenerate}")
 
 
 def table(df: pd.DataFrame, caption: str, digits: int = 3) -> Any:
