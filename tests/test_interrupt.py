@@ -17,19 +17,24 @@ from rlbook.training import checkpoint, runs
 FIXTURES = Path(__file__).parent.resolve() / "fixtures" / "resume_root"
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("whole_group", [True])
 def test_sigint_leaves_the_run_interrupted_and_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          whole_group: bool) -> None:
     monkeypatch.setenv("RLBOOK_ROOT", str(FIXTURES))
     outputs = tmp_path / "outputs"
-    # 2.5 s per step leave 10 s between the step-2 checkpoint and the end of training.  Under load the run finished
-    # before this process sent the signal: with 0.3 s steps under the whole suite on two workers, and with 1 s steps
-    # (4 s left) under the suite plus three training runs on two cores (load average ~6)
-    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "train", "-p", "step_sleep=2.5", "--outputs",
+    # 1 s per step leaves 4 s between the step-2 checkpoint and the end of training for the signal to arrive
+    cmd = [sys.executable, "-m", "rlbook.application.cli", "run", "train", "-p", "step_sleep=1.0", "--outputs",
            str(outputs)]
+    # Ctrl-C reaches a terminal's foreground job with SIGINT at its default.  This test process may have inherited
+    # SIGINT ignored (an in-process IPython kernel of an earlier test sets SIG_IGN, as ipykernel's init_signal does),
+    # and an ignored SIGINT is inherited across exec: the run then never saw the signal and finished "ok"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
     try:
         deadline = time.monotonic() + 90
         while not list(outputs.glob("train/*/checkpoints/step-000002")):
