@@ -490,8 +490,9 @@ def is_method_table(key: str) -> bool:
 def plan(params: Mapping[str, Any]) -> dict[str, list[RunSpec]]:
     """The run plan of a notebook's resolved parameters (:func:`rlbook.training.params.resolve`): every method table
     (:func:`is_method_table`) made into validated RunSpecs on the base of :data:`SPEC_KEYS`, so a bad preset,
-    mechanism, hyper-parameter, group width or held-out size the task cannot give fails here, before a run folder or a model exists.  ``rlbook run``
-    and ``rlbook check`` call it; the notebook's sweep makes the same specs from the same parameters."""
+    mechanism, hyper-parameter, group width or held-out size the task cannot give fails here, before a run folder
+    or a model exists.  ``rlbook run`` and ``rlbook check`` call it; the notebook's sweep makes the same specs from
+    the same parameters."""
     from rlbook.core.errors import ParamError
     from rlbook.data.tasks import check_split
 

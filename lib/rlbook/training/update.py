@@ -61,10 +61,10 @@ def _loss_context(inp: UpdateInputs, mb: list[int], ids: torch.Tensor, lc: int, 
 
 
 def _rows_at_width(per_row: dict[int, torch.Tensor], mb: list[int], lc: int) -> torch.Tensor:
-    """``[len(mb), lc]``: each row's per-token values cut or zero-padded to the micro-batch's width ``lc``.  A pass
-    that was cut into other micro-batches (the reference pass covers every valid row; the update may leave
-    zero-advantage rows out) stored each row at its own micro-batch's width, which is at least the row's length;
-    the padded positions lie beyond the row's completion and are masked out of the loss."""
+    """``[len(mb), lc]``: each row's per-token values cut or zero-padded to the micro-batch's width ``lc``.  The
+    reference pass covers every valid row while the update may leave zero-advantage rows out, so its micro-batches
+    differ and it stored each row at its own micro-batch's width (at least the row's length); the padded positions
+    lie beyond the row's completion and are masked out of the loss."""
     return torch.stack([torch.nn.functional.pad(per_row[r][:lc], (0, lc - min(lc, per_row[r].shape[0])))
                         for r in mb])
 
@@ -83,7 +83,7 @@ def micro_batch_loss(model: Any, cfg: TrainConfig, comp: Components, inp: Update
     if epoch == 0:
         for j, r in enumerate(mb):
             inp.old_logp[r] = logp[j].detach()
-    old = _rows_at_width(inp.old_logp, mb, lc)
+    old = torch.stack([inp.old_logp[r][:lc] for r in mb])  # stored by this same micro-batch: already lc wide
     a = inp.advantages[mb].to(logp.device)
     a = a[:, :lc] if a.dim() == 2 else a
     ref = _rows_at_width(inp.ref_logp, mb, lc) if inp.ref_logp else None
