@@ -131,3 +131,53 @@ def test_unfinished_folder_with_a_checkpoint_is_resumed(tmp_path):
     res = experiments.sweep([s], seeds=[0], cache=tmp_path, model_factory=lambda: (base, tok), progress=False)
     assert res.trained == 1 and res.evals[("GRPO", 0)]["resumed_from_step"] == 1
     assert list(res.metrics["step"]) == [1, 2]
+
+
+def test_done_fraction_is_steps_or_tokens_whichever_is_further() -> None:
+    """By hand: 2 of 40 steps is 5%; 1,500 of a 3,000-token budget is 50%; past the budget is done (1.0)."""
+    from types import SimpleNamespace
+
+    from rlbook.training.trainer import Trainer
+
+    def trainer(steps: int, budget: int, step_count: int, tokens: int) -> SimpleNamespace:
+        return SimpleNamespace(cfg=SimpleNamespace(steps=steps, gen_token_budget=budget), step_count=step_count,
+                               generated_tokens=tokens)
+
+    assert Trainer.done_fraction(trainer(40, 0, 2, 1500)) == pytest.approx(0.05)
+    assert Trainer.done_fraction(trainer(40, 3000, 2, 1500)) == pytest.approx(0.5)
+    assert Trainer.done_fraction(trainer(40, 3000, 2, 3100)) == 1.0
+    assert Trainer.done_fraction(trainer(4, 3000, 4, 100)) == 1.0
+
+
+def test_sweep_bar_counts_runs_and_a_token_budget_finishes_a_run(tmp_path, monkeypatch) -> None:
+    """The bar's total is the runs to train and a run stopped by its token budget is a whole run on it; a bar
+    counting steps up to the 10-step cap would stand at 2 of 20 (10%) with the sweep finished."""
+    from rlbook.core import progress
+
+    bars = []
+
+    class Bar:
+        def __init__(self, iterable=(), total=None, desc: str = "", **kwargs) -> None:
+            self.iterable, self.total, self.n, self.seen = iterable, total, 0.0, []
+            if desc.startswith("sweep"):
+                bars.append(self)
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def update(self, d: float) -> None:
+            self.n += d
+            self.seen.append(round(self.n, 6))
+
+        def set_description(self, *args, **kwargs) -> None: ...
+
+        def set_postfix(self, *args, **kwargs) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(progress, "tqdm", Bar)
+    res = experiments.sweep([spec("GRPO", steps=10, gen_token_budget=1)], seeds=2, cache=tmp_path,
+                            model_factory=Factory(), progress=True)
+    assert res.metrics.groupby("seed")["step"].max().tolist() == [1, 1]  # the budget ended each run after one step
+    (bar,) = bars
+    assert bar.total == 2 and bar.seen == [1.0, 1.0, 2.0, 2.0]

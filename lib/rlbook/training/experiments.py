@@ -45,6 +45,8 @@ import numpy as np
 import pandas as pd
 
 NOT_IN_KEY = ("checkpoint_every",)  # train settings that do not change a run's result
+# the sweep bar counts runs in fractions (a run is done by its step cap or its token budget): two decimals, no "it"
+_RUN_BAR = "{l_bar}{bar}| {n:.2f}/{total_fmt} runs [{elapsed}<{remaining}{postfix}]"
 ModelFactory = Callable[[], tuple[Any, Any]]  # () -> (base model without adapter, tokenizer)
 
 # Method presets live in rlbook.mechanisms.presets (each quoting its paper's settings); re-exported here.
@@ -280,8 +282,8 @@ def _adapter(base: Any, lora: dict[str, Any], seed: int) -> Any:
 
 
 def _train_one(spec: RunSpec, seed: int, folder: Path, base: Any, tok: Any, base_eval: dict[str, Any],
-               on_step: Callable[[dict[str, Any]], None]) -> None:
-    """Train one run into ``folder`` and mark it DONE.
+               on_step: Callable[[dict[str, Any], float], None]) -> None:
+    """Train one run into ``folder`` and mark it DONE; ``on_step(metrics, done_fraction)`` after every step.
 
     A folder left without DONE is resumed from its newest checkpoint (``rlbook.training.checkpoint``, written every
     ``train.checkpoint_every`` steps) when it has one, else wiped and trained from scratch.
@@ -307,7 +309,7 @@ def _train_one(spec: RunSpec, seed: int, folder: Path, base: Any, tok: Any, base
 
         def step_and_report() -> dict[str, Any]:
             m = plain_step()
-            on_step(m)
+            on_step(m, trainer.done_fraction())
             return m
 
         trainer.step = step_and_report  # type: ignore[method-assign]  # fit() runs the steps, we tick the bar
@@ -355,8 +357,10 @@ def sweep(
 
     ``seeds``: a count (seeds 0..n-1) or a list.  ``model_factory() -> (base model, tokenizer)`` is called
     once, only when something must be trained, and each run wraps a fresh LoRA adapter around that base
-    (unloaded after the run, so nothing leaks between runs).  The progress bar counts training steps of
-    the runs still to train, so its time-left estimate is the sweep's.  ``force=True`` retrains everything.
+    (unloaded after the run, so nothing leaks between runs).  The progress bar counts the runs still to train,
+    each advanced by its trainer's :meth:`~rlbook.training.trainer.Trainer.done_fraction` (steps, or generated
+    tokens under ``gen_token_budget``), so its time-left estimate is the sweep's training time (held-out
+    evaluations are not in it).  ``force=True`` retrains everything.
     """
     from rlbook.core.progress import tqdm
 
@@ -381,19 +385,20 @@ def sweep(
         if spec.base_key() not in base_evals:
             base_evals[spec.base_key()] = _base_eval(spec, root, base, tok, force) if need_model else \
                 json.loads((root / spec.base_key() / "eval.json").read_text())
-    total = sum(s.train_config(sd).steps for s, sd in todo)
-    bar = tqdm(total=total, desc=f"sweep: {len(todo)} to train, {len(pairs) - len(todo)} cached",
-               unit="step", disable=not progress or total == 0)
+    bar = tqdm(total=len(todo), desc=f"sweep: {len(todo)} to train, {len(pairs) - len(todo)} cached",
+               unit="run", disable=not progress or not todo, bar_format=_RUN_BAR)
     trained: set[str] = set()
     try:
         for i, (spec, seed) in enumerate(todo, 1):
             bar.set_description(f"run {i}/{len(todo)}: {spec.label} seed {seed}")
 
-            def on_step(m: dict[str, Any]) -> None:
-                bar.update(1)
-                bar.set_postfix(acc=f"{m['accuracy']:.2f}", len=f"{m['response_length']:.0f}", s=f"{m['step_s']:.1f}")
+            def on_step(m: dict[str, Any], done: float, i: int = i) -> None:
+                bar.update(i - 1 + done - bar.n)
+                bar.set_postfix(step=m["step"], acc=f"{m['accuracy']:.2f}", len=f"{m['response_length']:.0f}",
+                                s=f"{m['step_s']:.1f}")
 
             _train_one(spec, seed, root / spec.key(seed), base, tok, base_evals[spec.base_key()], on_step)
+            bar.update(i - bar.n)
             trained.add(spec.key(seed))
     finally:
         bar.close()

@@ -365,6 +365,15 @@ class Trainer:
         return held_out_eval(self, self.task.eval[: n or self.cfg.eval_size], max_new_tokens or self.cfg.max_new_tokens)
 
     # ------------------------------------------------------------------------------------- loop
+    def done_fraction(self) -> float:
+        """How much of ``fit()``'s work is done, in [0, 1]: steps over ``cfg.steps``, or generated tokens over
+        ``cfg.gen_token_budget`` when that is further along (the budget usually ends a run well before its step cap,
+        so a bar counting steps would show a run at 5 of 40 steps as 12% done when it is finished)."""
+        frac = self.step_count / self.cfg.steps if self.cfg.steps else 1.0
+        if self.cfg.gen_token_budget:
+            frac = max(frac, self.generated_tokens / self.cfg.gen_token_budget)
+        return min(1.0, frac)
+
     def fit(self, steps: int | None = None, checkpoint_dir: str | Path | None = None) -> list[dict[str, Any]]:
         """Run ``steps`` (default ``cfg.steps``) steps with a progress bar; returns their metrics.  With
         ``cfg.gen_token_budget`` it stops earlier, before the first step that would start with the budget spent
@@ -394,8 +403,9 @@ class Trainer:
             if self.checkpoint_dir is not None and every and self.step_count % every == 0:
                 checkpoint.save(self, self.checkpoint_dir)
                 saved = self.step_count
+            budget = {"tokens": f"{self.generated_tokens}/{self.cfg.gen_token_budget}"} if self.cfg.gen_token_budget else {}
             bar.set_postfix(reward=f"{m['reward_mean']:.2f}", acc=f"{m['accuracy']:.2f}",
-                            len=f"{m['response_length']:.0f}", s=f"{m['step_s']:.1f}")
+                            len=f"{m['response_length']:.0f}", s=f"{m['step_s']:.1f}", **budget)
         if self.checkpoint_dir is not None and saved != self.step_count and self.step_count > 0:
             checkpoint.save(self, self.checkpoint_dir)
         return self.history[first:]
