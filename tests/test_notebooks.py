@@ -57,15 +57,21 @@ def runs_cache(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache):
+def test_notebook_runs_with_smoke_profile(name, tmp_path, runs_cache, monkeypatch, capfd):
+    """``rlbook run NAME --profile smoke``: the notebook runs in its own kernel as for a user, but the command runs
+    in this test process (``cli.main``), not a subprocess, so the planning imports (torch, transformers,
+    reasoning-gym: ~10 CPU-seconds measured) are paid once per test worker, not once per notebook."""
+    from rlbook.application import cli
+
     out = tmp_path / "outputs"
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlbook.application.cli", "run", name, "--profile", "smoke", "--outputs", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-        # one torch thread each: the tests run notebooks two at a time (pytest -n 2) on two cores
-        env={**os.environ, "RLBOOK_RUNS_CACHE": str(runs_cache), "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("RLBOOK_RUNS_CACHE", str(runs_cache))
+    # one torch thread each: the tests run notebooks two at a time (pytest -n 2) on two cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("RLBOOK_PROGRESS", "text")  # the command sets it for its kernels; restored after the test
+    code = cli.main(["run", name, "--profile", "smoke", "--outputs", str(out)])
+    captured = capfd.readouterr()
+    assert code == 0, captured.out[-3000:] + captured.err[-3000:]
     (folder,) = list((out / name).iterdir())
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "ok"
