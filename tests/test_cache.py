@@ -35,6 +35,30 @@ def test_a_change_to_training_code_changes_the_code_version_but_reporting_code_d
     assert pkg / "training" / "trainer.py" in cache.training_sources(pkg) and pkg / "analysis" / "study.py" not in cache.training_sources(pkg)
 
 
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_no_training_module_imports_a_module_left_out_of_the_code_version():
+    """Leaving a module out of the code version is safe only if no training module can call it: a lesson figure or
+    the scoreboard may change without retraining, a helper the trainer calls may not (the cache and stage plumbing
+    keys runs and is the one exception)."""
+    assert "analysis/lessons/" in cache.NOT_TRAINING and "application/scoreboard.py" in cache.NOT_TRAINING
+    left_out = ["rlbook." + n.removesuffix(".py").removesuffix("/").replace("/", ".") for n in cache.NOT_TRAINING
+                if n not in cache.PLUMBING]
+    bad = [f"{p.relative_to(cache.PACKAGE)} imports {name}" for p in cache.training_sources()
+           for name in _imports(p) for m in left_out if name == m or name.startswith(m + ".")]
+    assert not bad, bad
+
+
 def test_a_cached_run_made_by_other_code_is_never_reused_and_is_pruned_as_stale(tmp_path, monkeypatch, count_trainers):
     root = tmp_path / "cache"
     experiments.sweep([spec("GRPO")], seeds=1, cache=root, model_factory=Factory(), progress=False)
