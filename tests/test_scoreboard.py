@@ -62,6 +62,16 @@ def test_cli_writes_markdown_and_html(tmp_path, capsys):
     assert "<title>rlbook scoreboard</title>" in (tmp_path / "scoreboard.html").read_text()
 
 
+def test_time_says_how_many_runs_came_from_the_cache():
+    """A re-run on cached runs took 19 s; the row says 9 of its 9 runs were not trained by it."""
+    assert scoreboard.run_time({"wall_s": 19.0}, {"runs_trained": 0, "runs_reused": 9}) == \
+        "19 s (9 of 9 runs from the cache)"
+    assert scoreboard.run_time({"wall_s": 1625.0}, {"runs_trained": 3, "runs_reused": 6}) == \
+        "27 min (6 of 9 runs from the cache)"
+    assert scoreboard.run_time({"wall_s": 1625.0}, {"runs_trained": 9, "runs_reused": 0}) == "27 min"
+    assert scoreboard.run_time({"wall_s": 1625.0}, {}) == "27 min"  # a notebook that trains no sweep
+
+
 def test_wall_time_reads_as_seconds_minutes_or_hours():
     assert [scoreboard.wall_time(x) for x in (45.2, 1625.0, 3900.0, None, float("nan"))] == [
         "45 s", "27 min", "1 h 05 min", "-", "-"]

@@ -89,14 +89,24 @@ def wall_time(seconds: Any) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def run_time(manifest: dict[str, Any], results: dict[str, Any]) -> str:
+    """The run's wall time, and how many of its training runs came from the run cache: a notebook re-run on cached
+    runs takes seconds, which is not what training it costs (``"19 s (9 of 9 runs from the cache)"``)."""
+    time = wall_time(manifest.get("wall_s"))
+    trained, reused = results.get("runs_trained"), results.get("runs_reused")
+    if isinstance(reused, int) and isinstance(trained, int) and reused > 0:
+        return f"{time} ({reused} of {trained + reused} runs from the cache)"
+    return time
+
+
 def primary_table(records: Sequence[runs.RunRecord], root: Path | None = None) -> pd.DataFrame:
-    """One row per notebook: its primary claim (or a note that the run has none), the run's wall time and its
-    report's path (``<notebook>/<run id>/report.html`` under the outputs folder)."""
+    """One row per notebook: its primary claim (or a note that the run has none), the run's wall time (with the
+    share of its runs read from the cache, :func:`run_time`) and its report's path (``<notebook>/<run id>/report.html`` under the outputs folder)."""
     rows = []
     for rec in records:
         claims = [c for c in rec.results["claims"] if isinstance(c, dict)]
         prim = next((c for c in claims if c.get("role") == "primary" or c.get("primary")), None)
-        where = {"time": wall_time(rec.manifest.get("wall_s")), "report": f"{rec.notebook}/{rec.dir.name}/report.html"}
+        where = {"time": run_time(rec.manifest, rec.results), "report": f"{rec.notebook}/{rec.dir.name}/report.html"}
         if prim is None:
             rows.append({"notebook": rec.notebook, "profile": rec.manifest.get("profile") or "-",
                          "claim": "(this run has no primary claim: re-run it)", **where})
