@@ -414,3 +414,15 @@ def test_borrow_falls_back_to_the_pairs_design_with_one_seed() -> None:
                           for i, m in enumerate("ABC") for u in range(6)])
     row = stats.compare(table, "A", "B", borrow=["C"])
     assert row["design"] == "units" and row["borrow_used"] is False
+
+
+def test_components_from_a_results_row_with_null_components() -> None:
+    """results.json writes a NaN component as null (spo_chain's credit claim: one unit per seed, no residual);
+    `rlbook power` and the scoreboard read it back as 0, as they read NaN, instead of failing on float(None)."""
+    import json
+
+    row = json.loads('{"var_seed": 0.01, "var_unit": 0.04, "var_resid": null}')
+    c = stats.Components.from_row(row)
+    assert (c.var_seed, c.var_unit, c.var_resid) == (0.01, 0.04, 0.0)
+    assert (stats.Components.from_row({"var_seed": float("nan")}).var_seed, stats.Components.from_row({}).var_unit) == \
+        (0.0, 0.0)

@@ -443,8 +443,10 @@ class Components:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], source: str = "") -> Components:
-        vals = [float(row.get(k, math.nan)) for k in ("var_seed", "var_unit", "var_resid")]
-        vals = [0.0 if not math.isfinite(v) else v for v in vals]
+        """From a claim row (``results.json``): a missing or non-finite component is 0 (``results.json`` writes NaN
+        as null, e.g. ``var_resid`` of a design with one unit per seed)."""
+        raw = [row.get(k) for k in ("var_seed", "var_unit", "var_resid")]
+        vals = [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else 0.0 for v in raw]
         return cls(*vals, source=source)
 
     def design(self, n_seeds: int, n_units: int) -> tuple[float, float]:
