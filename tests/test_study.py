@@ -51,3 +51,19 @@ def test_a_fixed_checkpoint_claim_is_settled_by_more_units_not_seeds() -> None:
            "n_seeds": 1, "n_units": 3, "var_seed": 0.0, "var_unit": 0.2, "var_resid": 0.0, "design": "units"}
     text = study.settling_design(row)
     assert "(3 units)" in text and "needs 200 units" in text and "seeds x" not in text
+
+
+def test_steps_text_says_each_methods_steps_when_a_token_budget_ends_runs_early() -> None:
+    """spo_chain's cpu run read "3 seeds x 12 steps per method" while its runs stopped at 2 to 12 steps under the
+    3,000-token budget; by hand: GRPO ran 5 steps on both seeds, SPO-chain 2 and 4."""
+    import pandas as pd
+    from rlbook.analysis.study import steps_text
+
+    rows = [("GRPO", 0, s) for s in range(1, 6)] + [("GRPO", 1, s) for s in range(1, 6)] + \
+        [("SPO-chain", 0, s) for s in (1, 2)] + [("SPO-chain", 1, s) for s in range(1, 5)]
+    m = pd.DataFrame(rows, columns=["method", "seed", "step"])
+    assert steps_text(m, 2, 3000) == \
+        "2 seeds; steps per run: GRPO 5, SPO-chain 2-4 (each run stops at 3,000 generated tokens)"
+    same = m[m["method"] == "GRPO"]
+    assert steps_text(same, 2, 3000) == "2 seeds x 5 steps per method"
+    assert steps_text(m, 2) == "2 seeds; steps per run: GRPO 5, SPO-chain 2-4"

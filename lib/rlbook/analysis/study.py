@@ -377,9 +377,9 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
         head += f"Primary claim: **{primary['verdict']}**. "
     head += f"Of {len(rows)} rows: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + "."
     if res is not None:
+        budget = (res.params.get("train") or {}).get("gen_token_budget")
         head += (f" Base model: {res.base_accuracy():.1%} held-out accuracy; "
-                 f"{report.count(res.params['seeds'], 'seed')} x "
-                 f"{report.count(int(res.sweep.metrics['step'].max()), 'step')} per method.")
+                 f"{steps_text(res.sweep.metrics, res.params['seeds'], budget)}.")
     tail = ""
     if counts.get("inconclusive"):
         tail = ("\n\n*Inconclusive*: the 95% interval contains both the claimed and the opposite side at this "
@@ -387,6 +387,20 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
     if primary is not None and primary["verdict"] == "inconclusive":
         tail += "\n\n" + settling_design(primary)
     return head + "\n\n" + "\n".join(_claim_sentence(r) for r in rows) + tail
+
+
+def steps_text(metrics: pd.DataFrame, seeds: Any, budget: Any = None) -> str:
+    """How long the runs trained: ``"3 seeds x 8 steps per method"``, or, when runs stopped at different steps (a
+    token budget ends each run on its own), the steps per run of each method: ``"3 seeds; steps per run: GRPO 5,
+    SPO-chain 2-4 (each run stops at 3,000 generated tokens)"``."""
+    per_run = metrics.groupby(["method", "seed"], sort=False)["step"].max()
+    lo, hi = int(per_run.min()), int(per_run.max())
+    if lo == hi:
+        return f"{report.count(seeds, 'seed')} x {report.count(hi, 'step')} per method"
+    ranges = per_run.groupby(level="method", sort=False).agg(["min", "max"])
+    parts = [f"{m} {int(a)}" if a == b else f"{m} {int(a)}-{int(b)}" for m, (a, b) in ranges.iterrows()]
+    why = f" (each run stops at {int(budget):,} generated tokens)" if isinstance(budget, int) and budget > 0 else ""
+    return f"{report.count(seeds, 'seed')}; steps per run: {', '.join(parts)}{why}"
 
 
 def settling_design(row: Mapping[str, Any]) -> str:
