@@ -101,7 +101,8 @@ def run_time(manifest: dict[str, Any], results: dict[str, Any]) -> str:
 
 def primary_table(records: Sequence[runs.RunRecord], root: Path | None = None) -> pd.DataFrame:
     """One row per notebook: its primary claim (or a note that the run has none), the run's wall time (with the
-    share of its runs read from the cache, :func:`run_time`) and its report's path (``<notebook>/<run id>/report.html`` under the outputs folder)."""
+    share of its runs read from the cache, :func:`run_time`) and its report's path
+    (``<notebook>/<run id>/report.html`` under the outputs folder)."""
     rows = []
     for rec in records:
         claims = [c for c in rec.results["claims"] if isinstance(c, dict)]

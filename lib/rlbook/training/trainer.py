@@ -403,7 +403,8 @@ class Trainer:
             if self.checkpoint_dir is not None and every and self.step_count % every == 0:
                 checkpoint.save(self, self.checkpoint_dir)
                 saved = self.step_count
-            budget = {"tokens": f"{self.generated_tokens}/{self.cfg.gen_token_budget}"} if self.cfg.gen_token_budget else {}
+            shown = self.progress and self.cfg.gen_token_budget  # the token count sums the history: only for a shown bar
+            budget = {"tokens": f"{self.generated_tokens}/{self.cfg.gen_token_budget}"} if shown else {}
             bar.set_postfix(reward=f"{m['reward_mean']:.2f}", acc=f"{m['accuracy']:.2f}",
                             len=f"{m['response_length']:.0f}", s=f"{m['step_s']:.1f}", **budget)
         if self.checkpoint_dir is not None and saved != self.step_count and self.step_count > 0:
