@@ -43,6 +43,7 @@ ROWS = [  # (row of the doc, -p overrides / flags, expected pieces of the messag
     ("bad type", ["-p", "lora.r=abc"], ["lora: lora.r='abc' must be an integer"]),
     ("out-of-range value", ["-p", "train.lr=-1"], ["train.lr=-1 must be >= 0.0"]),
     ("out-of-range value", ["-p", "train.top_p=2"], ["train.top_p=2 must be <= 1.0"]),
+    ("count below 1", ["-p", "eval_size=0"], ["eval_size=0 must be at least 1"]),
     ("unknown estimator", ["-p", "train.estimator=nope"], ["train.estimator='nope' is not allowed; allowed: ", "grpo"]),
     ("unknown loss", ["-p", "train.loss=nope"], ["train.loss='nope' is not allowed; allowed: ", "ppo_clip"]),
     ("unknown reward", ["-p", "train.rewards=[{name: nope}]"],
@@ -63,17 +64,17 @@ def test_bad_parameter(row: str, flags: list[str], expected: list[str], tmp_path
 
 
 METHOD_ROWS = [  # (row of the doc, the methods table given with -p to `rlbook run knapsack --profile smoke`, pieces)
-    ("unknown method preset", "{Bad: {preset: knapsak}}",
+    ("unknown method preset", "{GRPO: grpo, Bad: {preset: knapsak}}",
      ["methods['Bad']: method preset 'knapsak' is unknown; available: ", "knapsack"]),
-    ("bad sampler hyper-parameter", "{K: {preset: knapsack, sampler_kwargs: {nn: 1}}}",
+    ("bad sampler hyper-parameter", "{GRPO: grpo, K: {preset: knapsack, sampler_kwargs: {nn: 1}}}",
      ["methods['K']: train.sampler: sampler 'knapsack' got unknown hyper-parameter(s) nn; allowed: n, min_n"]),
-    ("bad sampler hyper-parameter", "{K: {preset: knapsack, sampler_kwargs: {min_n: 0}}}",
+    ("bad sampler hyper-parameter", "{GRPO: grpo, K: {preset: knapsack, sampler_kwargs: {min_n: 0}}}",
      ["methods['K']: knapsack needs n >= 1 and 1 <= min_n <= max_n; got n=8, min_n=0, max_n=128"]),
-    ("bad estimator hyper-parameter", "{B: {preset: bnpo, estimator_kwargs: {nope: 1}}}",
+    ("bad estimator hyper-parameter", "{GRPO: grpo, B: {preset: bnpo, estimator_kwargs: {nope: 1}}}",
      ["methods['B']: train.estimator: estimator 'bnpo' got unknown hyper-parameter(s) nope; allowed: "]),
-    ("unknown loss in a method", "{L: {preset: grpo, loss: nope}}",
+    ("unknown loss in a method", "{GRPO: grpo, L: {preset: grpo, loss: nope}}",
      ["methods['L']: train.loss='nope' is not allowed; allowed: ", "ppo_clip"]),
-    ("group narrower than the sampler's budgets", "{K: {preset: knapsack, group_size: 8}}",
+    ("group narrower than the sampler's budgets", "{GRPO: grpo, K: {preset: knapsack, group_size: 8}}",
      ["methods['K']: train.group_size=8 is narrower than the 14 completions sampler 'knapsack' can ask for one "
       "prompt (prompts_per_step=2)"]),
 ]
@@ -86,13 +87,19 @@ def test_bad_method(row: str, methods: str, expected: list[str], tmp_path: Path,
     bad(["run", "knapsack", "--profile", "smoke", "-p", f"methods={methods}"], tmp_path / "outputs", capsys, *expected)
 
 
+def test_baseline_not_among_the_methods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "| baseline not among the methods |" in DOC
+    bad(["run", "knapsack", "--profile", "smoke", "-p", "baseline=PPO"], tmp_path / "outputs", capsys,
+        "baseline='PPO' is not one of the methods; allowed: GRPO, ")
+
+
 def test_misspelt_preset_exits_2_in_seconds_with_no_run_folder(tmp_path: Path) -> None:
     """The command of docs/BAD_INPUT.md as a user types it: a fresh process, exit 2, the preset and the allowed
     ones named, nothing written; its CPU time is the imports' (wall time on a busy machine is not)."""
     outputs = tmp_path / "outputs"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-m", "rlbook.application.cli", "run", "knapsack", "--profile", "smoke", "-p",
-                           "methods={Bad: {preset: knapsak}}", "--outputs", str(outputs)],
+                           "methods={GRPO: grpo, Bad: {preset: knapsak}}", "--outputs", str(outputs)],
                           capture_output=True, text=True, timeout=120, env=os.environ.copy())
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime

@@ -172,3 +172,22 @@ def test_train_section_uses_trainconfig(tmp_path: Path) -> None:
         P.resolve("t", overrides=["train.estimator=nope"], params_dir=tmp_path)
     with pytest.raises(ParamError, match="unknown key train.stepz"):
         P.resolve("t", overrides=["train.stepz=3"], params_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"seeds": 0}, "seeds=0 must be at least 1 (3 or more for a verdict)"),
+        ({"eval_size": -5}, "eval_size=-5 must be at least 1"),
+        ({"baseline": "PPO"}, "baseline='PPO' is not one of the methods; allowed: GRPO, DAPO"),
+    ],
+)
+def test_values_no_run_can_use_fail_at_the_edge(override: dict, fragment: str) -> None:
+    defaults = {"seeds": 3, "eval_size": 1000, "methods": {"GRPO": "grpo", "DAPO": "dapo"}, "baseline": "GRPO"}
+    with pytest.raises(ParamError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        P.validate({**defaults, **override}, defaults, sections={})
+
+
+def test_a_baseline_among_a_list_of_methods_passes() -> None:
+    defaults = {"seeds": 1, "methods": ["grpo", "dr_grpo"], "baseline": "grpo"}
+    assert P.validate(defaults, defaults, sections={})["baseline"] == "grpo"

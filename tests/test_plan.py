@@ -149,7 +149,7 @@ def test_check_all_passes_every_notebook_and_profile(capsys: pytest.CaptureFixtu
 
 
 def test_check_reports_a_bad_method_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check", "knapsack", "--profile", "smoke", "-p", "methods={Bad: {preset: knapsak}}"]) == 2
+    assert cli.main(["check", "knapsack", "--profile", "smoke", "-p", "methods={GRPO: grpo, Bad: {preset: knapsak}}"]) == 2
     out = capsys.readouterr()
     assert "FAIL knapsack smoke: methods['Bad']: method preset 'knapsak' is unknown; available: " in out.out
     assert "rlbook: error: 1 notebook/profile pair(s) failed the check" in out.err

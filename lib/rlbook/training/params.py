@@ -32,6 +32,7 @@ import yaml
 from rlbook.core.config import ParamError, TrainConfig, build
 from rlbook.core.paths import find_root  # noqa: F401  (re-exported: rlbook.training.params.find_root)
 
+COUNTS = ("seeds", "eval_size", "eval_max_new_tokens")  # top-level parameters many notebooks share: a count >= 1
 RESERVED = ("run_dir", "profile")  # injected by the run machinery, never listed in a params file
 SECTIONS = ("task", "train", "lora")  # dict parameters that a partial dict updates key by key (for_notebook)
 
@@ -173,17 +174,34 @@ def validate(
     if unknown:
         allowed = ", ".join(sorted(defaults))
         raise ParamError(f"unknown parameter {unknown[0]!r}; allowed: {allowed}")
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        default = defaults[key]
-        if isinstance(value, dict) or isinstance(default, dict):
-            sections = _sections(sections)
-        if sections is not None and key in sections:
-            _check_section(key, sections[key], value)
-            out[key] = value
-        else:
-            out[key] = check_type(key, value, default)
+    # the cheap checks first: a bad count or baseline fails before a section's dataclass loads the model stack
+    deferred = [k for k in params if k in (sections if sections is not None else SECTIONS)]
+    out = {k: v if k in deferred else check_type(k, v, defaults[k]) for k, v in params.items()}
+    check_values(out)
+    if deferred:
+        sections = _sections(sections)
+    for key in deferred:
+        if key in sections:  # type: ignore[operator]
+            _check_section(key, sections[key], params[key])  # type: ignore[index]
+        else:  # default_sections() could not be imported: checked by type
+            out[key] = check_type(key, params[key], defaults[key])
     return out
+
+
+def check_values(params: Mapping[str, Any]) -> None:
+    """Values the type check lets through but no run can use: a :data:`COUNTS` key below 1 (``seeds=0`` would load
+    the model and run the notebook's lesson before its sweep found nothing to compare), a ``baseline`` that is not
+    one of ``methods``."""
+    for key in COUNTS:
+        value = params.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            hint = " (3 or more for a verdict)" if key == "seeds" else ""
+            raise ParamError(f"{key}={value!r} must be at least 1{hint}")
+    methods, baseline = params.get("methods"), params.get("baseline")
+    if isinstance(baseline, str) and isinstance(methods, (Mapping, list)):
+        names = list(methods) if isinstance(methods, Mapping) else [m for m in methods if isinstance(m, str)]
+        if names and baseline not in names:
+            raise ParamError(f"baseline={baseline!r} is not one of the methods; allowed: {', '.join(map(str, names))}")
 
 
 def resolve(
