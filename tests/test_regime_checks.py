@@ -121,3 +121,16 @@ def test_measured_and_measured_between_are_one_check_on_study_and_pipeline_table
     study_res = SimpleNamespace(extra={"forgetting": gain})
     ok, why = regimes.CHECKS["measured"](study_res, claim, column="value", hi=0.02)
     assert not ok and "forgetting (GRPO) = 0.03" in why and "needs at most 0.02" in why
+
+
+def test_runs_differ_fails_where_a_seed_of_the_added_mechanism_equals_its_base_run():
+    claim = study.Claim("DA-DLER is shorter than DLER", "final_length", "DA-DLER", "DLER")
+    # seeds 0 and 2: DA-DLER's rewards equal DLER's at every step (the cap never cut); seed 1 differs at step 2
+    rows = [{"method": m, "seed": seed, "step": step, "reward_mean": 0.25 + 0.1 * step
+             + (0.05 if (m, seed, step) == ("DA-DLER", 1, 2) else 0.0)}
+            for m in ("DLER", "DA-DLER") for seed in (0, 1, 2) for step in (1, 2, 3)]
+    ok, why = regimes.check_runs_differ(_res(rows), claim)
+    assert not ok and "on 1 of 3 seeds" in why and "never acted" in why
+    assert regimes.check_runs_differ(_res(rows), claim, min_frac=0.3)[0]
+    assert regimes.CHECKS["runs_differ"] is regimes.check_runs_differ
+    assert not regimes.check_runs_differ(_res(rows), claim, column="nope")[0]

@@ -295,6 +295,30 @@ def check_metric_nonzero(res: Any, claim: Any, column: str, method: str | None =
     return val >= min_abs, f"{method or claim.method}: mean |{column}| = {val:.4f} over training (needs >= {min_abs})"
 
 
+def check_runs_differ(res: Any, claim: Any, other: str | None = None, column: str = "reward_mean",
+                      method: str | None = None, min_frac: float = 1.0) -> tuple[bool, str]:
+    """The mechanism acted: the method's training ``column`` differs at some step from ``other``'s on the same seed.
+
+    For a method that adds one mechanism to another (DA-DLER's tighter cap on top of DLER's), common random numbers
+    give both runs of a seed the same prompts and sampling noise, so a mechanism that never fired leaves the two
+    runs identical, step for step, and the comparison measures nothing.  Passes when at least ``min_frac`` of the
+    seeds both methods ran differ."""
+    who, base = method or claim.method, other or claim.baseline
+    if base is None:
+        return False, f"{who}: no other method to compare its training with"
+    mine, theirs = _runs_of(res, who), _runs_of(res, base)
+    if column not in mine or column not in theirs:
+        return False, f"{who} or {base}: no training column {column!r}"
+    joined = mine[["seed", "step", column]].merge(theirs[["seed", "step", column]], on=["seed", "step"])
+    if joined.empty:
+        return False, f"{who} and {base}: no seed and step that both ran"
+    gap = (joined[f"{column}_x"] - joined[f"{column}_y"]).abs().fillna(0.0).groupby(joined["seed"]).max()
+    differ = int((gap > 1e-9).sum())
+    ok = differ >= min_frac * len(gap)
+    return ok, (f"{who}'s training {column} differs from {base}'s on {differ} of {len(gap)} seeds (same prompts and "
+                f"noise; needs {min_frac:.0%}){'' if ok else ': where equal, the mechanism never acted'}")
+
+
 def check_baseline_beats_base(res: Any, claim: Any, min_gain: float = 0.0) -> tuple[bool, str]:
     """Before a non-inferiority claim: the baseline's estimated gain over the base model (held-out, paired by
     problem) is above ``min_gain``; an estimate, not a significance test (a gate that needs significance on
@@ -408,7 +432,7 @@ CHECKS: dict[str, Callable[..., tuple[bool, str]]] = {
     "clip_active": check_clip_active, "truncation_below": check_truncation_below,
     "lengths_can_grow": check_lengths_can_grow, "base_accuracy_between": check_base_accuracy_between,
     "sampled_accuracy_between": check_sampled_accuracy_between, "metric_nonzero": check_metric_nonzero,
-    "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
+    "runs_differ": check_runs_differ, "baseline_beats_base": check_baseline_beats_base, "mixed_groups": check_mixed_groups,
     "train_tokens_at_most": check_train_tokens_at_most,
     "base_answers": check_base_answers,
     "train_metric_between": check_train_metric_between, "metric_between": check_train_metric_between,
