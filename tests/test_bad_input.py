@@ -87,6 +87,12 @@ def test_bad_method(row: str, methods: str, expected: list[str], tmp_path: Path,
     bad(["run", "knapsack", "--profile", "smoke", "-p", f"methods={methods}"], tmp_path / "outputs", capsys, *expected)
 
 
+def test_jobs_below_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "| jobs below 1 |" in DOC
+    bad(["run", "quickstart", "--jobs", "0"], tmp_path / "outputs", capsys,
+        "--jobs 0 must be at least 1 (training processes at once; 1 trains one run at a time)")
+
+
 def test_baseline_not_among_the_methods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "| baseline not among the methods |" in DOC
     bad(["run", "knapsack", "--profile", "smoke", "-p", "baseline=PPO"], tmp_path / "outputs", capsys,

@@ -46,7 +46,7 @@ from rlbook.analysis.metrics import (  # noqa: F401  (re-exported: the names not
 )
 from rlbook.analysis.regimes import CHECKS
 from rlbook.core.errors import ParamError
-from rlbook.training import experiments, runs
+from rlbook.training import experiments, parallel, runs
 
 DIRECTIONS = ("greater", "less", "not_less", "equivalent")
 DEFAULT_CURVES = (("accuracy", "train accuracy"), ("reward_mean", "train reward"),
@@ -187,7 +187,11 @@ def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None,
         ok = margin_check(c, _eval_size(p))
         if ok is not None and not ok[0]:
             print(f"note: claim {c.text!r} will be untestable here: {ok[1]}")
-    res = experiments.sweep(specs, p["seeds"], cache=experiments.cache_root(run))
+    cache = experiments.cache_root(run)
+    prefilled = parallel.prefill(specs, p["seeds"], cache, parallel.jobs_from_env())  # rlbook run --jobs N
+    res = experiments.sweep(specs, p["seeds"], cache=cache)
+    if prefilled:  # runs the worker processes trained count as trained here, not as reused from the cache
+        res = experiments.collect(specs, p["seeds"], cache, trained=prefilled | set(res.final.loc[~res.final["cached"], "key"]))
     out = StudyResult(study, run, res, specs, p)
     warning = probe.signal_warning(out.base_accuracy(), p["task"])
     if warning:

@@ -151,7 +151,21 @@ def _finish_run(run_dir: Path, nb_file: str, status: str, error: str | None, tb:
         print(f"report: {run_dir / 'report.html'}")
 
 
+def _set_jobs(jobs: int) -> str | None:
+    """``--jobs N``: the notebook's sweeps train N runs at once (:mod:`rlbook.training.parallel`), through the
+    kernel's environment; an error message for N < 1."""
+    if jobs < 1:
+        return f"--jobs {jobs} must be at least 1 (training processes at once; 1 trains one run at a time)"
+    if jobs > (os.cpu_count() or 1):
+        print(f"rlbook: warning: --jobs {jobs} is more than the {os.cpu_count()} cores here; each job is a process "
+              "with its own copy of the model", file=sys.stderr)
+    os.environ["RLBOOK_JOBS"] = str(jobs)
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if (bad := _set_jobs(args.jobs)) is not None:
+        return _error(bad)
     if args.resume is not None:
         given = [flag for flag, v in (("--profile", args.profile), ("--params", args.params), ("-p", args.p)) if v]
         if given:
@@ -182,6 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         interactive=False,
         params_file=str(args.params) if args.params else None,
         overrides=list(args.p),
+        jobs=args.jobs,
     )
     print(f"rlbook: running {args.notebook} into {run_dir}", file=sys.stderr)
     try:
@@ -369,6 +384,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if (bad := _set_jobs(args.jobs)) is not None:
+        return _error(bad)
     return resume(args.run_folder, None, args.outputs)
 
 
@@ -466,6 +483,10 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
     return 0
 
 
+JOBS_HELP = ("train N of a sweep's runs at once, each in its own process with cores/N torch threads (default 1); "
+             "about 2.5 GB of memory per job for the 135M policy")
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--outputs", type=Path, help="outputs folder (default: outputs/ at the repo root)")
@@ -480,6 +501,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_FOLDER", help="continue this interrupted run of NOTEBOOK instead")
     run.add_argument("--reuse", action="store_true",
                      help="if a run with the same parameters exists: reuse it when ok, else resume it (sweeps)")
+    run.add_argument("--jobs", type=int, default=1, metavar="N", help=JOBS_HELP)
     run.set_defaults(func=cmd_run)
     chk = sub.add_parser("check", help="resolve and check notebooks' parameters and methods without running them")
     chk.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebooks to check (default: every one)")
@@ -492,6 +514,7 @@ def parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_list)
     res = sub.add_parser("resume", parents=[common], help="continue an interrupted or failed run in its folder")
     res.add_argument("run_folder")
+    res.add_argument("--jobs", type=int, default=1, metavar="N", help=JOBS_HELP)
     res.set_defaults(func=cmd_resume)
     cch = sub.add_parser("cache", help="list the cached training runs; --prune deletes stale and unfinished ones")
     cch.add_argument("--root", help="the cache folder (default: $RLBOOK_RUNS_CACHE or outputs/_cache/runs)")

@@ -29,7 +29,8 @@ NOT_TRAINING = ("application/cli.py", "application/export.py", "analysis/report.
                 "analysis/study.py", "analysis/metrics.py", "analysis/simlab.py", "analysis/probe.py", "core/cache.py", "analysis/measure.py",
                 "analysis/creditlab.py", "analysis/efficiency.py", "analysis/regimes.py", "application/integrations/",
                 "analysis/pipeline.py", "training/stages.py", "analysis/lessons/", "analysis/power.py",
-                "analysis/simclaims.py", "application/pages.py", "application/scoreboard.py")
+                "analysis/simclaims.py", "application/pages.py", "application/scoreboard.py",
+                "training/parallel.py")
 # The cache and stage plumbing above is imported by training modules (it keys and marks runs); every other module in
 # NOT_TRAINING only reads runs, and no training module imports it (tests/test_cache.py checks both).
 PLUMBING = ("core/cache.py", "training/stages.py")
