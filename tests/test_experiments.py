@@ -181,3 +181,27 @@ def test_sweep_bar_counts_runs_and_a_token_budget_finishes_a_run(tmp_path, monke
     assert res.metrics.groupby("seed")["step"].max().tolist() == [1, 1]  # the budget ended each run after one step
     (bar,) = bars
     assert bar.total == 2 and bar.seen == [1.0, 1.0, 2.0, 2.0]
+
+
+def test_the_last_steps_evaluation_is_the_final_one_not_made_twice(tmp_path, monkeypatch):
+    """eval_every dividing the steps: the step-2 evaluation of the same problems at the same length is the run's final
+    evaluation (greedy: the same numbers), so held_out_eval runs once per run after the base eval, not twice."""
+    from rlbook.training import trainer as trainer_mod
+
+    calls = []
+    original = trainer_mod.held_out_eval
+
+    def counting(tr, problems, max_new_tokens):
+        calls.append((tr.step_count, len(problems), max_new_tokens))
+        return original(tr, problems, max_new_tokens)
+
+    monkeypatch.setattr(trainer_mod, "held_out_eval", counting)
+    res = experiments.sweep([spec(eval_every=2)], seeds=1, cache=tmp_path, model_factory=Factory(), progress=False)
+    assert calls == [(0, 4, 4), (2, 4, 4)]  # the base model, then step 2 only
+    ev = res.evals[("GRPO", 0)]["final"]
+    assert ev["accuracy"] == res.metrics["eval_accuracy"].iloc[-1] and len(ev["correct"]) == len(ev["completions"]) == 4
+    calls.clear()  # an evaluation at another length is made again
+    other = RunSpec("GRPO", {**TRAIN, "eval_every": 2}, TASK, LORA, "tiny", eval_max_new_tokens=3)
+    experiments.sweep([other], seeds=1, cache=tmp_path / "b",
+                      model_factory=Factory(), progress=False)
+    assert calls == [(0, 4, 3), (2, 4, 4), (2, 4, 3)]

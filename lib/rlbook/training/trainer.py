@@ -78,6 +78,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.resumed_from_step = 0
         self.step_count = 0
+        self.step_eval: tuple[int, dict[str, Any]] | None = None  # (step, evaluation) of the last eval_every step
         self.eos_ids = eos_ids(model, tokenizer)
         seed_everything(self.cfg.seed)
         self.comp = Components(self.cfg)
@@ -122,6 +123,7 @@ class Trainer:
         m = self.order_metrics(m, batch)
         if cfg.eval_every and self.step_count % cfg.eval_every == 0:
             ev = self.evaluate()
+            self.step_eval = (self.step_count, ev)
             m.update({f"eval_{k}": ev[k] for k in ("accuracy", "response_length", "n", f"pass@{cfg.eval_pass_k}") if k in ev})
         self.log.append(m)
         return m
