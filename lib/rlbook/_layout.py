@@ -10,7 +10,7 @@ FOLDERS: list[tuple[str, list[str]]] = [
     ('application', ['cli', 'export | pages | scoreboard', 'integrations']),
     ('analysis', ['efficiency | creditlab | pipeline | lessons', 'study : measure : simclaims : regimes : power', 'metrics', 'simlab : probe', 'report | stats']),
     ('pipelines', ['continual | malt | qvalue | bon']),
-    ('training', ['experiments', 'warmstart', 'trainer', 'agents : finetune : stages', 'update | checkpoint | oom', 'runs', 'params']),
+    ('training', ['parallel', 'experiments', 'warmstart', 'trainer', 'agents : finetune : stages', 'update | checkpoint | oom', 'runs', 'params']),
     ('mechanisms', ['components | presets', 'spo | spo_tree | prm | credit | length | curricula | exploration | toolcalls', 'process', 'estimators | losses | rewards | sampling | filters | phases', 'steps']),
     ('policy', ['rollout', 'generation | models']),
     ('data', ['tasks', 'hub', 'problems']),
