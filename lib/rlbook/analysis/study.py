@@ -191,7 +191,9 @@ def sweep(study: Study, run: runs.Run, methods: Mapping[str, Any] | None = None,
     prefilled = parallel.prefill(specs, p["seeds"], cache, parallel.jobs_from_env())  # rlbook run --jobs N
     res = experiments.sweep(specs, p["seeds"], cache=cache)
     if prefilled:  # runs the worker processes trained count as trained here, not as reused from the cache
-        res = experiments.collect(specs, p["seeds"], cache, trained=prefilled | set(res.final.loc[~res.final["cached"], "key"]))
+        res.final["cached"] &= ~res.final["key"].isin(prefilled)
+        res.trained = int((~res.final["cached"]).sum())
+        res.reused = len(res.final) - res.trained
     out = StudyResult(study, run, res, specs, p)
     warning = probe.signal_warning(out.base_accuracy(), p["task"])
     if warning:

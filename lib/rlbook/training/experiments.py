@@ -352,6 +352,19 @@ def _base_eval(spec: RunSpec, root: Path, base: Any, tok: Any, force: bool) -> d
     return json.loads((folder / "eval.json").read_text())
 
 
+def check_one_start(specs: Sequence[RunSpec]) -> None:
+    """One sweep trains from one base model (the model, or its warm start): raise when ``specs`` name several."""
+    starts = {_start_key(s) for s in specs}
+    if len(starts) > 1:
+        raise ValueError(f"one sweep trains from one base model; these specs start from {len(starts)} different "
+                         "models or warm starts: sweep them separately")
+
+
+def pending(specs: Sequence[RunSpec], seeds: int | Iterable[int], root: Path) -> list[tuple[RunSpec, int]]:
+    """The (spec, seed) pairs of a sweep that are not finished in the cache at ``root``, in the sweep's order."""
+    return [(s, sd) for s in specs for sd in _seeds(seeds) if not is_done(root / s.key(sd))]
+
+
 def _seeds(seeds: int | Iterable[int]) -> list[int]:
     return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
 
@@ -380,12 +393,10 @@ def sweep(
         raise ValueError(f"method labels must be unique, got {labels}")
     root = Path(cache) if cache is not None else cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    starts = {_start_key(s) for s in specs}
-    if model_factory is None and len(starts) > 1:
-        raise ValueError(f"one sweep trains from one base model; these specs start from {len(starts)} different "
-                         "models or warm starts: sweep them separately")
+    if model_factory is None:
+        check_one_start(specs)
     pairs = [(spec, seed) for spec in specs for seed in _seeds(seeds)]
-    todo = [(s, sd) for s, sd in pairs if force or not is_done(root / s.key(sd))]
+    todo = pairs if force else pending(specs, seeds, root)
     base_keys = {s.base_key() for s in specs}
     need_model = bool(todo) or force or any(not is_done(root / k) for k in base_keys)
     base = tok = None

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlbook.core.cache import is_done
 from rlbook.training import experiments
 
 
@@ -48,11 +47,10 @@ def prefill(specs: Sequence[experiments.RunSpec], seeds: int | Iterable[int], ca
     from rlbook.core.progress import tqdm
 
     root = Path(cache)
-    todo = [(s, sd) for s in specs for sd in experiments._seeds(seeds) if not is_done(root / s.key(sd))]
+    todo = experiments.pending(specs, seeds, root)
     if jobs < 2 or len(todo) < 2:
         return set()
-    if len({experiments._start_key(s) for s in specs}) > 1:
-        raise ValueError("one sweep trains from one base model: prefill the specs of each start model separately")
+    experiments.check_one_start(specs)
     base, tok = experiments.default_model_factory(specs[0], root)()
     for spec in {s.base_key(): s for s in specs}.values():
         experiments._base_eval(spec, root, base, tok, False)
