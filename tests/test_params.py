@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,3 +192,12 @@ def test_values_no_run_can_use_fail_at_the_edge(override: dict, fragment: str) -
 def test_a_baseline_among_a_list_of_methods_passes() -> None:
     defaults = {"seeds": 1, "methods": ["grpo", "dr_grpo"], "baseline": "grpo"}
     assert P.validate(defaults, defaults, sections={})["baseline"] == "grpo"
+
+
+def test_zero_training_steps_warn_that_every_method_is_its_start_model() -> None:
+    defaults = {"seeds": 3, "train": {"steps": 6, "lr": 0.0005}}
+    with pytest.warns(UserWarning, match="train.steps=0: no method trains"):
+        P.validate({**defaults, "train": {"steps": 0, "lr": 0.0005}}, defaults, sections={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        P.validate(defaults, defaults, sections={})

@@ -191,7 +191,7 @@ def validate(
 def check_values(params: Mapping[str, Any]) -> None:
     """Values the type check lets through but no run can use: a :data:`COUNTS` key below 1 (``seeds=0`` would load
     the model and run the notebook's lesson before its sweep found nothing to compare), a ``baseline`` that is not
-    one of ``methods``."""
+    one of ``methods``.  ``train.steps=0`` is allowed (no method trains) but warns."""
     for key in COUNTS:
         value = params.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
@@ -202,6 +202,10 @@ def check_values(params: Mapping[str, Any]) -> None:
         names = list(methods) if isinstance(methods, Mapping) else [m for m in methods if isinstance(m, str)]
         if names and baseline not in names:
             raise ParamError(f"baseline={baseline!r} is not one of the methods; allowed: {', '.join(map(str, names))}")
+    train = params.get("train")
+    if isinstance(train, Mapping) and train.get("steps") == 0:  # valid (TrainConfig allows it), but says nothing
+        warnings.warn("train.steps=0: no method trains, so every method is its start model and every comparison "
+                      "is between identical policies", UserWarning, stacklevel=2)
 
 
 def resolve(
