@@ -53,6 +53,16 @@ def test_a_fixed_checkpoint_claim_is_settled_by_more_units_not_seeds() -> None:
     assert "(3 units)" in text and "needs 200 units" in text and "seeds x" not in text
 
 
+def test_the_conclusion_names_a_warm_start_as_the_start_model_not_the_base() -> None:
+    """curricula's cpu conclusion read "Base model: 43.1% held-out accuracy" for the policy after 32 SFT steps."""
+    from rlbook.analysis.study import start_text
+
+    assert start_text({"warm_start": {"steps": 32, "lr": 0.0005}}) == \
+        "Start model (the base after a 32-step SFT warm start)"
+    assert start_text({"warm_start": {"steps": 0}}) == "Base model"
+    assert start_text({"seeds": 3}) == "Base model"
+
+
 def test_steps_text_says_each_methods_steps_when_a_token_budget_ends_runs_early() -> None:
     """spo_chain's cpu run read "3 seeds x 12 steps per method" while its runs stopped at 2 to 12 steps under the
     3,000-token budget; by hand: GRPO ran 5 steps on both seeds, SPO-chain 2 and 4."""

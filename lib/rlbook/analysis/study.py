@@ -384,7 +384,7 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
     head += f"Of {len(rows)} rows: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + "."
     if res is not None:
         budget = (res.params.get("train") or {}).get("gen_token_budget")
-        head += (f" Base model: {res.base_accuracy():.1%} held-out accuracy; "
+        head += (f" {start_text(res.params)}: {res.base_accuracy():.1%} held-out accuracy; "
                  f"{steps_text(res.sweep.metrics, res.params['seeds'], budget)}.")
     tail = ""
     if counts.get("inconclusive"):
@@ -393,6 +393,15 @@ def conclusion(rows: Sequence[dict[str, Any]], res: StudyResult | None = None) -
     if primary is not None and primary["verdict"] == "inconclusive":
         tail += "\n\n" + settling_design(primary)
     return head + "\n\n" + "\n".join(_claim_sentence(r) for r in rows) + tail
+
+
+def start_text(params: Mapping[str, Any]) -> str:
+    """What every method started from, as the conclusion names it: ``"Base model"``, or, with a ``warm_start`` stage
+    of some steps, ``"Start model (the base after a 32-step SFT warm start)"`` (curricula's accuracy at step 0 is the
+    warm start's, not the base model's)."""
+    warm = params.get("warm_start")
+    steps = warm.get("steps", 0) if isinstance(warm, Mapping) else 0
+    return f"Start model (the base after a {steps}-step SFT warm start)" if steps else "Base model"
 
 
 def steps_text(metrics: pd.DataFrame, seeds: Any, budget: Any = None) -> str:
